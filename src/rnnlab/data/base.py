@@ -1,0 +1,269 @@
+"""``SequenceDataModule``: what every rnnlab DataModule shares.
+
+A subclass says how to turn its raw files into encoded splits (:meth:`build`) and how to encode raw input for
+``predict`` (:meth:`encode_predict`); this class does the rest, once for all datasets:
+
+* the encoded form is built once and cached in ``<root>/<name>/cache/<key>.pt`` (``key`` = a hash of every
+  argument that changes the encoding), under a file lock, so DDP ranks, re-runs and ``test`` after ``fit`` reuse it
+  -- nothing is tokenised per epoch;
+* the vocabulary / label names (``self.state``) go into every checkpoint (``state_dict``) and come back with
+  ``vocab_from=<ckpt>``, so ``predict`` from a checkpoint needs no training data;
+* one batching path: :class:`~rnnlab.data.batching.LengthBucketSampler` + :func:`~rnnlab.data.batching.pad_collate`,
+  sharded by rank under DDP (run with ``trainer.use_distributed_sampler=false``, the CLI's default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from filelock import FileLock
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from rnnlab.data.batching import LengthBucketSampler, SequenceDataset, pad_collate
+from rnnlab.errors import RnnlabError
+
+log = logging.getLogger(__name__)
+
+
+def pack_sequences(seqs: list[list[int]], dtype=torch.int32) -> dict[str, Tensor]:
+    """Ragged id lists -> ``{"flat": [N], "lengths": [n]}`` (compact on disk, fast to load)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    flat = torch.tensor([i for s in seqs for i in s], dtype=dtype) if seqs else torch.zeros(0, dtype=dtype)
+    return {"flat": flat, "lengths": lengths}
+
+
+def unpack_sequences(packed: dict[str, Tensor]) -> list[Tensor]:
+    return list(packed["flat"].long().split(packed["lengths"].tolist()))
+
+
+def load_checkpoint_state(path: str | os.PathLike, key: str) -> dict:
+    """The DataModule state saved in a Lightning checkpoint (vocabulary, labels) -- no training data needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise RnnlabError(f"checkpoint {path} not found: pass the path of a .ckpt written by `fit`")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if key not in ckpt:
+        found = [k for k in ckpt if k.endswith("DataModule")]
+        raise RnnlabError(
+            f"checkpoint {path} holds no {key} state (it has {found or 'no DataModule state'}): it was written with "
+            f"another dataset; use the matching config, or train one with this config first"
+        )
+    return ckpt[key]
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Base DataModule; see the module docstring.
+
+    Args:
+        root: download cache; the dataset lives in ``<root>/<name>/``.
+        local_dir: folder holding local copies laid out as ``<name>/<official file>`` (default: ``$RNNLAB_LOCAL_DATA``).
+        batch_size: samples per batch (per device under DDP).
+        num_workers: DataLoader worker processes (0 is fastest on a small CPU; raise it on GPU machines).
+        seed: seeds the train/val split and the batch order.
+        bucket_pool: batches per length-sorting pool; larger -> less padding, less randomness.
+        vocab_from: a checkpoint whose vocabulary and labels to use instead of building them (the CLI sets it from
+            ``--ckpt_path`` for validate/test/predict).
+        predict_file: for ``predict``: a UTF-8 file with one input per line.
+        predict_texts: for ``predict``: inputs given on the command line (a list of strings).
+    """
+
+    name: str = ""  # registry name; also the folder under root
+    version: int = 1  # bump when the encoded format changes
+
+    def __init__(
+        self,
+        root: str = "data",
+        local_dir: Optional[str] = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+        bucket_pool: int = 50,
+        vocab_from: Optional[str] = None,
+        predict_file: Optional[str] = None,
+        predict_texts: Optional[list[str]] = None,
+    ) -> None:
+        super().__init__()
+        self.predict_file, self.predict_texts = predict_file, predict_texts
+        self.root, self.local_dir = Path(root), local_dir
+        self.batch_size, self.num_workers, self.seed, self.bucket_pool = batch_size, num_workers, seed, bucket_pool
+        self.vocab_from = vocab_from
+        self.state: Optional[dict] = None
+        self.datasets: dict[str, SequenceDataset] = {}
+        self.predict_items: list[dict] = []
+
+    # ------------------------------------------------------------- subclass API
+    def encoding_args(self) -> dict:
+        """Arguments that change the encoded data (they key the cache). Subclasses extend this."""
+        return {}
+
+    def build(self, state: Optional[dict]) -> dict:
+        """Read the raw data, build the vocabulary on the train split (unless ``state`` gives one), encode.
+
+        Returns ``{"state": {...vocabulary, labels...}, "splits": {split: {...}}}``.
+        """
+        raise NotImplementedError
+
+    def make_dataset(self, split: str, data: dict) -> SequenceDataset:
+        raise NotImplementedError
+
+    def on_state(self, state: dict) -> None:
+        """Called when ``self.state`` is set: subclasses rebuild their vocabulary objects from it."""
+
+    def encode_predict(self, texts: list[str]) -> list[dict]:
+        """Per input line: ``{"input": text, "tokens": Tensor}`` or ``{"input": text, "error": message}``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- building
+    def _cache_path(self, state: Optional[dict]) -> Path:
+        args = {"name": self.name, "version": self.version, "seed": self.seed, **self.encoding_args()}
+        if state is not None:
+            args["state"] = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return self.root / self.name / "cache" / f"{key}.pt"
+
+    def _load_or_build(self) -> dict:
+        given = load_checkpoint_state(self.vocab_from, type(self).__qualname__) if self.vocab_from else None
+        path = self._cache_path(given)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.is_file():
+                return torch.load(path, weights_only=True)
+            log.info("%s: encoding the data once into %s", self.name, path)
+            payload = self.build(given)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+            return payload
+
+    def _ensure_state(self) -> dict:
+        if self.state is None:
+            if self.vocab_from:  # a checkpoint's vocabulary: no data needed for predict
+                self._set_state(load_checkpoint_state(self.vocab_from, type(self).__qualname__))
+            else:
+                self._set_state(self._load_or_build()["state"])
+        return self.state
+
+    def _set_state(self, state: dict) -> None:
+        self.state = state
+        self.on_state(state)
+
+    # -------------------------------------------------------- Lightning hooks
+    def prepare_data(self) -> None:
+        if not self.vocab_from:  # rank 0 only: download, verify, encode into the cache
+            self._load_or_build()
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            self._ensure_state()
+            return
+        payload = self._load_or_build()
+        self._set_state(payload["state"])
+        self.datasets = {split: self.make_dataset(split, data) for split, data in payload["splits"].items()}
+
+    def state_dict(self) -> dict:
+        return dict(self._ensure_state())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.state is not None and self.state != state_dict:
+            raise RnnlabError(
+                "the checkpoint's vocabulary/labels differ from those of the data just loaded; pass "
+                "--data.vocab_from <the checkpoint> (the CLI does this for paths given to --ckpt_path)"
+            )
+        self._set_state(state_dict)
+
+    # ------------------------------------------------------------ dataloaders
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def dataset(self, split: str) -> SequenceDataset:
+        if split not in self.datasets:
+            raise RnnlabError(f"{self.name}: no {split!r} split (have {sorted(self.datasets)}); call setup() first")
+        return self.datasets[split]
+
+    def sampler(self, split: str, shuffle: bool) -> LengthBucketSampler:
+        rank, world = self._rank_world()
+        return LengthBucketSampler(
+            self.dataset(split).lengths(), self.batch_size, shuffle=shuffle, seed=self.seed,
+            num_replicas=world, rank=rank, pool_batches=self.bucket_pool,
+        )
+
+    def collate(self, samples):
+        return pad_collate(samples, pad_id=self.pad_id)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split), batch_sampler=self.sampler(split, shuffle), collate_fn=self.collate,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ----------------------------------------------------------------- predict
+    def read_predict_inputs(self) -> list[str]:
+        if self.predict_texts:
+            return list(self.predict_texts)
+        if self.predict_file:
+            path = Path(self.predict_file)
+            if not path.is_file():
+                raise RnnlabError(f"predict_file {path} not found: give a UTF-8 text file, one input per line")
+            return path.read_text(encoding="utf-8").splitlines()
+        raise RnnlabError(
+            "nothing to predict: pass --data.predict_file <file, one input per line> or "
+            "--data.predict_texts '[\"first text\", \"second text\"]'"
+        )
+
+    def predict_dataloader(self) -> DataLoader:
+        self._ensure_state()
+        self.predict_items = self.encode_predict(self.read_predict_inputs())
+        valid = [i for i, item in enumerate(self.predict_items) if "tokens" in item]
+        dataset = SequenceDataset([self.predict_items[i]["tokens"] for i in valid])
+        dataset.index_map = valid
+        collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+
+    def render_prediction(self, item: dict, output: dict) -> dict:
+        """One output row for a predicted input. Default: a class label and its probability (classification)."""
+        probs = output["probs"]
+        best = int(probs.argmax())
+        return {"label": self.labels[best], "prob": round(float(probs[best]), 4),
+                **{f"p_{name}": round(float(p), 4) for name, p in zip(self.labels, probs)}}
+
+    # ------------------------------------------ properties the CLI links into the model
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def vocab_size(self) -> int:
+        self._ensure_state()
+        return len(self.vocab)
+
+    @property
+    def num_classes(self) -> int:
+        self._ensure_state()
+        return len(self.labels)
+
+
+def _reindex_collate(samples, collate, index_map):
+    batch = collate(samples)
+    batch.index = torch.tensor([index_map[int(i)] for i in batch.index], dtype=torch.long)
+    return batch

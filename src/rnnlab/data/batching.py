@@ -1,0 +1,145 @@
+"""One batching path for every task: ``Batch``, ``pad_collate`` and a DDP-aware ``LengthBucketSampler``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores it)
+
+
+@dataclass
+class Batch:
+    """A padded batch. ``tokens [B, T]`` (padding = ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
+    ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), or None;
+    ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP)."""
+
+    tokens: Tensor
+    lengths: Tensor
+    target: Tensor | None
+    index: Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+class SequenceDataset(Dataset):
+    """Encoded sequences (a list of 1-D int tensors) with optional targets; item = (tokens, target, index)."""
+
+    def __init__(self, sequences: Sequence[Tensor], targets: Sequence | Tensor | None = None) -> None:
+        if targets is not None and len(targets) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(targets)} targets")
+        self.sequences = sequences
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, i: int):
+        return self.sequences[i], (None if self.targets is None else self.targets[i]), i
+
+    def lengths(self) -> list[int]:
+        return [len(s) for s in self.sequences]
+
+
+def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:
+    """Stack ``(tokens [T_i], target, index)`` samples into a right-padded :class:`Batch`."""
+    seqs = [s[0] for s in samples]
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    tokens = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=seqs[0].dtype)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = s
+    targets = [s[1] for s in samples]
+    if targets[0] is None:
+        target = None
+    elif isinstance(targets[0], Tensor) and targets[0].dim() > 0:
+        target = torch.full((len(seqs), tokens.shape[1], *targets[0].shape[1:]), IGNORE_INDEX, dtype=targets[0].dtype)
+        for i, t in enumerate(targets):
+            target[i, : len(t)] = t
+    else:
+        target = torch.as_tensor(targets)
+    index = torch.tensor([s[2] for s in samples], dtype=torch.long)
+    return Batch(tokens, lengths, target, index)
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar length, deterministic per (seed, epoch), sharded disjointly across DDP ranks.
+
+    Each epoch: shuffle all indices, cut them into pools of ``pool_batches * batch_size``, sort each pool by length
+    and cut it into batches, then shuffle the batch order. Under DDP every rank gets the same number of batches
+    and, together, every index exactly once: when the batch count does not divide by ``num_replicas`` the largest
+    batches are split in two until it does (no sample is dropped or repeated, which would skew evaluation).
+    ``shuffle=False`` sorts the whole dataset by length (evaluation order, minimal padding).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
+        if len(lengths) < num_replicas:
+            raise ValueError(f"{len(lengths)} samples cannot be shared by {num_replicas} ranks")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.max_batch = batch_size
+        self.shuffle, self.seed = shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.pool_batches = pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _global_batches(self) -> list[Tensor]:
+        n, bs = len(self.lengths), self.max_batch
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+            pool = bs * self.pool_batches
+            batches = []
+            for start in range(0, n, pool):
+                chunk = order[start : start + pool]
+                chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+                batches.extend(chunk.split(bs))
+            perm = torch.randperm(len(batches), generator=g).tolist()
+            batches = [batches[i] for i in perm]
+        else:
+            batches = list(torch.argsort(self.lengths, stable=True).split(bs))
+        while len(batches) % self.num_replicas:
+            big = max(range(len(batches)), key=lambda i: (len(batches[i]), -i))
+            if len(batches[big]) >= 2:  # split the largest batch in two
+                b = batches.pop(big)
+                half = math.ceil(len(b) / 2)
+                batches[big:big] = [b[:half], b[half:]]
+            else:  # all batches hold one sample: merge two instead
+                batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self._global_batches()[self.rank :: self.num_replicas]:
+            yield b.tolist()
+
+    def __len__(self) -> int:
+        return len(self._global_batches()) // self.num_replicas
+
+    def padding_fraction(self) -> float:
+        """Share of padded positions among all positions in one epoch's batches (all ranks)."""
+        real = padded = 0
+        for b in self._global_batches():
+            lens = self.lengths[b]
+            real += int(lens.sum())
+            padded += int(lens.max()) * len(b)
+        return 1.0 - real / max(padded, 1)

@@ -1,0 +1,158 @@
+"""Registry of public datasets: official URLs, checksums, expected files; checksummed download or a local copy.
+
+``fetch(name)`` returns the paths of a dataset's files. Resolution order, per file:
+
+1. a local copy under ``local_dir`` or ``$RNNLAB_LOCAL_DATA`` laid out as ``<dataset>/<file name>`` -- used in place,
+   no network access. If its sha256 is not the official one (many mirrors re-pack archives) the dataset's structural
+   check runs instead (expected members and counts) and a one-line warning is printed;
+2. a previous download in ``<root>/<dataset>/`` whose checksum matches;
+3. a download from the official URL with ``pooch`` (sha256-verified, progress bar).
+
+Every failure raises :class:`~rnnlab.errors.RnnlabError` naming the URL, the expected path and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+from rnnlab.errors import RnnlabError
+
+log = logging.getLogger(__name__)
+
+LOCAL_DATA_ENV = "RNNLAB_LOCAL_DATA"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One official file: its name (kept locally and in mirrors), URL and sha256 (None when upstream publishes none)."""
+
+    name: str
+    url: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset: its files and an optional structural check for copies whose checksum is not the official one.
+
+    ``check(path)`` must raise :class:`RnnlabError` if the file is not a usable copy, and may return a short summary
+    of what it found (e.g. member counts) for the warning line.
+    """
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    homepage: str = ""
+    check: Callable[[Path], str | None] | None = None
+    license: str = ""
+
+
+_REGISTRY: dict[str, Source] = {}
+
+
+def register(source: Source) -> Source:
+    _REGISTRY[source.name] = source
+    return source
+
+
+def get_source(name: str) -> Source:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RnnlabError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def local_data_dir(local_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local-copy folder: the explicit argument, else ``$RNNLAB_LOCAL_DATA``, else None."""
+    value = local_dir if local_dir is not None else os.environ.get(LOCAL_DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _verify_local(source: Source, remote: RemoteFile, path: Path) -> None:
+    digest = sha256sum(path)
+    if remote.sha256 is None or digest == remote.sha256:
+        return
+    if source.check is None:
+        raise RnnlabError(
+            f"{path}: sha256 {digest[:12]}... differs from the official {remote.sha256[:12]}... of {remote.url}, and "
+            f"{source.name!r} has no structural check to accept it. Replace it with the official file."
+        )
+    summary = source.check(path)  # raises RnnlabError with the reason if the copy is unusable
+    log.warning(
+        "%s: local copy %s has sha256 %s..., not the official %s...; structure checked%s, using it.",
+        source.name, path, digest[:12], remote.sha256[:12], f" ({summary})" if summary else "",
+    )
+
+
+def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
+    import pooch  # imported lazily: only needed when nothing local exists
+
+    try:
+        path = pooch.retrieve(
+            remote.url,
+            known_hash=f"sha256:{remote.sha256}" if remote.sha256 else None,
+            fname=remote.name,
+            path=target_dir,
+            progressbar=_progressbar(),
+        )
+    except ValueError as err:  # pooch's checksum mismatch
+        raise RnnlabError(
+            f"download of {remote.url} is corrupt or changed upstream ({err}). Delete {target_dir / remote.name} and "
+            f"retry, or place a good copy at $RNNLAB_LOCAL_DATA/{source.name}/{remote.name}."
+        ) from None
+    except Exception as err:  # network errors come in many types (requests, socket, HTTP status)
+        raise RnnlabError(
+            f"could not download {remote.url} ({type(err).__name__}: {err}). Without network access, place the file "
+            f"at {target_dir / remote.name} or at $RNNLAB_LOCAL_DATA/{source.name}/{remote.name} "
+            f"(set {LOCAL_DATA_ENV} to the folder that holds '{source.name}/')."
+        ) from None
+    return Path(path)
+
+
+def _progressbar() -> bool:
+    try:
+        import tqdm  # noqa: F401
+
+        return True
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def fetch(name: str, root: str | os.PathLike = "data", local_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Make every file of dataset ``name`` available and return ``{file name: path}``.
+
+    Safe to call from several processes at once (a file lock in ``<root>/<name>/`` serialises downloads).
+    """
+    source = get_source(name)
+    target_dir = Path(root) / name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    local = local_data_dir(local_dir)
+    paths: dict[str, Path] = {}
+    with FileLock(str(target_dir / ".fetch.lock")):
+        for remote in source.files:
+            if local is not None and (candidate := local / name / remote.name).is_file():
+                _verify_local(source, remote, candidate)
+                paths[remote.name] = candidate
+                continue
+            cached = target_dir / remote.name
+            if cached.is_file() and (remote.sha256 is None or sha256sum(cached) == remote.sha256):
+                paths[remote.name] = cached
+                continue
+            if local is not None:
+                log.warning("%s: %s not found under %s/%s/, downloading it.", name, remote.name, local, name)
+            paths[remote.name] = _download(source, remote, target_dir)
+    return paths

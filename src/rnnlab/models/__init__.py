@@ -1,0 +1,3 @@
+from rnnlab.models.classifier import SequenceClassifier
+
+__all__ = ["SequenceClassifier"]

@@ -1,0 +1,53 @@
+"""What every rnnlab LightningModule shares: the optimiser and the learning-rate schedule from typed arguments."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+
+from rnnlab.errors import RnnlabError
+
+
+class RnnlabModule(L.LightningModule):
+    """Base module. Subclasses call ``super().__init__()`` and ``self.save_hyperparameters()``; hparams used here:
+    ``lr``, ``weight_decay``, ``optimizer`` (adamw | adam | sgd), ``scheduler`` (onecycle | cosine | constant),
+    ``warmup`` (fraction of the steps for the warm-up of ``onecycle``/``cosine``).
+
+    A ``--optimizer`` / ``--lr_scheduler`` given to the CLI (LightningCLI's own) replaces this method.
+    """
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.dim() < 2 or "embedding" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9)
+        else:
+            raise RnnlabError(f"optimizer must be adamw, adam or sgd, got {hp.optimizer!r}")
+        if hp.scheduler == "constant":
+            return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if hp.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
+                                                        pct_start=max(hp.warmup, 1e-3), anneal_strategy="cos")
+        elif hp.scheduler == "cosine":
+            warm = max(int(hp.warmup * total), 1)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(max(s - warm, 0) / max(total - warm, 1), 1.0)))))
+        else:
+            raise RnnlabError(f"scheduler must be onecycle, cosine or constant, got {hp.scheduler!r}")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+OptimizerName = Literal["adamw", "adam", "sgd"]
+SchedulerName = Literal["onecycle", "cosine", "constant"]

@@ -1,0 +1,97 @@
+"""Many-to-one: a sequence in, one label out (sentiment, name -> gender, name -> language)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnnlab.data.batching import Batch
+from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.nn.pooling import Pooling
+from rnnlab.nn.recurrent import Recurrent
+
+
+class SequenceClassifier(RnnlabModule):
+    """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
+
+    Hooks: ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
+    ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
+    ``val/acc_best``. ``vocab_size``, ``num_classes`` and ``pad_id`` are linked from the DataModule by the CLI.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["lstm", "gru", "rnn"] = "lstm",
+        impl: Literal["torch", "handwritten"] = "torch",
+        bidirectional: bool = True,
+        packed: bool = False,
+        pooling: Literal["last", "max", "mean", "attention"] = "max",
+        dropout: float = 0.3,
+        embedding_dropout: float = 0.2,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        optimizer: OptimizerName = "adamw",
+        scheduler: SchedulerName = "onecycle",
+        warmup: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = Recurrent(embedding_dim, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
+                                 bidirectional=bidirectional, dropout=dropout, packed=packed)
+        self.pooling = Pooling(pooling, self.encoder.output_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_classes)
+        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
+                                    "f1": MulticlassF1Score(num_classes, average="macro")})
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]``."""
+        x = self.embedding_dropout(self.embedding(tokens))
+        outputs, state = self.encoder(x, lengths)
+        h_n = state[0] if isinstance(state, tuple) else state
+        pooled = self.pooling(outputs, lengths, h_n, self.encoder.num_directions)
+        return self.head(self.dropout(pooled))
+
+    def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> Tensor:
+        logits = self(batch.tokens, batch.lengths)
+        loss = F.cross_entropy(logits.float(), batch.target)
+        metrics.update(logits.detach(), batch.target)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(batch),
+                 sync_dist=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(batch))
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(self.val_metrics["acc"].compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=False)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict:
+        return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}
