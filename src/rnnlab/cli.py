@@ -14,10 +14,28 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 
 
+def run_dir(trainer) -> Path:
+    """The folder of this run, where ModelCheckpoint puts ``checkpoints/``: ``<save_dir>/<name>/<version>``."""
+    logger = trainer.logger
+    if logger is None or logger.save_dir is None:
+        return Path(trainer.default_root_dir)
+    version = logger.version
+    return Path(logger.save_dir, str(logger.name), version if isinstance(version, str) else f"version_{version}")
+
+
 class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved config next to the run (``config.yaml``) and sends it to the logger (W&B config)."""
+    """Saves the resolved config as ``config.yaml`` in the run's own folder (next to ``checkpoints/``, so a second
+    run never collides with the first) and sends it to the logger (the W&B run config, ``hparams.yaml``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+                         multifile=self.multifile)
         if trainer.logger is not None:
             trainer.logger.log_hyperparams(self.config.as_dict())
 
@@ -29,7 +47,6 @@ class RnnlabCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {
             "default_root_dir": "runs",
             "use_distributed_sampler": False,  # LengthBucketSampler shards by rank itself

@@ -69,7 +69,13 @@ class Vocabulary:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def tokenize(self, text: str) -> list[str]:
+        """Vocabulary tokens of ``text`` (unknown words as ``<unk>``)."""
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
+
+    def split(self, text: str) -> list[str]:
+        """Normalised words (or characters) of ``text`` before the vocabulary lookup."""
+        normalized = self.tokenizer.normalizer.normalize_str(text)
+        return [piece for piece, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokenizer.id_to_token(int(i)) for i in ids]

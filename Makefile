@@ -1,0 +1,33 @@
+# rnnlab: every target sets up .venv itself (Python 3.10+; torch is pinned to the CPU wheel, see README for CUDA).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Local copies of the datasets (laid out as <dataset>/<official file>); a sibling shared/data is used when present.
+export RNNLAB_LOCAL_DATA ?= $(abspath $(wildcard ../shared/data))
+export WANDB_MODE ?= offline
+
+.PHONY: help venv train test test-full bench-imdb bench-cells clean
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with rnnlab and its pinned dependencies
+
+train: venv  ## train the default IMDB model (BiLSTM) on the CPU
+	$(BIN)/python main.py fit --config configs/imdb_lstm.yaml
+
+test: venv  ## run the test suite (fast, tiny official-format fixtures)
+	$(BIN)/python -m pytest -q
+
+bench-imdb: venv  ## IMDB accuracy/throughput benchmarks -> benchmarks/results/*.json and a table
+	$(BIN)/python benchmarks/imdb.py
+
+bench-cells: venv  ## recurrent layer throughput: padded vs packed vs handwritten
+	$(BIN)/python benchmarks/cells.py
+
+clean:  ## remove runs/ and the encoded-data cache (keeps downloads)
+	rm -rf runs data/*/cache

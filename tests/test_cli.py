@@ -1,0 +1,144 @@
+"""The command line end to end on a tiny official-format IMDB archive."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "imdb_lstm.yaml")
+TINY = ["--model.init_args.embedding_dim", "16", "--model.init_args.hidden_size", "16",
+        "--data.init_args.val_size", "20", "--data.init_args.batch_size", "16", "--data.init_args.max_length", "64",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def run(*args):
+    main(["--config", CONFIG, *args] if args[0] not in ("--help",) else list(args))
+
+
+def fit(*extra):
+    main(["fit", "--config", CONFIG, *TINY, *extra])
+
+
+def test_fit_fast_dev_run(env):
+    fit("--trainer.fast_dev_run", "true")
+
+
+def test_fit_then_test_then_predict_from_checkpoint_alone(env, tmp_path, monkeypatch, capsys):
+    fit("--trainer.max_epochs", "2")
+    ckpt = env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    assert (ckpt.parent.parent / "config.yaml").is_file(), "resolved config saved with the run"
+    fit("--trainer.max_epochs", "1")  # a second run in the same place must not abort on the saved config
+    assert (env / "runs" / "imdb_lstm" / "version_1" / "config.yaml").is_file()
+    main(["test", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt)])
+    # predict needs nothing but the checkpoint: no local data, no cache
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("RNNLAB_LOCAL_DATA")
+    inputs = elsewhere / "reviews.txt"
+    inputs.write_text("A wonderful, superb film. Loved it!\n\n   \nawful boring waste\nqqqq xxxx\n", encoding="utf-8")
+    main(["predict", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_file",
+          str(inputs), "--prediction_writer.output", "out.jsonl"])
+    rows = [json.loads(line) for line in (elsewhere / "out.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert "empty" in rows[1]["error"] and "empty" in rows[2]["error"]
+    for r in (rows[0], rows[3], rows[4]):
+        assert r["label"] in ("neg", "pos") and abs(r["p_neg"] + r["p_pos"] - 1) < 1e-3
+    assert "unknown" in rows[4]["warning"]
+    assert not (elsewhere / "data").exists() or not any((elsewhere / "data").rglob("*.pt"))
+    # the same through --data.predict_texts, written as CSV
+    main(["predict", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
+          '["great", ""]', "--prediction_writer.output", "out.csv"])
+    lines = (elsewhere / "out.csv").read_text().splitlines()
+    assert lines[0].startswith("line,input") and len(lines) == 3 and "empty" in lines[2]
+
+
+def test_predict_without_input_is_a_clear_error(env, capsys):
+    fit("--trainer.fast_dev_run", "true", "--trainer.default_root_dir", "fdr")
+    ckpt = next(Path("runs").rglob("*.ckpt"), None)
+    if ckpt is None:  # fast_dev_run writes no checkpoint: make one
+        fit("--trainer.max_epochs", "1")
+        ckpt = next(Path("runs").rglob("last.ckpt"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt)])
+    assert exit_.value.code == 2
+    assert "nothing to predict" in capsys.readouterr().err
+
+
+def test_print_config_resolves_the_experiment(env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", CONFIG, "--print_config"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "class_path: rnnlab.models.SequenceClassifier" in out and "class_path: rnnlab.data.imdb.IMDBDataModule" in out
+    assert "monitor: val/acc" in out
+
+
+def test_a_typo_in_a_config_key_exits_nonzero_naming_the_key(env, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  init_args:\n    hiden_size: 32\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", CONFIG, "--config", str(bad)])
+    assert exit_.value.code != 0
+    assert "hiden_size" in capsys.readouterr().err
+
+
+def test_a_bad_value_exits_nonzero_naming_the_choices(env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", CONFIG, "--model.init_args.cell", "lstn"])
+    assert exit_.value.code != 0
+    err = capsys.readouterr().err
+    assert "lstn" in err and "cell" in err
+
+
+def test_missing_data_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(tmp_path / "empty"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("rnnlab.data.sources._download", _no_network)
+    with pytest.raises(SystemExit) as exit_:
+        fit("--trainer.fast_dev_run", "true")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "aclImdb_v1.tar.gz" in err and "RNNLAB_LOCAL_DATA" in err
+
+
+def _no_network(source, remote, target_dir):
+    from rnnlab.errors import RnnlabError
+
+    raise RnnlabError(f"could not download {remote.url} (no network in tests). Place the file at "
+                      f"{target_dir / remote.name} or under $RNNLAB_LOCAL_DATA/{source.name}/")
+
+
+def test_bf16_mixed_fit_on_cpu(env):
+    fit("--trainer.fast_dev_run", "2", "--trainer.precision", "bf16-mixed")
+
+
+def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    import wandb
+
+    fit("--config", str(ROOT / "configs" / "logger" / "wandb.yaml"), "--trainer.max_epochs", "1")
+    wandb.finish()  # a CLI process finishes its run at exit; here the test process lives on
+    assert "logging offline" in capsys.readouterr().out
+    runs = list((env / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run_id = runs[0].name.rsplit("-", 1)[1]
+    record = (runs[0] / f"run-{run_id}.wandb").read_bytes()  # the offline run log `wandb sync` uploads
+    for metric in (b"val/acc", b"train/loss_epoch", b"train/tokens_per_s"):
+        assert metric in record, f"{metric} logged"
+    assert f"model-{run_id}".encode() in record, "best checkpoint logged as an artifact"
+    checkpoints = list((env / "runs" / "rnnlab").glob("*/checkpoints/last.ckpt"))
+    assert len(checkpoints) == 1 and (checkpoints[0].parent.parent / "config.yaml").is_file()
+
+
+def test_ddp_spawn_two_processes_on_cpu(env):
+    fit("--trainer.strategy", "ddp_spawn", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", "1")
+    assert (env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
