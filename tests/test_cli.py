@@ -142,3 +142,12 @@ def test_ddp_spawn_two_processes_on_cpu(env):
     fit("--trainer.strategy", "ddp_spawn", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
         "--trainer.max_epochs", "1")
     assert (env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_console_script_is_the_same_cli():
+    import shutil
+    import subprocess
+
+    exe = shutil.which("rnnlab") or str(Path(sys.executable).parent / "rnnlab")
+    out = subprocess.run([exe, "fit", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--data CONFIG | CLASS_PATH_OR_NAME | .INIT_ARG" in out.stdout
