@@ -5,8 +5,9 @@
 3. ``lightning``: the same model and batches through ``lightning.Trainer`` (what ``main.py fit`` runs).
 
 ``packed`` is measured on its first ``--packed-batches`` batches (it is ~10x slower: a full epoch takes ~15 min);
-``raw`` and ``lightning`` on one full epoch each. Reports real (non-padding) tokens/s, the speed-up of
-``lightning`` over ``packed``, and Lightning's overhead over ``raw``.
+``raw`` and ``lightning`` on full epochs, alternated (raw, lightning, raw, lightning, ...) ``--rounds`` times so
+that drift of the machine hits both alike; the mean of each is reported. Reports real (non-padding) tokens/s, the
+speed-up of ``lightning`` over ``packed``, and Lightning's overhead over ``raw``.
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/throughput.py
 """
@@ -77,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packed-batches", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
     dm = IMDBDataModule(max_length=args.max_length, batch_size=64)
@@ -88,18 +90,26 @@ def main() -> None:
     packed = train_loop(PackedBiLSTM(dm.vocab_size, dm.num_classes), plain, args.packed_batches)
     print(f"packed nn.LSTM loop: {packed['tokens_per_s']:,.0f} tokens/s ({packed['batches']} batches)")
 
-    raw = train_loop(SequenceClassifier(dm.vocab_size, dm.num_classes, **HP), dm.train_dataloader())
-    print(f"raw loop, padded driver: {raw['tokens_per_s']:,.0f} tokens/s ({raw['seconds']:.1f} s/epoch)")
-
-    monitor = ThroughputMonitor()
-    model = SequenceClassifier(dm.vocab_size, dm.num_classes, **HP, scheduler="constant")
-    trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                        use_distributed_sampler=False, callbacks=[monitor], num_sanity_val_steps=0)
-    trainer.fit(model, datamodule=dm)
-    light = {"tokens_per_s": monitor.last["tokens_per_s"], "seconds": monitor.last["epoch_seconds"],
-             "padding": monitor.last["padding"]}
-    print(f"lightning, padded driver: {light['tokens_per_s']:,.0f} tokens/s ({light['seconds']:.1f} s/epoch)")
+    raws, lights = [], []
+    for round_ in range(args.rounds):
+        torch.manual_seed(round_)
+        raws.append(train_loop(SequenceClassifier(dm.vocab_size, dm.num_classes, **HP), dm.train_dataloader()))
+        print(f"raw loop, padded driver: {raws[-1]['tokens_per_s']:,.0f} tokens/s ({raws[-1]['seconds']:.1f} s/epoch)")
+        torch.manual_seed(round_)
+        monitor = ThroughputMonitor()
+        model = SequenceClassifier(dm.vocab_size, dm.num_classes, **HP, scheduler="constant")
+        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
+                            use_distributed_sampler=False, callbacks=[monitor], num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        lights.append({"tokens_per_s": monitor.last["tokens_per_s"], "seconds": monitor.last["epoch_seconds"],
+                       "padding": monitor.last["padding"]})
+        print(f"lightning, padded driver: {lights[-1]['tokens_per_s']:,.0f} tokens/s "
+              f"({lights[-1]['seconds']:.1f} s/epoch)")
+    mean = lambda runs, key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
+    raw = {"tokens_per_s": mean(raws, "tokens_per_s"), "seconds": mean(raws, "seconds"), "runs": raws}
+    light = {"tokens_per_s": mean(lights, "tokens_per_s"), "seconds": mean(lights, "seconds"),
+             "padding": lights[0]["padding"], "runs": lights}
 
     result = {
         "command": "python benchmarks/throughput.py", "max_length": args.max_length, "epoch_tokens": epoch_tokens,

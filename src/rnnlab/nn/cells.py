@@ -108,32 +108,58 @@ def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Te
     """One (bi)directional layer over a padded batch, step by step.
 
     ``x [B, T, D]``, ``h0/c0 [dirs, B, H]``, ``weights[d] = [w_ih, w_hh, b_ih, b_hh]`` -> ``(out [B, T, H*dirs],
-    h_n [dirs, B, H], c_n)``. The input projection of all steps and both directions is one matmul; each step is one
-    batched matmul for both directions. A sequence's state stops changing after its last step (masked update), the
-    backward direction reads each sequence reversed within its length.
+    h_n [dirs, B, H], c_n)``. What keeps the Python loop cheap:
+
+    * the input projection of all steps and both directions is one batched matmul before the loop, with both
+      biases folded in (for GRU, ``b_hn`` stays inside ``r * (W_hn h + b_hn)``);
+    * each step is one batched matmul for both directions (weights stacked ``[dirs, G, H]``) and a few pointwise
+      ops; LSTM applies one sigmoid to all four gates and one tanh to ``g``;
+    * a sequence's state stops changing after its last step (masked update), but only from the step where the
+      shortest sequence of the batch ends: with length buckets, most steps need no mask at all.
+
+    The backward direction reads each sequence reversed within its length.
     """
     dirs = len(weights)
-    T = x.shape[1]
-    w_ih, w_hh, b_ih, b_hh = (torch.stack(ws) for ws in zip(*weights))  # [dirs, G, D] ...
+    B, T = x.shape[:2]
+    H = h0.shape[-1]
+    w_ih, w_hh, b_ih, b_hh = (torch.stack(ws) for ws in zip(*weights))  # [dirs, G, D], [dirs, G, H], [dirs, G]
+    bias = b_ih + b_hh if cell != "gru" else b_ih + torch.cat([b_hh[:, : 2 * H], torch.zeros_like(b_hh[:, 2 * H :])], 1)
     inputs = torch.stack([x if d == 0 else reverse_padded(x, lengths) for d in range(dirs)])  # [dirs, B, T, D]
-    gx = torch.baddbmm(b_ih.unsqueeze(1), inputs.flatten(1, 2), w_ih.transpose(1, 2))  # [dirs, B*T, G]
-    gx = gx.view(dirs, x.shape[0], T, -1)
-    b_hh = b_hh.unsqueeze(1)  # [dirs, 1, G]
-    live = (torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
+    gx = torch.baddbmm(bias.unsqueeze(1), inputs.flatten(1, 2), w_ih.transpose(1, 2))  # [dirs, B*T, G]
+    gx = gx.view(dirs, B, T, -1).permute(2, 0, 1, 3).contiguous()  # [T, dirs, B, G]: one contiguous slice a step
+    w_hh_t = w_hh.transpose(1, 2)  # [dirs, H, G]
+    steps = int(lengths.max())
+    first_masked = int(lengths.min())
+    live = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
     h, c = h0, c0
     outs = []
-    for t in range(int(lengths.max())):
+    if cell == "gru":
+        b_hn = b_hh[:, 2 * H :].unsqueeze(1)  # [dirs, 1, H]
+    for t in range(steps):
         if cell == "lstm":
-            h_new, c_new = lstm_step(gx[:, :, t], h, c, w_hh, b_hh)
-            c = torch.where(live[t], c_new, c)
+            gates = torch.baddbmm(gx[t], h, w_hh_t)
+            sig = torch.sigmoid(gates)
+            c_new = sig[..., H : 2 * H] * c + sig[..., :H] * torch.tanh(gates[..., 2 * H : 3 * H])
+            h_new = sig[..., 3 * H :] * torch.tanh(c_new)
         elif cell == "gru":
-            h_new = gru_step(gx[:, :, t], h, w_hh, b_hh)
+            gh = torch.bmm(h, w_hh_t)
+            rz = torch.sigmoid(gx[t][..., : 2 * H] + gh[..., : 2 * H])
+            n = torch.tanh(gx[t][..., 2 * H :] + rz[..., :H] * (gh[..., 2 * H :] + b_hn))
+            h_new = n + rz[..., H:] * (h - n)
         else:
-            h_new = rnn_step(gx[:, :, t], h, w_hh, b_hh, nonlinearity == "relu")
-        h = torch.where(live[t], h_new, h)
+            pre = torch.baddbmm(gx[t], h, w_hh_t)
+            h_new = torch.relu(pre) if nonlinearity == "relu" else torch.tanh(pre)
+        if t < first_masked:  # every sequence of the batch is still running
+            h = h_new
+            if cell == "lstm":
+                c = c_new
+        else:
+            h = torch.where(live[t], h_new, h)
+            if cell == "lstm":
+                c = torch.where(live[t], c_new, c)
         outs.append(h_new)
-    out = torch.stack(outs, 2)  # [dirs, B, T', H]
-    if out.shape[2] < T:
-        out = torch.cat([out, out.new_zeros(dirs, out.shape[1], T - out.shape[2], out.shape[3])], 2)
+    out = torch.stack(outs, 2)  # [dirs, B, steps, H]
+    if steps < T:
+        out = torch.cat([out, out.new_zeros(dirs, B, T - steps, H)], 2)
     out = out[0] if dirs == 1 else torch.cat([out[0], reverse_padded(out[1], lengths)], -1)
     return out, h, c
