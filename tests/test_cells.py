@@ -99,3 +99,35 @@ def test_manual_bptt_learns():
     for _ in range(300):
         last = rnn.sgd_step(x, y, lr=0.005)
     assert last < 0.3 * first
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_handwritten_bptt_gradcheck_float64_with_initial_state(cell):
+    torch.manual_seed(0)
+    r = Recurrent(3, 4, cell=cell, bidirectional=True, impl="handwritten").double()
+    x = torch.randn(3, 5, 3, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([5, 2, 4])
+    h0 = torch.randn(2, 3, 4, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(2, 3, 4, dtype=torch.double, requires_grad=True)
+    params = list(r.parameters())
+
+    def f(x, h0, c0, *weights):
+        state = (h0, c0) if cell == "lstm" else h0
+        out, final = torch.func.functional_call(r, dict(zip([n for n, _ in r.named_parameters()], weights)),
+                                                (x, lengths, state))
+        return out, torch.cat(final) if isinstance(final, tuple) else final
+
+    assert torch.autograd.gradcheck(f, (x, h0, c0, *params))
+
+
+@pytest.mark.parametrize("impl", ["torch", "handwritten"])
+def test_bf16_autocast_runs_and_stays_close(impl):
+    torch.manual_seed(0)
+    r = Recurrent(6, 8, cell="lstm", bidirectional=True, impl=impl)
+    x = torch.randn(4, 10, 6)
+    lengths = torch.tensor([10, 3, 7, 1])
+    ref, _ = r(x, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = r(x, lengths)
+    out.float().sum().backward()
+    assert (out.float() - ref).abs().max() < 0.05

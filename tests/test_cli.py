@@ -151,3 +151,18 @@ def test_console_script_is_the_same_cli():
     exe = shutil.which("rnnlab") or str(Path(sys.executable).parent / "rnnlab")
     out = subprocess.run([exe, "fit", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--data CONFIG | CLASS_PATH_OR_NAME | .INIT_ARG" in out.stdout
+
+
+def test_handwritten_cells_train_through_the_cli_and_the_checkpoint_loads_into_torch_kernels(env):
+    from rnnlab.models import SequenceClassifier
+
+    config = str(ROOT / "configs" / "imdb_handwritten_lstm.yaml")
+    main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"])
+    ckpt = env / "runs" / "imdb_handwritten_lstm" / "version_0" / "checkpoints" / "last.ckpt"
+    hand = SequenceClassifier.load_from_checkpoint(ckpt).eval()
+    assert hand.hparams.impl == "handwritten"
+    fast = SequenceClassifier.load_from_checkpoint(ckpt, impl="torch").eval()
+    assert fast.encoder.impl == "torch"
+    tokens = torch.randint(2, 20, (3, 9))
+    lengths = torch.tensor([9, 4, 1])
+    torch.testing.assert_close(hand(tokens, lengths), fast(tokens, lengths), atol=1e-5, rtol=0)

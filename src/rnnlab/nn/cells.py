@@ -103,6 +103,111 @@ class GRUCell(_Cell):
         return gru_step(self._gx(x), h, self.weight_hh, self.bias_hh)
 
 
+class _LayerBPTT(torch.autograd.Function):
+    """The time loop of one layer, forward and backward written out by hand (no autograd graph per step).
+
+    Autograd would record ~10 nodes per step and replay them; here the forward loop runs without a graph and keeps
+    the gate activations, and the backward loop applies the BPTT recursion of the cell directly, step by step, with
+    the weight gradient summed in one matmul at the end. Inputs: ``gx [T, D, B, G]`` (input projections with the
+    biases folded in), ``h0/c0 [D, B, H]``, ``w_hh [D, G, H]``, ``b_hn [D, 1, H]`` (GRU only), ``live [T, B, 1]``
+    (step t < length), ``first_masked`` (steps before it are live for every sequence). Outputs: per-step ``h_new
+    [T, D, B, H]`` and the final carried ``h`` (and ``c``).
+    """
+
+    @staticmethod
+    def forward(ctx, gx, h0, c0, w_hh, b_hn, live, first_masked: int, cell: str, relu: bool):
+        T, H = gx.shape[0], h0.shape[-1]
+        w_t = w_hh.transpose(1, 2)
+        hs = gx.new_empty(T + 1, *h0.shape)  # carried state entering each step (hs[0] = h0)
+        hs[0] = h0
+        ys = gx.new_empty(T, *h0.shape)  # h_new of every step
+        acts = gx.new_empty(gx.shape) if cell != "rnn" else None  # post-activation gates
+        cs = None
+        if cell == "lstm":
+            cs = gx.new_empty(T + 1, *h0.shape)
+            cs[0] = c0
+            tanh_c = gx.new_empty(T, *h0.shape)
+        elif cell == "gru":
+            ghn = gx.new_empty(T, *h0.shape)  # W_hn h + b_hn, needed for dr
+        for t in range(T):
+            h = hs[t]
+            if cell == "lstm":
+                a = torch.baddbmm(gx[t], h, w_t)
+                torch.sigmoid(a, out=acts[t])
+                torch.tanh(a[..., 2 * H : 3 * H], out=acts[t][..., 2 * H : 3 * H])
+                i, f, g, o = acts[t].split(H, -1)
+                c_new = torch.addcmul(i * g, f, cs[t])
+                torch.tanh(c_new, out=tanh_c[t])
+                torch.mul(o, tanh_c[t], out=ys[t])
+                cs[t + 1] = c_new if t < first_masked else torch.where(live[t], c_new, cs[t])
+            elif cell == "gru":
+                gh = torch.bmm(h, w_t)
+                torch.sigmoid(gx[t][..., : 2 * H] + gh[..., : 2 * H], out=acts[t][..., : 2 * H])
+                r, z = acts[t][..., :H], acts[t][..., H : 2 * H]
+                torch.add(gh[..., 2 * H :], b_hn, out=ghn[t])
+                n = torch.tanh(torch.addcmul(gx[t][..., 2 * H :], r, ghn[t]), out=acts[t][..., 2 * H :])
+                torch.addcmul(n, z, h - n, out=ys[t])
+            else:
+                pre = torch.baddbmm(gx[t], h, w_t)
+                torch.relu(pre, out=ys[t]) if relu else torch.tanh(pre, out=ys[t])
+            hs[t + 1] = ys[t] if t < first_masked else torch.where(live[t], ys[t], h)
+        ctx.save_for_backward(hs, ys, acts, cs, tanh_c if cell == "lstm" else None,
+                              ghn if cell == "gru" else None, w_hh, live)
+        ctx.first_masked, ctx.cell, ctx.relu = first_masked, cell, relu
+        if cell == "lstm":
+            return ys, hs[T], cs[T]
+        return ys, hs[T]
+
+    @staticmethod
+    def backward(ctx, d_ys, d_hT, d_cT=None):
+        hs, ys, acts, cs, tanh_c, ghn, w_hh, live = ctx.saved_tensors
+        cell, first_masked = ctx.cell, ctx.first_masked
+        T, H = ys.shape[0], ys.shape[-1]
+        d_gx = torch.empty_like(acts) if acts is not None else torch.empty_like(ys)
+        d_gh = torch.empty_like(d_gx) if cell == "gru" else d_gx  # GRU: dL/d(W_hh h) differs in its n part
+        dh = d_hT.clone() if d_hT is not None else torch.zeros_like(hs[0])
+        dc = (d_cT.clone() if d_cT is not None else torch.zeros_like(hs[0])) if cell == "lstm" else None
+        d_ys = d_ys if d_ys is not None else torch.zeros_like(ys)
+        for t in range(T - 1, -1, -1):
+            if t < first_masked:  # every sequence live: the carried state is h_new
+                dh_new, dh_skip = d_ys[t] + dh, None
+                dc_new, dc_skip = dc, None
+            else:  # dead sequences pass their state (and its gradient) through unchanged
+                dh_new = d_ys[t] + torch.where(live[t], dh, 0.0)
+                dh_skip = torch.where(live[t], 0.0, dh)
+                if cell == "lstm":
+                    dc_new, dc_skip = torch.where(live[t], dc, 0.0), torch.where(live[t], 0.0, dc)
+            if cell == "lstm":
+                i, f, g, o = acts[t].split(H, -1)
+                dc_t = torch.addcmul(dc_new, dh_new * o, 1 - tanh_c[t] * tanh_c[t])
+                dai, daf, dag, dao = d_gx[t].split(H, -1)
+                torch.mul(dc_t * g, i * (1 - i), out=dai)
+                torch.mul(dc_t * cs[t], f * (1 - f), out=daf)
+                torch.mul(dc_t * i, 1 - g * g, out=dag)
+                torch.mul(dh_new * tanh_c[t], o * (1 - o), out=dao)
+                dc = dc_t * f if dc_skip is None else torch.addcmul(dc_skip, dc_t, f)
+            elif cell == "gru":
+                r, z, n = acts[t].split(H, -1)
+                dn = dh_new * (1 - z)
+                dan = dn * (1 - n * n)
+                dar, daz, dgx_n = d_gx[t].split(H, -1)
+                torch.mul(dan * ghn[t], r * (1 - r), out=dar)
+                torch.mul(dh_new * (hs[t] - n), z * (1 - z), out=daz)
+                dgx_n.copy_(dan)
+                d_gh[t][..., : 2 * H] = d_gx[t][..., : 2 * H]
+                torch.mul(dan, r, out=d_gh[t][..., 2 * H :])
+            else:
+                y = ys[t]
+                torch.mul(dh_new, (y > 0).to(y.dtype) if ctx.relu else 1 - y * y, out=d_gx[t])
+            dh_prev = torch.bmm(d_gh[t], w_hh)
+            if cell == "gru":
+                dh_prev.addcmul_(dh_new, z)
+            dh = dh_prev if dh_skip is None else dh_prev + dh_skip
+        d_w = torch.einsum("tdbg,tdbh->dgh", d_gh, hs[:-1])
+        d_bhn = d_gh[..., 2 * H :].sum((0, 2)).unsqueeze(1) if cell == "gru" else None
+        return d_gx, dh, dc, d_w, d_bhn, None, None, None, None
+
+
 def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[list[Tensor]],
               nonlinearity: str = "tanh") -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """One (bi)directional layer over a padded batch, step by step.
@@ -113,7 +218,7 @@ def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Te
     * the input projection of all steps and both directions is one batched matmul before the loop, with both
       biases folded in (for GRU, ``b_hn`` stays inside ``r * (W_hn h + b_hn)``);
     * each step is one batched matmul for both directions (weights stacked ``[dirs, G, H]``) and a few pointwise
-      ops; LSTM applies one sigmoid to all four gates and one tanh to ``g``;
+      ops, and the backward pass is the BPTT recursion written out (:class:`_LayerBPTT`), not an autograd replay;
     * a sequence's state stops changing after its last step (masked update), but only from the step where the
       shortest sequence of the batch ends: with length buckets, most steps need no mask at all.
 
@@ -123,42 +228,23 @@ def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Te
     B, T = x.shape[:2]
     H = h0.shape[-1]
     w_ih, w_hh, b_ih, b_hh = (torch.stack(ws) for ws in zip(*weights))  # [dirs, G, D], [dirs, G, H], [dirs, G]
-    bias = b_ih + b_hh if cell != "gru" else b_ih + torch.cat([b_hh[:, : 2 * H], torch.zeros_like(b_hh[:, 2 * H :])], 1)
+    if cell == "gru":  # b_hr, b_hz add to the input side; b_hn stays inside r * (W_hn h + b_hn)
+        bias = b_ih + torch.cat([b_hh[:, : 2 * H], torch.zeros_like(b_hh[:, 2 * H :])], 1)
+        b_hn = b_hh[:, 2 * H :].unsqueeze(1)
+    else:
+        bias, b_hn = b_ih + b_hh, None
     inputs = torch.stack([x if d == 0 else reverse_padded(x, lengths) for d in range(dirs)])  # [dirs, B, T, D]
     gx = torch.baddbmm(bias.unsqueeze(1), inputs.flatten(1, 2), w_ih.transpose(1, 2))  # [dirs, B*T, G]
-    gx = gx.view(dirs, B, T, -1).permute(2, 0, 1, 3).contiguous()  # [T, dirs, B, G]: one contiguous slice a step
-    w_hh_t = w_hh.transpose(1, 2)  # [dirs, H, G]
     steps = int(lengths.max())
-    first_masked = int(lengths.min())
+    gx = gx.view(dirs, B, T, -1)[:, :, :steps].permute(2, 0, 1, 3).contiguous()  # [steps, dirs, B, G]
     live = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
-    h, c = h0, c0
-    outs = []
-    if cell == "gru":
-        b_hn = b_hh[:, 2 * H :].unsqueeze(1)  # [dirs, 1, H]
-    for t in range(steps):
-        if cell == "lstm":
-            gates = torch.baddbmm(gx[t], h, w_hh_t)
-            sig = torch.sigmoid(gates)
-            c_new = sig[..., H : 2 * H] * c + sig[..., :H] * torch.tanh(gates[..., 2 * H : 3 * H])
-            h_new = sig[..., 3 * H :] * torch.tanh(c_new)
-        elif cell == "gru":
-            gh = torch.bmm(h, w_hh_t)
-            rz = torch.sigmoid(gx[t][..., : 2 * H] + gh[..., : 2 * H])
-            n = torch.tanh(gx[t][..., 2 * H :] + rz[..., :H] * (gh[..., 2 * H :] + b_hn))
-            h_new = n + rz[..., H:] * (h - n)
-        else:
-            pre = torch.baddbmm(gx[t], h, w_hh_t)
-            h_new = torch.relu(pre) if nonlinearity == "relu" else torch.tanh(pre)
-        if t < first_masked:  # every sequence of the batch is still running
-            h = h_new
-            if cell == "lstm":
-                c = c_new
-        else:
-            h = torch.where(live[t], h_new, h)
-            if cell == "lstm":
-                c = torch.where(live[t], c_new, c)
-        outs.append(h_new)
-    out = torch.stack(outs, 2)  # [dirs, B, steps, H]
+    dtype = w_hh.dtype  # the loop runs in the parameters' precision, also under autocast (bf16-mixed)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        result = _LayerBPTT.apply(gx.to(dtype), h0.to(dtype), None if c0 is None else c0.to(dtype), w_hh,
+                                  None if b_hn is None else b_hn.to(dtype), live, int(lengths.min()), cell,
+                                  nonlinearity == "relu")
+    ys, h, c = result if cell == "lstm" else (*result, None)
+    out = ys.permute(1, 2, 0, 3)  # [dirs, B, steps, H]
     if steps < T:
         out = torch.cat([out, out.new_zeros(dirs, B, T - steps, H)], 2)
     out = out[0] if dirs == 1 else torch.cat([out[0], reverse_padded(out[1], lengths)], -1)
