@@ -6,6 +6,7 @@ import io
 import os
 import random
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def local_data(tmp_path_factory) -> Path:
     """A ``$RNNLAB_LOCAL_DATA`` folder with tiny official-format copies."""
     root = tmp_path_factory.mktemp("local_data")
     write_imdb_archive(root / "imdb" / "aclImdb_v1.tar.gz")
+    write_namesex(root / "namesex")
+    write_cncorpus(root / "chinese_names")
+    write_pytorch_names(root / "pytorch_names" / "data" / "names", as_folder=True)
     return root
 
 
@@ -65,3 +69,64 @@ def env(local_data, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(local_data))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+MALE_CHARS = "偉強軍傑明志豪建"
+FEMALE_CHARS = "麗婷芳娟美玲秀雅"
+
+
+def write_namesex(folder: Path, n: int = 300, seed: int = 0) -> None:
+    """``namesex_data_v2.csv`` (BOM, a blank line, stray spaces) and ``testdata.csv`` in the official format."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["gname,sex,fold"]
+    for i in range(n):
+        sex = i % 2
+        chars = MALE_CHARS if sex else FEMALE_CHARS
+        name = rng.choice("家文子宇思") + rng.choice(chars)
+        lines.append(f"{name},{sex},{i % 10}" if i % 17 else f" {name} , {sex} , {i % 10}")
+        if i == 5:
+            lines.append("")
+    (folder / "namesex_data_v2.csv").write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8"))
+    test = ["name,sex"] + [f"{rng.choice('家文')}{rng.choice(MALE_CHARS if s else FEMALE_CHARS)},{s}"
+                           for s in (0, 1) * 10]
+    (folder / "testdata.csv").write_text("\n".join(test) + "\n", encoding="utf-8")
+
+
+def write_cncorpus(folder: Path, n: int = 200, seed: int = 0) -> None:
+    """The Chinese-Names-Corpus gender file: header lines, ``dict,sex``, rows with 男/女/未知."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["# Chinese Names Corpus (Gender)", "# https://github.com/wainshine/Chinese-Names-Corpus", "dict,sex"]
+    for i in range(n):
+        sex = ["男", "女", "未知"][i % 3]
+        chars = MALE_CHARS if sex == "男" else FEMALE_CHARS
+        lines.append(f"{rng.choice('王李張劉陳')}{rng.choice('家文')}{rng.choice(chars)},{sex}")
+    (folder / "Chinese_Names_Corpus_Gender（120W）.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+LANGUAGE_STEMS = {"Russian": ["ov", "ev", "in", "sky"], "Japanese": ["moto", "mura", "da", "ka"],
+                  "Czech": ["ak", "ek", "ova"], "German": ["mann", "er", "ber"], "Polish": ["ski", "cz"]}
+
+
+def write_pytorch_names(path: Path, seed: int = 0, as_folder: bool = False) -> Path:
+    """The tutorial's ``data.zip`` (``data/names/<Language>.txt``), or its extracted folder; non-ASCII names."""
+    rng = random.Random(seed)
+    texts = {}
+    for lang, stems in LANGUAGE_STEMS.items():
+        n = 60 if lang == "Russian" else 20
+        names = [rng.choice(["Ab", "Kov", "Tan", "Mul", "Sl", "Dv"]) + rng.choice("aeiou") + rng.choice(stems)
+                 for _ in range(n)]
+        names[0] = {"Czech": "Dvořák", "German": "Müller", "Polish": "Ślusàrski"}.get(lang, names[0])
+        texts[lang] = "\n".join(names) + "\n"
+    if as_folder:
+        path.mkdir(parents=True, exist_ok=True)
+        for lang, text in texts.items():
+            (path / f"{lang}.txt").write_text(text, encoding="utf-8")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("data/eng-fra.txt", "Go.\tVa !\n")
+        for lang, text in texts.items():
+            z.writestr(f"data/names/{lang}.txt", text)
+    return path

@@ -8,19 +8,10 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from rnnlab.callbacks import PredictionWriter, ThroughputMonitor
+from rnnlab.callbacks import ConfusionMatrix, PredictionWriter, ThroughputMonitor, run_dir
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
-
-
-def run_dir(trainer) -> Path:
-    """The folder of this run, where ModelCheckpoint puts ``checkpoints/``: ``<save_dir>/<name>/<version>``."""
-    logger = trainer.logger
-    if logger is None or logger.save_dir is None:
-        return Path(trainer.default_root_dir)
-    version = logger.version
-    return Path(logger.save_dir, str(logger.name), version if isinstance(version, str) else f"version_{version}")
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -67,6 +58,7 @@ class RnnlabCLI(LightningCLI):
                              "early_stopping.patience": 3})
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
         for prop in ("vocab_size", "num_classes", "pad_id"):
             parser.link_arguments(f"data.{prop}", f"model.init_args.{prop}", apply_on="instantiate")
 

@@ -1,4 +1,5 @@
+from rnnlab.callbacks.confusion import ConfusionMatrix, run_dir
 from rnnlab.callbacks.prediction_writer import PredictionWriter
 from rnnlab.callbacks.throughput import ThroughputMonitor
 
-__all__ = ["PredictionWriter", "ThroughputMonitor"]
+__all__ = ["ConfusionMatrix", "PredictionWriter", "ThroughputMonitor", "run_dir"]

@@ -240,12 +240,13 @@ class SequenceDataModule(L.LightningDataModule):
         collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
 
-    def render_prediction(self, item: dict, output: dict) -> dict:
-        """One output row for a predicted input. Default: a class label and its probability (classification)."""
+    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
+        """One output row for a predicted input. Default (classification): the label, its probability, and the
+        ``top_k`` classes with probabilities, e.g. ``Russian 0.93, Czech 0.03, English 0.01``."""
         probs = output["probs"]
-        best = int(probs.argmax())
-        return {"label": self.labels[best], "prob": round(float(probs[best]), 4),
-                **{f"p_{name}": round(float(p), 4) for name, p in zip(self.labels, probs)}}
+        order = probs.argsort(descending=True)[:top_k].tolist()
+        return {"label": self.labels[order[0]], "prob": round(float(probs[order[0]]), 4),
+                "top": ", ".join(f"{self.labels[i]} {float(probs[i]):.2f}" for i in order)}
 
     # ------------------------------------------ properties the CLI links into the model
     @property

@@ -12,13 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import torch
-
-from rnnlab.data.base import SequenceDataModule, pack_sequences, unpack_sequences
-from rnnlab.data.batching import SequenceDataset
+from rnnlab.data.classification import Labelled, TextClassificationDataModule, stratified_split, truncate
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
-from rnnlab.data.text import Vocabulary
 from rnnlab.errors import RnnlabError
+
+__all__ = ["IMDBDataModule", "read_archive", "check_archive", "truncate"]
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
@@ -76,19 +74,7 @@ def read_archive(path: Path, unsup: bool = False) -> dict[str, list[tuple[int, i
     return out
 
 
-def truncate(seq: torch.Tensor, max_length: Optional[int], keep: str) -> torch.Tensor:
-    """Cut ``seq`` to ``max_length`` keeping the ``head``, the ``tail`` or ``both`` (first quarter + last 3/4)."""
-    if not max_length or len(seq) <= max_length:
-        return seq
-    if keep == "head":
-        return seq[:max_length]
-    if keep == "tail":
-        return seq[-max_length:]
-    head = max_length // 4
-    return torch.cat([seq[:head], seq[len(seq) - (max_length - head):]])
-
-
-class IMDBDataModule(SequenceDataModule):
+class IMDBDataModule(TextClassificationDataModule):
     """IMDB sentiment: train/val split of the official train set (stratified, seeded), official test set as test.
 
     Args:
@@ -104,11 +90,12 @@ class IMDBDataModule(SequenceDataModule):
 
     name = "imdb"
     labels = ["neg", "pos"]
+    html_breaks = True
 
     def __init__(
         self,
         val_size: Union[int, float] = 2500,
-        max_vocab: int = 30000,
+        max_vocab: Optional[int] = 30000,
         min_freq: int = 2,
         max_length: Optional[int] = 400,
         truncation: Literal["head", "tail", "both"] = "both",
@@ -116,79 +103,43 @@ class IMDBDataModule(SequenceDataModule):
         unsup: bool = False,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        if truncation not in ("head", "tail", "both"):
-            raise RnnlabError(f"truncation must be 'head', 'tail' or 'both', got {truncation!r}")
-        self.val_size, self.max_vocab, self.min_freq = val_size, max_vocab, min_freq
-        self.max_length, self.truncation, self.lowercase, self.unsup = max_length, truncation, lowercase, unsup
-        self.vocab: Optional[Vocabulary] = None
+        super().__init__(level="word", max_vocab=max_vocab, min_freq=min_freq, max_length=max_length,
+                         truncation=truncation, lowercase=lowercase, **kwargs)
+        self.val_size, self.unsup = val_size, unsup
+        self._raw: Optional[dict] = None
 
     def encoding_args(self) -> dict:
-        return {"val_size": self.val_size, "max_vocab": self.max_vocab, "min_freq": self.min_freq,
-                "lowercase": self.lowercase, "unsup": self.unsup}
+        return {**super().encoding_args(), "val_size": self.val_size, "unsup": self.unsup}
 
-    def _split_train(self, train: list[tuple[str, int]]) -> tuple[list[int], list[int]]:
-        """Stratified, seeded split of the official train set into (train indices, val indices)."""
-        n_val = round(self.val_size * len(train)) if isinstance(self.val_size, float) else int(self.val_size)
-        if not 0 <= n_val < len(train):
-            raise RnnlabError(f"val_size={self.val_size} leaves no training reviews (train set has {len(train)})")
-        g = torch.Generator().manual_seed(self.seed)
-        val: list[int] = []
-        labels = torch.tensor([y for _, y in train])
-        for c in range(len(self.labels)):
-            idx = torch.nonzero(labels == c).squeeze(1)
-            take = round(n_val * len(idx) / len(train))
-            val += idx[torch.randperm(len(idx), generator=g)[:take]].tolist()
-        val_set = set(val)
-        return [i for i in range(len(train)) if i not in val_set], sorted(val)
+    def _read(self) -> dict:
+        if self._raw is None:
+            self._raw = read_archive(fetch(self.name, self.root, self.local_dir)[ARCHIVE], unsup=self.unsup)
+        return self._raw
 
-    def build(self, state: Optional[dict]) -> dict:
-        path = fetch(self.name, self.root, self.local_dir)[ARCHIVE]
-        raw = read_archive(path, unsup=self.unsup)
+    def read_splits(self) -> tuple[dict[str, Labelled], list[str]]:
+        raw = self._read()
 
-        def labelled(split: str) -> list[tuple[str, int]]:
+        def labelled(split: str) -> Labelled:
             return [(t, c) for c, lab in enumerate(self.labels) for _, _, t in raw.get(f"{split}/{lab}", [])]
 
         official_train = labelled("train")
-        train_idx, val_idx = self._split_train(official_train)
+        n = len(official_train)
+        n_val = round(self.val_size * n) if isinstance(self.val_size, float) else int(self.val_size)
+        if not 0 < n_val < n:
+            raise RnnlabError(f"val_size={self.val_size} must leave reviews for both training and validation "
+                              f"(the train set has {n})")
+        val_idx, train_idx = stratified_split([y for _, y in official_train], [n_val / n], self.seed)
         splits = {"train": [official_train[i] for i in train_idx], "val": [official_train[i] for i in val_idx],
                   "test": labelled("test")}
-        if state is None:
-            vocab = Vocabulary.build((t for t, _ in splits["train"]), level="word", lowercase=self.lowercase,
-                                     html_breaks=True, max_size=self.max_vocab, min_freq=self.min_freq)
-            state = {"vocab": vocab.to_str(), "labels": list(self.labels)}
-        else:
-            vocab = Vocabulary.from_str(state["vocab"])
-        encoded = {}
-        for split, items in splits.items():
-            encoded[split] = {**pack_sequences(vocab.encode([t for t, _ in items])),
-                              "targets": torch.tensor([y for _, y in items], dtype=torch.long)}
-        if self.unsup:
-            encoded["unsup"] = pack_sequences(vocab.encode([t for _, _, t in raw.get("train/unsup", [])]))
-        return {"state": state, "splits": encoded}
+        return splits, list(self.labels)
 
-    def on_state(self, state: dict) -> None:
-        self.vocab = Vocabulary.from_str(state["vocab"])
-        self.labels = list(state["labels"])
+    def read_unlabelled(self) -> dict[str, list[str]]:
+        if not self.unsup:
+            return {}
+        return {"unsup": [t for _, _, t in self._read().get("train/unsup", [])]}
 
-    def make_dataset(self, split: str, data: dict) -> SequenceDataset:
-        seqs = [truncate(s, self.max_length, self.truncation) for s in unpack_sequences(data)]
-        keep = [i for i, s in enumerate(seqs) if len(s) > 0]  # a review with no tokens cannot be read
-        targets = data.get("targets")
-        return SequenceDataset([seqs[i] for i in keep], None if targets is None else targets[keep])
-
-    def encode_predict(self, texts: list[str]) -> list[dict]:
-        items = []
-        for text, ids in zip(texts, self.vocab.encode(texts)):
-            if not text.strip():
-                items.append({"input": text, "error": "empty input: nothing to classify"})
-                continue
-            if not ids:
-                items.append({"input": text, "error": "no words or punctuation in this input: nothing to classify"})
-                continue
-            item = {"input": text, "tokens": truncate(torch.tensor(ids), self.max_length, self.truncation)}
-            unknown = sum(i == self.vocab.unk_id for i in ids)
-            if unknown == len(ids):
-                item["warning"] = "every word is unknown to the vocabulary: the prediction is a guess"
-            items.append(item)
-        return items
+    def build(self, state):
+        try:
+            return super().build(state)
+        finally:
+            self._raw = None  # the raw reviews are not needed once encoded

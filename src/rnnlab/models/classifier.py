@@ -16,10 +16,26 @@ from rnnlab.nn.pooling import Pooling
 from rnnlab.nn.recurrent import Recurrent
 
 
+class OneHot(nn.Module):
+    """One-hot "embedding" ``[B, T] -> [B, T, V]`` (padding is the zero vector), for the course's recipes."""
+
+    def __init__(self, num_embeddings: int, padding_idx: int = 0) -> None:
+        super().__init__()
+        self.num_embeddings, self.padding_idx = num_embeddings, padding_idx
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        out = F.one_hot(tokens, self.num_embeddings).float()
+        out[..., self.padding_idx] = 0.0
+        return out
+
+
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
-    Hooks: ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
+    ``input_encoding="onehot"`` feeds one-hot vectors instead of a learned embedding (``embedding_dim`` unused).
+    ``class_weighting`` weights the training loss against class imbalance (from the DataModule's ``class_counts``).
+
+    Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
     ``val/acc_best``. ``vocab_size``, ``num_classes`` and ``pad_id`` are linked from the DataModule by the CLI.
     """
@@ -29,6 +45,7 @@ class SequenceClassifier(RnnlabModule):
         vocab_size: int,
         num_classes: int,
         pad_id: int = 0,
+        input_encoding: Literal["embedding", "onehot"] = "embedding",
         embedding_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
@@ -44,13 +61,19 @@ class SequenceClassifier(RnnlabModule):
         optimizer: OptimizerName = "adamw",
         scheduler: SchedulerName = "onecycle",
         warmup: float = 0.1,
+        class_weighting: Literal["none", "balanced", "sqrt"] = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        if input_encoding == "onehot":  # the course's one-hot inputs: a fixed identity "embedding"
+            self.embedding = OneHot(vocab_size, pad_id)
+            embedding_dim = vocab_size
+        else:
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = Recurrent(embedding_dim, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
                                  bidirectional=bidirectional, dropout=dropout, packed=packed)
+        self.register_buffer("class_weights", torch.ones(num_classes))
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
@@ -69,18 +92,27 @@ class SequenceClassifier(RnnlabModule):
         pooled = self.pooling(outputs, lengths, h_n, self.encoder.num_directions)
         return self.head(self.dropout(pooled))
 
-    def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> Tensor:
+    def setup(self, stage: str) -> None:
+        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root."""
+        counts = getattr(self.trainer.datamodule, "class_counts", None) if self._trainer is not None else None
+        if stage == "fit" and self.hparams.class_weighting != "none" and counts:
+            freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+            w = freq.sum() / (len(freq) * freq)
+            self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
+
+    def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         logits = self(batch.tokens, batch.lengths)
-        loss = F.cross_entropy(logits.float(), batch.target)
+        weight = self.class_weights if stage == "train" else None
+        loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
         metrics.update(logits.detach(), batch.target)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(batch),
                  sync_dist=not on_step)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(batch))
-        return loss
+        return loss, logits
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._step(batch, self.train_metrics, "train")
+        return self._step(batch, self.train_metrics, "train")[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, self.val_metrics, "val")
@@ -90,8 +122,9 @@ class SequenceClassifier(RnnlabModule):
             self.val_acc_best(self.val_metrics["acc"].compute())
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=False)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> dict:
+        _, logits = self._step(batch, self.test_metrics, "test")
+        return {"preds": logits.argmax(-1), "target": batch.target}  # for the confusion-matrix callback
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}

@@ -1,0 +1,129 @@
+"""Names benchmarks on the real data: Chinese name -> gender (namesex, its 10-fold protocol) and name -> language.
+
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender     # 10 folds + baselines -> names_gender.json
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language   # tutorial recipe vs ours -> names_language.json
+    python benchmarks/names.py --table
+
+Gender: every fold trains ``configs/namesex_bigru.yaml`` on the nine other folds (5% of them held out to pick the
+checkpoint), tests on its fold and on ``testdata.csv``; the course recipe (``configs/chinese_names_rnn.yaml`` on
+namesex, seeded 1,000-name test sample) and a logistic regression on character unigrams + the whole name (the
+package README's L2 baseline) run beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load, write  # noqa: E402
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+         "--trainer.logger.init_args.save_dir=runs/bench"]
+PUBLISHED = {"random forest, word2vec features (namesex README)": (0.9486, 0.0071),
+             "L2 logistic regression (namesex README)": (0.8957, None)}
+
+
+def fit_and_test(config: str, extra: list[str], extra_splits: tuple[str, ...] = ()) -> dict:
+    from rnnlab.cli import RnnlabCLI
+
+    cli = RnnlabCLI(args=["--config", config, *QUIET, *extra], run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    out = {"fit_seconds": round(seconds, 1), "epochs": cli.trainer.current_epoch}
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    out.update({"test_acc": test["test/acc"], "test_f1": test["test/f1"]})
+    for split in extra_splits:
+        loader = cli.datamodule._loader(split, shuffle=False)
+        res = cli.trainer.test(cli.model, dataloaders=loader, ckpt_path="best", verbose=False)[0]
+        out.update({f"{split}_acc": res["test/acc"], f"{split}_f1": res["test/f1"]})
+    return out
+
+
+def logistic_regression_folds() -> list[float]:
+    """Character unigrams + the whole name, L2 logistic regression, namesex's 10 folds."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnlab.data.names import read_namesex
+    from rnnlab.data.sources import fetch
+
+    rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
+    analyzer = lambda name: list(name) + [f"<{name}>"]  # noqa: E731
+    accs = []
+    for fold in range(10):
+        train = [(n, y) for n, y, f in rows if f != fold]
+        test = [(n, y) for n, y, f in rows if f == fold]
+        vec = CountVectorizer(analyzer=analyzer)
+        x = vec.fit_transform([n for n, _ in train])
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x, [y for _, y in train])
+        accs.append(float(clf.score(vec.transform([n for n, _ in test]), [y for _, y in test])))
+    return accs
+
+
+def gender() -> None:
+    folds = []
+    for fold in range(10):
+        r = fit_and_test("configs/namesex_bigru.yaml", [f"--data.init_args.test_fold={fold}"], ("testdata",))
+        folds.append(r)
+        print(f"fold {fold}: test acc {r['test_acc']:.4f}  testdata acc {r['testdata_acc']:.4f}  ({r['fit_seconds']} s)",
+              flush=True)
+    accs = [r["test_acc"] for r in folds]
+    course = fit_and_test("configs/chinese_names_rnn.yaml", ["--data.init_args.source=namesex"])
+    lr = logistic_regression_folds()
+    write("names_gender", {
+        "command": "python benchmarks/names.py gender",
+        "bigru_10fold": {"mean_acc": statistics.mean(accs), "std_acc": statistics.stdev(accs),
+                         "mean_f1": statistics.mean(r["test_f1"] for r in folds),
+                         "testdata_acc_mean": statistics.mean(r["testdata_acc"] for r in folds),
+                         "fit_seconds_per_fold": statistics.mean(r["fit_seconds"] for r in folds), "folds": folds},
+        "course_recipe_sample": course,
+        "logistic_regression_10fold": {"mean_acc": statistics.mean(lr), "std_acc": statistics.stdev(lr), "folds": lr},
+        "published": PUBLISHED,
+    })
+    print(table())
+
+
+def language() -> None:
+    results = {}
+    for name in ("names_rnn", "names_lstm"):
+        results[name] = fit_and_test(f"configs/{name}.yaml", [])
+        print(name, results[name], flush=True)
+    write("names_language", {"command": "python benchmarks/names.py language", **results})
+    print(table())
+
+
+def table() -> str:
+    rows = []
+    for r in load("names_gender.json"):
+        b, lr, c = r["bigru_10fold"], r["logistic_regression_10fold"], r["course_recipe_sample"]
+        rows += ["| task | method | protocol | accuracy | macro-F1 | other | time |", "|---|---|---|---|---|---|---|",
+                 f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` (char BiGRU) | 10-fold | "
+                 f"**{100 * b['mean_acc']:.2f}%** (std {100 * b['std_acc']:.2f}) | {100 * b['mean_f1']:.2f}% | "
+                 f"testdata.csv {100 * b['testdata_acc_mean']:.1f}% (mean of the 10 fold models) | "
+                 f"{b['fit_seconds_per_fold']:.0f} s a fold |",
+                 f"| name -> gender (namesex) | logistic regression, char unigrams + name (ours) | 10-fold | "
+                 f"{100 * lr['mean_acc']:.2f}% (std {100 * lr['std_acc']:.2f}) | | | |"]
+        for method, (acc, std) in r["published"].items():
+            rows.append(f"| name -> gender (namesex) | {method} | 10-fold | {100 * acc:.2f}%"
+                        + (f" (std {100 * std:.2f})" if std else "") + " | | published | |")
+        rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "
+                    f"seeded 1,000-name test | {100 * c['test_acc']:.2f}% | {100 * c['test_f1']:.2f}% | | "
+                    f"{c['fit_seconds']:.0f} s |")
+    for r in load("names_language.json"):
+        if not rows:
+            rows += ["| task | method | protocol | accuracy | macro-F1 | other | time |", "|---|---|---|---|---|---|---|"]
+        for name, label in (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
+                            ("names_lstm", "char 2-layer BiLSTM, sqrt class weights")):
+            x = r[name]
+            rows.append(f"| name -> language (18) | `configs/{name}.yaml` ({label}) | stratified 80/10/10 | "
+                        f"{100 * x['test_acc']:.2f}% | {100 * x['test_f1']:.2f}% | | {x['fit_seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
+    {"gender": gender, "language": language}.get(arg, lambda: print(table()))()

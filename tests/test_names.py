@@ -1,0 +1,145 @@
+"""Names -> gender (namesex, Chinese-Names-Corpus) and names -> language (PyTorch tutorial), on format fixtures."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab.cli import main
+from rnnlab.data.names import (ChineseNamesDataModule, NameLanguageDataModule, read_cncorpus, read_namesex,
+                               read_pytorch_names, to_ascii)
+from rnnlab.errors import RnnlabError
+from rnnlab.models import SequenceClassifier
+from conftest import write_pytorch_names
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def test_namesex_reader_handles_bom_blank_lines_and_spaces_and_names_bad_rows(local_data, tmp_path):
+    rows = read_namesex(local_data / "namesex" / "namesex_data_v2.csv")
+    assert len(rows) == 300 and all(len(n) == 2 and s in (0, 1) and 0 <= f <= 9 for n, s, f in rows)
+    bad = tmp_path / "namesex_data_v2.csv"
+    bad.write_text("gname,sex,fold\n志明,1,3\n春嬌,female,2\n", encoding="utf-8")
+    with pytest.raises(RnnlabError, match="line 3"):
+        read_namesex(bad)
+
+
+def test_cncorpus_reader_skips_headers_and_the_datamodule_drops_unknown_gender(local_data, env):
+    rows = read_cncorpus(local_data / "chinese_names" / "Chinese_Names_Corpus_Gender（120W）.txt")
+    assert len(rows) == 200 and {s for _, s in rows} == {"男", "女", "未知"}
+    dm = ChineseNamesDataModule(source="cncorpus", protocol="sample", test_size=20, train_size=1000)
+    dm.setup("fit")
+    total = sum(len(dm.datasets[s]) for s in ("train", "val", "test"))
+    assert total == sum(s != "未知" for _, s in rows)
+    with pytest.raises(RnnlabError, match="protocol=sample"):
+        ChineseNamesDataModule(source="cncorpus", protocol="folds")
+
+
+def test_pytorch_names_from_zip_and_from_extracted_folder(tmp_path):
+    z = read_pytorch_names(write_pytorch_names(tmp_path / "data.zip"))
+    d = read_pytorch_names(write_pytorch_names(tmp_path / "x" / "data" / "names", as_folder=True))
+    assert z == d and sorted(z) == ["Czech", "German", "Japanese", "Polish", "Russian"]
+    assert to_ascii("Ślusàrski") == "Slusarski" and to_ascii("Dvořák") == "Dvorak" and to_ascii("李") == ""
+
+
+def test_fold_protocol_never_trains_on_the_test_fold(env, local_data):
+    rows = read_namesex(local_data / "namesex" / "namesex_data_v2.csv")
+    for fold in (0, 7):
+        dm = ChineseNamesDataModule(test_fold=fold, batch_size=8)
+        dm.setup("fit")
+        test_names = [n for n, _, f in rows if f == fold]
+        assert len(dm.datasets["test"]) == len(test_names)
+        decode = lambda ds: {"".join(dm.vocab.decode(s.tolist())) for s in ds.sequences}  # noqa: E731
+        assert decode(dm.datasets["test"]) == set(test_names)
+        train_val = [n for n, _, f in rows if f != fold]
+        assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == len(train_val)
+        assert len(dm.datasets["testdata"]) == 20
+
+
+def test_top_k_character_vocabulary_maps_the_rest_to_unk(env):
+    dm = ChineseNamesDataModule(max_vocab=7, batch_size=8)
+    dm.setup("fit")
+    assert dm.vocab_size == 7
+    ids = torch.cat(list(dm.datasets["train"].sequences))
+    assert (ids == dm.vocab.unk_id).any() and ids.max() < 7
+
+
+def test_stratified_language_split_keeps_every_class(env):
+    dm = NameLanguageDataModule(batch_size=8)
+    dm.setup("fit")
+    assert dm.labels == ["Czech", "German", "Japanese", "Polish", "Russian"]
+    for split in ("train", "val", "test"):
+        assert set(dm.datasets[split].targets.tolist()) == set(range(5)), split
+    assert len(dm.datasets["test"]) == 14  # 10% of each language: 6 + 4 * 2
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_onehot_and_embedding_inputs_have_the_same_shapes_and_train(encoding, env):
+    dm = NameLanguageDataModule(batch_size=32)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = SequenceClassifier(dm.vocab_size, dm.num_classes, input_encoding=encoding, hidden_size=32,
+                               embedding_dim=16, cell="rnn", bidirectional=False, pooling="last", dropout=0.0,
+                               embedding_dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = next(iter(dm.train_dataloader()))
+    losses = []
+    for _ in range(30):
+        logits = model(batch.tokens, batch.lengths)
+        assert logits.shape == (len(batch), 5)
+        loss = torch.nn.functional.cross_entropy(logits, batch.target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_class_weighting_comes_from_training_counts(env):
+    dm = NameLanguageDataModule(batch_size=8)
+    dm.setup("fit")
+    assert dm.class_counts == [16, 16, 16, 16, 48]
+    model = SequenceClassifier(dm.vocab_size, dm.num_classes, class_weighting="balanced")
+
+    class FakeTrainer:
+        datamodule = dm
+
+    model._trainer = FakeTrainer()
+    model.setup("fit")
+    w = model.class_weights
+    assert torch.allclose(w[:4], w[0].expand(4)) and torch.isclose(w[0] / w[4], torch.tensor(3.0))
+
+
+def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_characters(env):
+    config = str(ROOT / "configs" / "namesex_bigru.yaml")
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8"]
+    main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "2"])
+    run = env / "runs" / "namesex_bigru" / "version_0"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    main(["test", "--config", config, *tiny, "--ckpt_path", str(ckpt)])
+    assert (run.parent / "version_1" / "confusion_matrix.png").stat().st_size > 1000
+    report = (run.parent / "version_1" / "classification_report.txt").read_text()
+    assert "female" in report and "male" in report and "f1-score" in report
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
+          '["文偉", "文伟", "", "文龘", "ABC"]', "--prediction_writer.output", "names.jsonl"])
+    rows = [json.loads(line) for line in (env / "names.jsonl").read_text().splitlines()]
+    assert rows[0]["label"] in ("female", "male") and rows[0]["top"].count(",") == 1
+    assert "warning" not in rows[1], "simplified 伟 is converted to the traditional 偉 the model knows"
+    assert rows[1]["top"] == rows[0]["top"]
+    assert "empty" in rows[2]["error"]
+    assert "龘" in rows[3]["warning"] and "<unk>" in rows[3]["warning"]
+    assert "unknown" in rows[4]["warning"]
+
+
+def test_language_cli_predict_top_k(env):
+    config = str(ROOT / "configs" / "names_lstm.yaml")
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.num_layers", "1"]
+    main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1"])
+    ckpt = env / "runs" / "names_lstm" / "version_0" / "checkpoints" / "last.ckpt"
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
+          '["Dvořák", "李"]', "--prediction_writer.output", "lang.jsonl"])
+    rows = [json.loads(line) for line in (env / "lang.jsonl").read_text().splitlines()]
+    assert rows[0]["top"].count(",") == 2 and rows[0]["label"] in rows[0]["top"]
+    assert "no usable character" in rows[1]["error"]
