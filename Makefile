@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export RNNLAB_LOCAL_DATA ?= $(abspath $(wildcard ../shared/data))
 export WANDB_MODE ?= offline
 
-.PHONY: help venv train test test-full bench-imdb bench-cells clean
+.PHONY: help venv train test bench-imdb bench-cells bench-names tables clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -28,6 +28,13 @@ bench-imdb: venv  ## IMDB accuracy/throughput benchmarks -> benchmarks/results/*
 
 bench-cells: venv  ## recurrent layer throughput: padded vs packed vs handwritten
 	$(BIN)/python benchmarks/cells.py
+
+bench-names: venv  ## names benchmarks: namesex 10 folds + baselines, names -> language
+	$(BIN)/python benchmarks/names.py gender
+	$(BIN)/python benchmarks/names.py language
+
+tables: venv  ## rewrite the README's result tables from benchmarks/results/*.json
+	$(BIN)/python benchmarks/readme_tables.py
 
 clean:  ## remove runs/ and the encoded-data cache (keeps downloads)
 	rm -rf runs data/*/cache
