@@ -168,6 +168,21 @@ class _LayerBPTT(torch.autograd.Function):
         dh = d_hT.clone() if d_hT is not None else torch.zeros_like(hs[0])
         dc = (d_cT.clone() if d_cT is not None else torch.zeros_like(hs[0])) if cell == "lstm" else None
         d_ys = d_ys if d_ys is not None else torch.zeros_like(ys)
+        if cell == "lstm":  # every factor that does not depend on the recursion, for all steps at once
+            i, f, g, o = acts.split(H, -1)
+            dc_dh = o * (1 - tanh_c * tanh_c)  # dc_t/dh_new (through h = o * tanh(c))
+            da_o = tanh_c * o * (1 - o)  # dL/da_o = dh_new * this
+            da_ifg = torch.cat([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], -1)  # dL/da_[ifg] = dc_t * this
+            da_ifg = da_ifg.view(*da_ifg.shape[:-1], 3, H)
+            del i, g, o
+        elif cell == "gru":  # dL/d[a_r, a_z, a_n] = dh_new * gx_factor, dL/d(W_hh h) = dh_new * gh_factor
+            r, z, n = acts.split(H, -1)
+            a_n = (1 - z) * (1 - n * n)
+            gx_factor = torch.cat([a_n * ghn * r * (1 - r), (hs[:-1] - n) * z * (1 - z), a_n], -1)
+            gh_factor = torch.cat([gx_factor[..., : 2 * H], a_n * r], -1)
+            gx_factor = gx_factor.view(*gx_factor.shape[:-1], 3, H)
+            gh_factor = gh_factor.view(*gh_factor.shape[:-1], 3, H)
+            del r, n, a_n
         for t in range(T - 1, -1, -1):
             if t < first_masked:  # every sequence live: the carried state is h_new
                 dh_new, dh_skip = d_ys[t] + dh, None
@@ -178,30 +193,19 @@ class _LayerBPTT(torch.autograd.Function):
                 if cell == "lstm":
                     dc_new, dc_skip = torch.where(live[t], dc, 0.0), torch.where(live[t], 0.0, dc)
             if cell == "lstm":
-                i, f, g, o = acts[t].split(H, -1)
-                dc_t = torch.addcmul(dc_new, dh_new * o, 1 - tanh_c[t] * tanh_c[t])
-                dai, daf, dag, dao = d_gx[t].split(H, -1)
-                torch.mul(dc_t * g, i * (1 - i), out=dai)
-                torch.mul(dc_t * cs[t], f * (1 - f), out=daf)
-                torch.mul(dc_t * i, 1 - g * g, out=dag)
-                torch.mul(dh_new * tanh_c[t], o * (1 - o), out=dao)
-                dc = dc_t * f if dc_skip is None else torch.addcmul(dc_skip, dc_t, f)
+                dc_t = torch.addcmul(dc_new, dh_new, dc_dh[t])
+                torch.mul(da_ifg[t], dc_t.unsqueeze(-2), out=d_gx[t][..., : 3 * H].view(da_ifg[t].shape))
+                torch.mul(dh_new, da_o[t], out=d_gx[t][..., 3 * H :])
+                dc = dc_t * f[t] if dc_skip is None else torch.addcmul(dc_skip, dc_t, f[t])
             elif cell == "gru":
-                r, z, n = acts[t].split(H, -1)
-                dn = dh_new * (1 - z)
-                dan = dn * (1 - n * n)
-                dar, daz, dgx_n = d_gx[t].split(H, -1)
-                torch.mul(dan * ghn[t], r * (1 - r), out=dar)
-                torch.mul(dh_new * (hs[t] - n), z * (1 - z), out=daz)
-                dgx_n.copy_(dan)
-                d_gh[t][..., : 2 * H] = d_gx[t][..., : 2 * H]
-                torch.mul(dan, r, out=d_gh[t][..., 2 * H :])
+                torch.mul(gx_factor[t], dh_new.unsqueeze(-2), out=d_gx[t].view(gx_factor[t].shape))
+                torch.mul(gh_factor[t], dh_new.unsqueeze(-2), out=d_gh[t].view(gh_factor[t].shape))
             else:
                 y = ys[t]
                 torch.mul(dh_new, (y > 0).to(y.dtype) if ctx.relu else 1 - y * y, out=d_gx[t])
             dh_prev = torch.bmm(d_gh[t], w_hh)
             if cell == "gru":
-                dh_prev.addcmul_(dh_new, z)
+                dh_prev.addcmul_(dh_new, z[t])
             dh = dh_prev if dh_skip is None else dh_prev + dh_skip
         d_w = torch.einsum("tdbg,tdbh->dgh", d_gh, hs[:-1])
         d_bhn = d_gh[..., 2 * H :].sum((0, 2)).unsqueeze(1) if cell == "gru" else None
