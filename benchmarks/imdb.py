@@ -28,6 +28,8 @@ def run_one(config: str, extra: list[str]) -> dict:
     from rnnlab.callbacks import ThroughputMonitor
     from rnnlab.cli import RnnlabCLI
 
+    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
+
     name = Path(config).stem
     args = ["--config", config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             f"--trainer.logger.init_args.save_dir=runs/bench", *extra]

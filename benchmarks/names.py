@@ -29,6 +29,8 @@ PUBLISHED = {"random forest, word2vec features (namesex README)": (0.9486, 0.007
 def fit_and_test(config: str, extra: list[str], extra_splits: tuple[str, ...] = ()) -> dict:
     from rnnlab.cli import RnnlabCLI
 
+    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
+
     cli = RnnlabCLI(args=["--config", config, *QUIET, *extra], run=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
