@@ -236,7 +236,6 @@ class SequenceDataModule(L.LightningDataModule):
         self.predict_items = self.encode_predict(self.read_predict_inputs())
         valid = [i for i, item in enumerate(self.predict_items) if "tokens" in item]
         dataset = SequenceDataset([self.predict_items[i]["tokens"] for i in valid])
-        dataset.index_map = valid
         collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
 
