@@ -130,13 +130,22 @@ class SequenceDataModule(L.LightningDataModule):
         key = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return self.root / self.name / "cache" / f"{key}.pt"
 
-    def _load_or_build(self) -> dict:
-        given = load_checkpoint_state(self.vocab_from, type(self).__qualname__) if self.vocab_from else None
+    def _given_state(self) -> Optional[dict]:
+        """The vocabulary/labels of ``vocab_from`` (read from the checkpoint once), or None."""
+        if not self.vocab_from:
+            return None
+        if getattr(self, "_given", None) is None:
+            self._given = load_checkpoint_state(self.vocab_from, type(self).__qualname__)
+        return self._given
+
+    def _load_or_build(self, load: bool = True) -> Optional[dict]:
+        """The encoded data from the cache, building the cache first if needed (``load=False``: only ensure it)."""
+        given = self._given_state()
         path = self._cache_path(given)
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
             if path.is_file():
-                return torch.load(path, weights_only=True)
+                return torch.load(path, weights_only=True) if load else None
             log.info("%s: encoding the data once into %s", self.name, path)
             payload = self.build(given)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -147,7 +156,7 @@ class SequenceDataModule(L.LightningDataModule):
     def _ensure_state(self) -> dict:
         if self.state is None:
             if self.vocab_from:  # a checkpoint's vocabulary: no data needed for predict
-                self._set_state(load_checkpoint_state(self.vocab_from, type(self).__qualname__))
+                self._set_state(self._given_state())
             else:
                 self._set_state(self._load_or_build()["state"])
         return self.state
@@ -158,8 +167,8 @@ class SequenceDataModule(L.LightningDataModule):
 
     # -------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
-        if not self.vocab_from:  # rank 0 only: download, verify, encode into the cache
-            self._load_or_build()
+        if not self.vocab_from:  # rank 0 only: download, verify, encode into the cache (setup() loads it)
+            self._load_or_build(load=False)
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
