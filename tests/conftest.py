@@ -60,6 +60,9 @@ def local_data(tmp_path_factory) -> Path:
     write_namesex(root / "namesex")
     write_cncorpus(root / "chinese_names")
     write_pytorch_names(root / "pytorch_names" / "data" / "names", as_folder=True)
+    write_conll2000(root / "conll2000", edition="nltk")
+    write_sinica(root / "sinica_treebank" / "sinica_treebank.zip")
+    write_icwb2(root / "icwb2" / "icwb2-data.zip")
     return root
 
 
@@ -129,4 +132,91 @@ def write_pytorch_names(path: Path, seed: int = 0, as_folder: bool = False) -> P
         z.writestr("data/eng-fra.txt", "Go.\tVa !\n")
         for lang, text in texts.items():
             z.writestr(f"data/names/{lang}.txt", text)
+    return path
+
+
+# ----------------------------------------------------------------------------- tagging
+POS_LEXICON = {"DT": ["the", "a", "this"], "NN": ["market", "stock", "price", "company", "year"],
+               "NNS": ["markets", "stocks", "prices", "shares"], "VBD": ["rose", "fell", "said", "closed"],
+               "IN": ["in", "of", "on"], "JJ": ["strong", "weak", "new"], "CD": ["3", "1989", "10"], ".": ["."]}
+POS_PATTERNS = [["DT", "JJ", "NN", "VBD", "IN", "CD", "."], ["DT", "NNS", "VBD", "."],
+                ["NNS", "VBD", "IN", "DT", "NN", "."], ["DT", "NN", "VBD", "CD", "NNS", "."]]
+CHUNK_OF = {"DT": "NP", "JJ": "NP", "NN": "NP", "NNS": "NP", "CD": "NP", "VBD": "VP", "IN": "PP", ".": "O"}
+
+
+def conll2000_text(n: int, seed: int) -> str:
+    """CoNLL-2000 lines (``word POS chunk``, blank line between sentences) from a tiny grammar."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        prev = None
+        for tag in rng.choice(POS_PATTERNS):
+            word = rng.choice(POS_LEXICON[tag])
+            word = word.capitalize() if prev is None else word
+            chunk = CHUNK_OF[tag]
+            iob = "O" if chunk == "O" else ("I-" if prev == chunk else "B-") + chunk
+            lines.append(f"{word} {tag} {iob}")
+            prev = chunk
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_conll2000(folder: Path, edition: str = "nltk", n_train: int = 120, n_test: int = 30) -> None:
+    """NLTK's ``conll2000.zip`` or the official ``train.txt.gz``/``test.txt.gz``."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {"train": conll2000_text(n_train, 0), "test": conll2000_text(n_test, 1)}
+    if edition == "nltk":
+        with zipfile.ZipFile(folder / "conll2000.zip", "w") as z:
+            z.writestr("conll2000/", "")
+            z.writestr("conll2000/README", "CoNLL-2000 fixture\n")
+            for split, text in texts.items():
+                z.writestr(f"conll2000/{split}.txt", text.encode("latin-1"))
+    else:
+        for split, text in texts.items():
+            (folder / f"{split}.txt.gz").write_bytes(gzip.compress(text.encode("latin-1")))
+
+
+CWS_LEXICON = ["我們", "住在", "同一條", "巷子", "鄰居", "同學", "是", "也", "和", "他", "美麗", "天安門", "北京", "，", "。"]
+
+
+def cws_sentences(n: int, seed: int, lexicon=CWS_LEXICON) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [[rng.choice(lexicon) for _ in range(rng.randint(2, 8))] for _ in range(n)]
+
+
+def write_sinica(path: Path, n: int = 150) -> Path:
+    """NLTK's ``sinica_treebank.zip``: ``raw`` lines ``#n:n.[id] words`` with the treebank's markers."""
+    lines = []
+    for i, words in enumerate(cws_sentences(n, 2), start=1):
+        marked = list(words)
+        if i % 5 == 0:
+            marked.insert(1, "‧的")  # empty elements and prefixes that are not text
+        if i % 7 == 0:
+            marked = [("_11:" + w if w == "是" else w) for w in marked] + ["[+]:"]
+        lines.append(f"#{i}:{i}.[{39000 + i}] " + " ".join(marked))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("sinica_treebank/raw", "\n".join(lines) + "\n")
+        z.writestr("sinica_treebank/parsed", "#1:1.[1] S(Head:Nab:一)\n")
+        z.writestr("sinica_treebank/README", "Sinica Treebank fixture\n")
+    return path
+
+
+def write_icwb2(path: Path, corpora=("pku",), with_training: bool = True) -> Path:
+    """``icwb2-data.zip``: ``icwb2-data/{training,testing,gold}/`` files, words separated by two spaces (the
+    training file) or full-width spaces (gold), as in the SIGHAN 2005 release."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lexicon = [w.replace("條", "条").replace("門", "门").replace("們", "们").replace("麗", "丽") for w in CWS_LEXICON]
+    with zipfile.ZipFile(path, "w") as z:
+        for corpus in corpora:
+            train = cws_sentences(120, 3, lexicon)
+            test = cws_sentences(30, 4, lexicon + ["新词"])
+            if with_training:
+                z.writestr(f"icwb2-data/training/{corpus}_training.utf8",
+                           "\n".join("  ".join(ws) for ws in train) + "\n")
+            z.writestr(f"icwb2-data/testing/{corpus}_test.utf8", "\n".join("".join(ws) for ws in test) + "\n")
+            z.writestr(f"icwb2-data/gold/{corpus}_test_gold.utf8", "\n".join("\u3000".join(ws) for ws in test) + "\n")
+            z.writestr(f"icwb2-data/gold/{corpus}_training_words.utf8", "\n".join(sorted(set(lexicon))) + "\n")
     return path

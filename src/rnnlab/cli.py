@@ -8,10 +8,30 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from rnnlab.callbacks import ConfusionMatrix, PredictionWriter, ThroughputMonitor, run_dir
+from rnnlab.callbacks import ConfusionMatrix, GenerationSamples, PredictionWriter, ThroughputMonitor, run_dir
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
+
+
+OPTIONAL_LINKS = ("char_vocab_size", "unit_features")  # DataModule properties only some models take
+
+
+def _import(class_path: str):
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _init_parameters(class_path: str) -> set[str]:
+    import inspect
+
+    cls = _import(class_path)
+    return set(inspect.signature(cls.__init__).parameters) if cls is not None else set()
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -59,11 +79,46 @@ class RnnlabCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
-        for prop in ("vocab_size", "num_classes", "pad_id"):
+        parser.add_lightning_class_args(GenerationSamples, "samples")
+        for prop in ("vocab_size", "num_classes", "pad_id", *OPTIONAL_LINKS):
             parser.link_arguments(f"data.{prop}", f"model.init_args.{prop}", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """As LightningCLI's (the checkpoint's hyperparameters replace the config's, so the architecture matches the
+        weights), except for a model's ``inference_hparams`` (e.g. sampling temperature): there the command line
+        wins. Keys a model does not take (links meant for other models) are dropped."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        import torch
+
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if not hparams or class_path is None:
+            return super()._parse_ckpt_path()
+        cls = _import(class_path)
+        accepted = _init_parameters(class_path)
+        keep = {k: v for k, v in hparams.items()
+                if k in accepted and k not in getattr(cls, "inference_hparams", ())}
+        model = {"class_path": class_path, "dict_kwargs": keep}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        # data properties linked into models that do not take them (a classifier has no character encoder) come
+        # back from a checkpoint's hyperparameters as unexpected keyword arguments: drop them
+        extra = cfg.model.get("dict_kwargs") or {}
+        if extra:
+            accepted = _init_parameters(cfg.model.class_path)
+            for key in [k for k in extra if k in OPTIONAL_LINKS and k not in accepted]:
+                del extra[key]
         ckpt = cfg.get("ckpt_path")
         init = cfg.data.init_args
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):

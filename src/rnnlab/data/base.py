@@ -262,6 +262,16 @@ class SequenceDataModule(L.LightningDataModule):
         return 0
 
     @property
+    def unit_features(self) -> int:
+        """Ids per step in ``tokens`` that index the vocabulary (1: ``tokens`` is ``[B, T]``)."""
+        return 1
+
+    @property
+    def char_vocab_size(self) -> int:
+        """Size of the character vocabulary of a character-level word encoder (0: none)."""
+        return 0
+
+    @property
     def vocab_size(self) -> int:
         self._ensure_state()
         return len(self.vocab)

@@ -15,7 +15,8 @@ IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores
 
 @dataclass
 class Batch:
-    """A padded batch. ``tokens [B, T]`` (padding = ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
+    """A padded batch. ``tokens [B, T]`` or ``[B, T, K]`` (K ids per step, e.g. a word and its characters; padding =
+    ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
     ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), or None;
     ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP)."""
 
@@ -51,9 +52,11 @@ def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:
     """Stack ``(tokens [T_i], target, index)`` samples into a right-padded :class:`Batch`."""
     seqs = [s[0] for s in samples]
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    tokens = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=seqs[0].dtype)
+    # per-step features ([T_i, K_i], e.g. a word's id then its characters' ids) are padded in every dimension
+    trailing = [max(s.shape[d] for s in seqs) for d in range(1, seqs[0].dim())]
+    tokens = torch.full((len(seqs), int(lengths.max()), *trailing), pad_id, dtype=seqs[0].dtype)
     for i, s in enumerate(seqs):
-        tokens[i, : len(s)] = s
+        tokens[(i, *(slice(0, n) for n in s.shape))] = s
     targets = [s[1] for s in samples]
     if targets[0] is None:
         target = None

@@ -52,6 +52,11 @@ class Source:
     homepage: str = ""
     check: Callable[[Path], str | None] | None = None
     license: str = ""
+    folder: str = ""  # the folder under the cache / local copies (default: ``name``), shared by editions of one dataset
+
+    @property
+    def dir(self) -> str:
+        return self.folder or self.name
 
 
 _REGISTRY: dict[str, Source] = {}
@@ -117,13 +122,13 @@ def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
     except ValueError as err:  # pooch's checksum mismatch
         raise RnnlabError(
             f"download of {remote.url} is corrupt or changed upstream ({err}). Delete {target_dir / remote.name} and "
-            f"retry, or place a good copy at $RNNLAB_LOCAL_DATA/{source.name}/{remote.name}."
+            f"retry, or place a good copy at $RNNLAB_LOCAL_DATA/{source.dir}/{remote.name}."
         ) from None
     except Exception as err:  # network errors come in many types (requests, socket, HTTP status)
         raise RnnlabError(
             f"could not download {remote.url} ({type(err).__name__}: {err}). Without network access, place the file "
-            f"at {target_dir / remote.name} or at $RNNLAB_LOCAL_DATA/{source.name}/{remote.name} "
-            f"(set {LOCAL_DATA_ENV} to the folder that holds '{source.name}/')."
+            f"at {target_dir / remote.name} or at $RNNLAB_LOCAL_DATA/{source.dir}/{remote.name} "
+            f"(set {LOCAL_DATA_ENV} to the folder that holds '{source.dir}/')."
         ) from None
     return Path(path)
 
@@ -143,17 +148,17 @@ def fetch(name: str, root: str | os.PathLike = "data", local_dir: str | os.PathL
     Safe to call from several processes at once (a file lock in ``<root>/<name>/`` serialises downloads).
     """
     source = get_source(name)
-    target_dir = Path(root) / name
+    target_dir = Path(root) / source.dir
     target_dir.mkdir(parents=True, exist_ok=True)
     local = local_data_dir(local_dir)
     paths: dict[str, Path] = {}
     with FileLock(str(target_dir / ".fetch.lock")):
         for remote in source.files:
-            if local is not None and (candidate := local / name / remote.name).is_file():
+            if local is not None and (candidate := local / source.dir / remote.name).is_file():
                 _verify_local(source, remote, candidate)
                 paths[remote.name] = candidate
                 continue
-            if local is not None and remote.extracted and (folder := local / name / remote.extracted).is_dir():
+            if local is not None and remote.extracted and (folder := local / source.dir / remote.extracted).is_dir():
                 _verify_local(source, remote, folder)
                 paths[remote.name] = folder
                 continue
@@ -162,7 +167,7 @@ def fetch(name: str, root: str | os.PathLike = "data", local_dir: str | os.PathL
                 paths[remote.name] = cached
                 continue
             if local is not None:
-                log.warning("%s: %s not found under %s/%s/, downloading it.", name, remote.name, local, name)
+                log.warning("%s: %s not found under %s/%s/, downloading it.", name, remote.name, local, source.dir)
             paths[remote.name] = _download(source, remote, target_dir)
             if remote.sha256 is None and source.check is not None:
                 source.check(paths[remote.name])

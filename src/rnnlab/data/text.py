@@ -7,6 +7,7 @@ checkpoint (the DataModule's ``state_dict``).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable, Literal, Sequence
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -63,6 +64,59 @@ class Vocabulary:
         )
         tok.train_from_iterator(texts, trainer=trainer)
         return cls(tok)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: "Counter[str]",
+        lowercase: bool = False,
+        nfkc: bool = True,
+        max_size: int | None = None,
+        min_freq: int = 1,
+        extra_specials: Sequence[str] = (),
+    ) -> "Vocabulary":
+        """A vocabulary of already-split units (words, characters, character bigrams, ...) from their training counts.
+
+        Keys are normalised as lookups will be (NFKC when ``nfkc``, lower case when ``lowercase``) and merged; kept
+        when seen ``min_freq`` times, most frequent first (ties in first-seen order), ``max_size`` counting the
+        specials (``extra_specials`` follow ``<pad>``/``<unk>``: ids 2, 3, ...). Encode with :meth:`encode_units`, or
+        :meth:`lookup` for character streams.
+        """
+        norm = ([normalizers.NFKC()] if nfkc else []) + ([normalizers.Lowercase()] if lowercase else [])
+        normalizer = normalizers.Sequence(norm)
+        merged: Counter[str] = Counter()
+        for key, n in counts.items():
+            merged[normalizer.normalize_str(key)] += n
+        specials = [PAD, UNK, *extra_specials]
+        kept = [k for k, n in merged.most_common() if n >= min_freq and k and k not in specials]
+        if max_size:
+            kept = kept[: max(max_size - len(specials), 0)]
+        vocab = {k: i for i, k in enumerate(specials + kept)}
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return cls(tok)
+
+    def encode_units(self, sequences: Sequence[Sequence[str]]) -> list[list[int]]:
+        """One id per unit of each already-split sequence (in one parallel call); a unit that normalises to
+        several pieces gets the id of its first, one that normalises to nothing gets ``<unk>``."""
+        out = []
+        encodings = self.tokenizer.encode_batch([list(s) for s in sequences], is_pretokenized=True,
+                                                add_special_tokens=False)
+        for seq, enc in zip(sequences, encodings):
+            ids = [self.unk_id] * len(seq)
+            seen = set()
+            for word, i in zip(enc.word_ids, enc.ids):
+                if word is not None and word not in seen:
+                    seen.add(word)
+                    ids[word] = i
+            out.append(ids)
+        return out
+
+    def lookup(self, units: Iterable[str]) -> list[int]:
+        """Ids of units taken as they are (no normalisation, whitespace is a symbol: character streams)."""
+        table = self.tokenizer.get_vocab()
+        return [table.get(u, self.unk_id) for u in units]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, in one parallel call."""

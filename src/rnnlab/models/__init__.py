@@ -1,3 +1,5 @@
 from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.models.language_model import LanguageModel
+from rnnlab.models.tagger import SequenceTagger
 
-__all__ = ["SequenceClassifier"]
+__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger"]

@@ -1,0 +1,194 @@
+"""Chinese word segmentation as character tagging (``B``/``M``/``E``/``S``): Sinica Treebank and SIGHAN 2005.
+
+* ``sinica`` (NLTK's ``sinica_treebank.zip`` -> ``sinica_treebank/raw``): 10,000 segmented sentences of traditional
+  Chinese, ``#n:n.[id] word word ...``; the treebank's markers are removed (``‧的``/``得‧`` empty elements,
+  ``_11``/``[+]``-style prefixes), and a seeded sentence-level train/val/test split is drawn.
+* SIGHAN 2005 bakeoff (``icwb2-data.zip``), corpora ``pku``, ``msr``, ``cityu``, ``as``:
+  ``training/<c>_training.utf8`` (words separated by spaces), ``gold/<c>_test_gold.utf8`` (the test set, segmented),
+  ``gold/<c>_training_words.utf8`` (the word list the official ``score`` script uses for OOV recall).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.tagging import Tagged, TaggingDataModule, bmes_to_words, words_to_bmes
+from rnnlab.errors import RnnlabError
+
+SIGHAN_URL = "http://sighan.cs.uchicago.edu/bakeoff2005/data/icwb2-data.zip"
+SIGHAN_CORPORA = ("pku", "msr", "cityu", "as")
+
+
+def _check_icwb2(path: Path) -> str:
+    names = _listing(path)
+    found = [c for c in SIGHAN_CORPORA if f"gold/{c}_test_gold.utf8" in names]
+    if not found:
+        raise RnnlabError(f"{path} holds no gold/<corpus>_test_gold.utf8; replace it with {SIGHAN_URL}")
+    return f"gold files for {', '.join(found)}"
+
+
+def _check_sinica(path: Path) -> str:
+    if "sinica_treebank/raw" not in _listing(path):
+        raise RnnlabError(f"{path} lacks sinica_treebank/raw; replace it with NLTK's sinica_treebank.zip")
+    return "raw present"
+
+
+register(Source("icwb2", files=(RemoteFile("icwb2-data.zip", SIGHAN_URL, extracted="icwb2-data"),),
+                homepage="http://sighan.cs.uchicago.edu/bakeoff2005/", check=_check_icwb2))
+register(Source(
+    "sinica_treebank",
+    files=(RemoteFile("sinica_treebank.zip",
+                      "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/sinica_treebank.zip",
+                      "395958a28f06d92ce1de0f0cf1bb17dc4a5cc882d27487447252ad615641e9ba"),),
+    homepage="http://rocling.iis.sinica.edu.tw/CKIP/engversion/treebank.htm", check=_check_sinica,
+    license="CC BY-NC-SA 2.5",
+))
+
+
+def _listing(path: Path) -> set[str]:
+    """Member names of a zip (without the top folder ``icwb2-data/``) or of an extracted folder."""
+    if path.is_dir():
+        return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {n.split("/", 1)[1] if n.startswith("icwb2-data/") else n for n in z.namelist()}
+    except zipfile.BadZipFile:
+        raise RnnlabError(f"{path} is not a zip archive; replace it with the official file") from None
+
+
+def _read_member(path: Path, member: str) -> str | None:
+    """A member's UTF-8 text from a zip (under ``icwb2-data/`` or not) or an extracted folder; None if absent."""
+    if path.is_dir():
+        f = path / member
+        return f.read_bytes().decode("utf-8-sig") if f.is_file() else None
+    with zipfile.ZipFile(path) as z:
+        for name in (f"icwb2-data/{member}", member):
+            if name in z.namelist():
+                return z.read(name).decode("utf-8-sig")
+    return None
+
+
+def read_segmented(text: str) -> list[list[str]]:
+    """SIGHAN format: one sentence a line, words separated by (ASCII or full-width) spaces; blank lines skipped."""
+    return [line.split() for line in text.splitlines() if line.split()]
+
+
+_PREFIX = re.compile(r"^(?:_\d+|\[[^\]\s]*\]|\[\})?:")
+
+
+def read_sinica_raw(text: str) -> list[list[str]]:
+    """``sinica_treebank/raw`` -> sentences of words, without the treebank's markers."""
+    sentences = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        head, _, rest = line.partition(" ")
+        if not head.startswith("#"):
+            raise RnnlabError(f"sinica_treebank/raw, line {n}: expected '#n:n.[id] words...', found {line[:40]!r}")
+        words = []
+        for w in rest.split():
+            w = _PREFIX.sub("", w)
+            if not w or "‧" in w or re.fullmatch(r"_\d+", w):
+                continue
+            words.append(w)
+        if words:
+            sentences.append(words)
+    return sentences
+
+
+class ChineseSegmentationDataModule(TaggingDataModule):
+    """Chinese word segmentation: each character gets ``B``/``M``/``E``/``S``; ``predict`` splits raw text into words
+    (``我爱北京天安门`` -> ``我 爱 北京 天安门``).
+
+    Args:
+        corpus: ``sinica`` (the real-data benchmark here) or a SIGHAN 2005 corpus: ``pku``, ``msr``, ``cityu``, ``as``.
+        bigrams: give each character its left and right character bigrams too (3 ids per character).
+        val_fraction: share of the training sentences held out for validation.
+        test_fraction: ``sinica`` only: share of the sentences held out for testing (SIGHAN has its own test set).
+        **kwargs: see :class:`~rnnlab.data.tagging.TaggingDataModule` (min_freq, normalize, ...).
+    """
+
+    scheme = "bmes"
+    unit_name = "character"
+
+    def __init__(self, corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica", bigrams: bool = True,
+                 val_fraction: float = 0.1, test_fraction: float = 0.1, **kwargs) -> None:
+        if corpus not in ("sinica", *SIGHAN_CORPORA):
+            raise RnnlabError(f"corpus must be 'sinica' or one of {SIGHAN_CORPORA}, got {corpus!r}")
+        self.corpus, self.bigrams = corpus, bigrams
+        super().__init__(**kwargs)
+        for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 < frac < 0.5:
+                raise RnnlabError(f"{name} must be between 0 and 0.5, got {frac}")
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.name = "sinica_treebank" if corpus == "sinica" else "icwb2"
+        self._training_words: set[str] | None = None
+
+    def encoding_args(self) -> dict:
+        return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction}
+
+    def _split(self, sentences: list, fractions: Sequence[float]) -> list[list]:
+        order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        parts, start = [], 0
+        for frac in fractions:
+            n = max(1, round(frac * len(sentences)))
+            parts.append([sentences[i] for i in sorted(order[start : start + n])])
+            start += n
+        parts.append([sentences[i] for i in sorted(order[start:])])
+        return parts
+
+    def read_words(self) -> dict[str, list[list[str]]]:
+        """``{split: sentences as word lists}``."""
+        if self.corpus == "sinica":
+            path = fetch("sinica_treebank", self.root, self.local_dir)["sinica_treebank.zip"]
+            with zipfile.ZipFile(path) as z:
+                sentences = read_sinica_raw(z.read("sinica_treebank/raw").decode("utf-8"))
+            test, val, train = self._split(sentences, [self.test_fraction, self.val_fraction])
+            return {"train": train, "val": val, "test": test}
+        path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
+        member = f"training/{self.corpus}_training.utf8"
+        train_text = _read_member(path, member)
+        if train_text is None:
+            raise RnnlabError(
+                f"{path} has no {member}: this copy of the SIGHAN 2005 data holds only the test and gold files. "
+                f"Place the full icwb2-data.zip ({SIGHAN_URL}) there, or segment with --data.init_args.corpus sinica"
+            )
+        gold = _read_member(path, f"gold/{self.corpus}_test_gold.utf8")
+        if gold is None:
+            raise RnnlabError(f"{path} has no gold/{self.corpus}_test_gold.utf8; replace it with {SIGHAN_URL}")
+        words = _read_member(path, f"gold/{self.corpus}_training_words.utf8")
+        self._training_words = set(words.split()) if words else None
+        val, train = self._split(read_segmented(train_text), [self.val_fraction])
+        return {"train": train, "val": val, "test": read_segmented(gold)}
+
+    def read_splits(self) -> dict[str, Tagged]:
+        return {split: [words_to_bmes(ws) for ws in sentences] for split, sentences in self.read_words().items()}
+
+    # --------------------------------------------------------------- hooks
+    def unit_keys(self, units: Sequence[str]) -> list[list[str]]:
+        if not self.bigrams:
+            return [[c] for c in units]
+        padded = ["<s>", *units, "</s>"]
+        return [[c, padded[i] + c, c + padded[i + 2]] for i, c in enumerate(units)]
+
+    def known_words(self, train: Tagged) -> set[str]:
+        if self._training_words is not None:  # the official word list, as the SIGHAN score script uses
+            return self._training_words
+        return {w for chars, tags in train for w in bmes_to_words(chars, tags)}
+
+    def oov_flags(self, units: Sequence[str], tags: Sequence[str], known: set[str]) -> list[int]:
+        return [int(w not in known) for w in bmes_to_words(units, tags) for _ in w]
+
+    def split_input(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()]
+
+    def render(self, units: Sequence[str], tags: Sequence[str]) -> str:
+        return " ".join(bmes_to_words(units, tags))
