@@ -12,8 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cells  # noqa: E402
+import charlm  # noqa: E402
 import imdb  # noqa: E402
 import names  # noqa: E402
+import tagging  # noqa: E402
 from common import RESULTS  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -43,8 +45,28 @@ def cells_table() -> str:
     return cells.table(json.loads(path.read_text())["rows"]) if path.is_file() else "(not measured yet)"
 
 
+def name_samples() -> str:
+    path = RESULTS / "charlm_names_generate_gru.json"
+    if not path.is_file():
+        return "(not measured yet)"
+    r = json.loads(path.read_text())
+    rows = ["| language | 5 samples (seed 0, temperature " + str(r["model"]["temperature"]) + ") |", "|---|---|"]
+    rows += [f"| {lang} | {', '.join(names_)} |" for lang, names_ in r["samples"].items()]
+    return "\n".join(rows)
+
+
+def shakespeare_sample() -> str:
+    path = RESULTS / "charlm_shakespeare_char_lstm.json"
+    if not path.is_file():
+        return "(not measured yet)"
+    r = json.loads(path.read_text())
+    text = r["samples"].get("ROMEO:\n", [""])[0]
+    return f"```\n{text.rstrip()}\n```"
+
+
 BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells-table": cells_table,
-          "names-table": names.table}
+          "names-table": names.table, "tagging-table": tagging.table, "charlm-table": charlm.table,
+          "name-samples": name_samples, "shakespeare-sample": shakespeare_sample}
 
 
 def main() -> None:

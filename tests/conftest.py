@@ -63,6 +63,7 @@ def local_data(tmp_path_factory) -> Path:
     write_conll2000(root / "conll2000", edition="nltk")
     write_sinica(root / "sinica_treebank" / "sinica_treebank.zip")
     write_icwb2(root / "icwb2" / "icwb2-data.zip")
+    write_tang(root / "chinese_poetry" / "chinese-poetry-tang.tar.gz")
     return root
 
 
@@ -219,4 +220,33 @@ def write_icwb2(path: Path, corpora=("pku",), with_training: bool = True) -> Pat
             z.writestr(f"icwb2-data/testing/{corpus}_test.utf8", "\n".join("".join(ws) for ws in test) + "\n")
             z.writestr(f"icwb2-data/gold/{corpus}_test_gold.utf8", "\n".join("\u3000".join(ws) for ws in test) + "\n")
             z.writestr(f"icwb2-data/gold/{corpus}_training_words.utf8", "\n".join(sorted(set(lexicon))) + "\n")
+    return path
+
+
+TANG_POEMS = [
+    ["秦川雄帝宅，函谷壯皇居。", "綺殿千尋起，離宮百雉餘。"],
+    ["床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"],
+    ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"],
+    ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"],
+    ["朝辭白帝彩雲間，千里江陵一日還。", "兩岸猿聲啼不住，輕舟已過萬重山。"],
+    ["君不見黃河之水天上來，奔流到海不復回。"],  # not regular verse
+]
+
+
+def write_tang(path: Path, copies: int = 6) -> Path:
+    """``chinese-poetry-tang.tar.gz``: ``全唐诗/poet.tang.<n>.json`` lists of {author, title, paragraphs, id}."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("全唐诗/README.md", "全唐诗 fixture\n".encode("utf-8"))
+        for n in range(2):
+            poems = [{"author": "佚名", "title": f"詩{i}", "paragraphs": p, "id": f"{n}-{i}"}
+                     for i, p in enumerate(TANG_POEMS * copies)]
+            add(f"全唐诗/poet.tang.{n * 1000}.json", json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"))
     return path

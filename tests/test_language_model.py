@@ -138,6 +138,38 @@ def test_names_generation_config_and_predict(env):
     main(["predict", "--config", config, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
           '["Russian", "czech:Dv", "Klingon"]', "--model.init_args.max_new", "12"])
     rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
-    assert rows[0]["language"] == "Russian" and 1 <= len(rows[0]["output"]) <= 12
-    assert rows[1]["language"] == "Czech" and rows[1]["output"].startswith("Dv")
-    assert "unknown language 'Klingon'" in rows[2]["error"]
+    assert rows[0]["category"] == "Russian" and 1 <= len(rows[0]["output"]) <= 12
+    assert rows[1]["category"] == "Czech" and rows[1]["output"].startswith("Dv")
+    assert "unknown category 'Klingon'" in rows[2]["error"]
+
+
+# ------------------------------------------------------------------ Tang poetry
+def test_regular_form_and_tang_loader(env):
+    from rnnlab.data.poetry import TangPoetryDataModule, poem_lines, regular_form
+
+    assert regular_form("床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。") == (5, 4)
+    assert regular_form("朝辭白帝彩雲間，千里江陵一日還。兩岸猿聲啼不住，輕舟已過萬重山。") == (7, 4)
+    assert regular_form("君不見黃河之水天上來，奔流到海不復回。") is None
+    assert regular_form("床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉") is None  # no final mark
+    assert regular_form("床前明月光。疑是地上霜，舉頭望明月，低頭思故鄉。") is None  # marks out of pattern
+    assert poem_lines("春眠不覺曉，處處聞啼鳥。") == ["春眠不覺曉", "處處聞啼鳥"]
+    splits, labels = TangPoetryDataModule(form="regular").read_documents()
+    assert labels == [] and sum(len(v) for v in splits.values()) == 2 * 6 * 5  # the irregular poem is dropped
+    five = TangPoetryDataModule(form="regular", line_chars=7).read_documents()[0]
+    assert sum(len(v) for v in five.values()) == 2 * 6 * 1
+    simplified = TangPoetryDataModule(form="any", script="simplified").read_documents()[0]
+    assert any("举头望明月" in text for split in simplified.values() for text, _ in split)
+
+
+def test_tang_poetry_config_trains_and_writes_poems(env):
+    config = str(ROOT / "configs" / "tang_poetry_lstm.yaml")
+    main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "2", "--data.init_args.batch_size", "8",
+          "--samples.max_new", "30"])
+    run = env / "runs" / "tang_poetry_lstm" / "version_0"
+    assert "=== epoch 1" in (run / "samples.txt").read_text(encoding="utf-8")
+    main(["predict", "--config", config, *TINY, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+          "--data.init_args.predict_texts", '["", "床前", "😀"]', "--model.init_args.max_new", "40"])
+    rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
+    assert 0 < len(rows[0]["output"]) <= 40 and "<" not in rows[0]["output"]
+    assert rows[1]["output"].startswith("床前")
+    assert "never seen in training" in rows[2]["error"]

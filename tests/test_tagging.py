@@ -240,7 +240,9 @@ def test_segmenter_learns_and_splits_raw_text(env):
     f1 = [float(r.split(",")[header.index("val/f1")]) for r in text[1:] if r.split(",")[header.index("val/f1")]]
     assert max(f1) > 0.9, f1
     main(["predict", "--config", config, *TINY, "--ckpt_path", str(version / "checkpoints" / "last.ckpt"),
-          "--data.init_args.predict_texts", '["我們住在同一條巷子", "他是我們同學。"]', "--prediction_writer.output", "cws.jsonl"])
+          "--data.init_args.predict_texts", '["我們住在同一條巷子", "他是我們同學。", "我们住在同一条巷子"]',
+          "--prediction_writer.output", "cws.jsonl"])
     rows = [json.loads(line) for line in (env / "cws.jsonl").read_text().splitlines()]
     assert rows[0]["output"] == "我們 住在 同一條 巷子"
     assert rows[1]["output"] == "他 是 我們 同學 。"
+    assert rows[2]["output"] == "我们 住在 同一条 巷子" and "warning" not in rows[2]  # simplified, read as traditional

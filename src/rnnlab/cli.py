@@ -14,7 +14,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 
 
-OPTIONAL_LINKS = ("char_vocab_size", "unit_features")  # DataModule properties only some models take
+OPTIONAL_LINKS = ("char_vocab_size", "unit_features", "num_features", "horizon")  # taken by some models only
 
 
 def _import(class_path: str):

@@ -267,6 +267,16 @@ class SequenceDataModule(L.LightningDataModule):
         return 1
 
     @property
+    def num_features(self) -> int:
+        """Real-valued inputs per step (time series; 0: token ids)."""
+        return 0
+
+    @property
+    def horizon(self) -> int:
+        """Steps ahead a forecaster predicts (time series)."""
+        return 1
+
+    @property
     def char_vocab_size(self) -> int:
         """Size of the character vocabulary of a character-level word encoder (0: none)."""
         return 0

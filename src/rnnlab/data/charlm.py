@@ -195,13 +195,106 @@ class CharCorpusDataModule(SequenceDataModule):
         return 0  # no categories to condition on
 
 
-class NameGenerationDataModule(SequenceDataModule):
+class DocumentLMDataModule(SequenceDataModule):
+    """Base for language modelling on short documents (a name, a poem), each read from ``<bos>`` to ``<eos>``:
+    inputs ``<bos> c1 .. cn``, targets ``c1 .. cn <eos>``. With categories (``labels``), the category id rides along
+    every input step (``tokens [T, 2]``) and ``predict`` inputs are ``"Category"`` or ``"Category:prefix"``;
+    without, ``predict`` inputs are prefixes (an empty one starts from ``<bos>`` alone).
+
+    Subclasses implement :meth:`read_documents` and may override :meth:`normalize` (applied to every document and
+    ``predict`` prefix).
+    """
+
+    bos_id, eos_id = 2, 3
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.vocab: Optional[Vocabulary] = None
+        self.labels: list[str] = []
+
+    # ------------------------------------------------------------- subclass API
+    def read_documents(self) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
+        """``({"train": [(text, category id or 0)], "val": ..., "test": ...}, category names or [])``."""
+        raise NotImplementedError
+
+    def normalize(self, text: str) -> str:
+        return text
+
+    # ----------------------------------------------------------------- building
+    def build(self, state: Optional[dict]) -> dict:
+        splits, labels = self.read_documents()
+        for required in ("train", "val", "test"):
+            if not splits.get(required):
+                raise RnnlabError(f"{self.name}: the {required!r} split is empty; check the data and the split sizes")
+        if state is None:
+            counts = Counter(c for text, _ in splits["train"] for c in text)
+            state = {"vocab": Vocabulary.from_counts(counts, nfkc=False, extra_specials=(BOS, EOS)).to_str(),
+                     "labels": list(labels)}
+        elif list(state["labels"]) != list(labels):
+            raise RnnlabError(f"the checkpoint's categories {state['labels']} are not this data's {labels}")
+        vocab = Vocabulary.from_str(state["vocab"])
+        encoded = {split: {"tokens": [self._encode(vocab, text, y, bool(labels)) for text, y in docs],
+                           "targets": [torch.tensor(vocab.lookup(text) + [self.eos_id]) for text, _ in docs]}
+                   for split, docs in splits.items()}
+        return {"state": state, "splits": encoded}
+
+    def _encode(self, vocab: Vocabulary, prefix: str, category: int, with_category: bool) -> Tensor:
+        ids = torch.tensor([self.bos_id] + vocab.lookup(prefix))
+        return torch.stack([ids, torch.full_like(ids, category)], 1) if with_category else ids
+
+    def on_state(self, state: dict) -> None:
+        self.vocab = Vocabulary.from_str(state["vocab"])
+        self.labels = list(state["labels"])
+
+    def make_dataset(self, split: str, data: dict) -> SequenceDataset:
+        return SequenceDataset(data["tokens"], data["targets"])  # <bos> c1..cn -> c1..cn <eos>
+
+    @property
+    def num_classes(self) -> int:
+        self._ensure_state()
+        return len(self.labels)
+
+    # ----------------------------------------------------------------- predict
+    def encode_predict(self, texts: list[str]) -> list[dict]:
+        items = []
+        by_name = {lang.lower(): i for i, lang in enumerate(self.labels)}
+        for raw in texts:
+            category, prefix, item = 0, raw.strip(), {"input": raw}
+            if self.labels:
+                name, _, prefix = raw.strip().partition(":")
+                if name.strip().lower() not in by_name:
+                    items.append({"input": raw, "error": f"unknown category {name.strip()!r}: use one of "
+                                                         f"{', '.join(self.labels)} (optionally 'Category:prefix')"})
+                    continue
+                category = by_name[name.strip().lower()]
+                item["category"] = self.labels[category]
+            prefix = self.normalize(prefix.strip())
+            ids = self.vocab.lookup(prefix)
+            if self.vocab.unk_id in ids:
+                bad = sorted({c for c, i in zip(prefix, ids) if i == self.vocab.unk_id})
+                items.append({"input": raw, "error": f"characters never seen in training: {', '.join(map(repr, bad))}"
+                                                     f"; the model cannot continue from them"})
+                continue
+            items.append({**item, "tokens": self._encode(self.vocab, prefix, category, bool(self.labels)),
+                          "prompt": prefix})
+        return items
+
+    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
+        ids = [i for i in output["generated"].tolist() if i >= 0]
+        row = {"category": item["category"]} if "category" in item else {}
+        return {**row, "output": item["prompt"] + "".join(self.vocab.decode(ids))}
+
+    def default_prompts(self) -> list[str]:
+        self._ensure_state()
+        return list(self.labels) or [""]
+
+
+class NameGenerationDataModule(DocumentLMDataModule):
     """One-to-many: a language -> a name in it, from the PyTorch tutorial's names (18 languages).
 
-    Each name becomes inputs ``<bos> c1 .. cn`` and targets ``c1 .. cn <eos>``, with the language id beside every
-    input step (``tokens [T, 2]``). Split per language (seeded): ``val_fraction``/``test_fraction`` held out, on
-    which the negative log-likelihood per character is measured. ``predict_texts`` are languages, optionally with
-    the first letters: ``"Russian"`` or ``"Russian:Ro"``.
+    Split per language (seeded): ``val_fraction``/``test_fraction`` held out, on which the negative log-likelihood
+    per character is measured. ``predict_texts`` are languages, optionally with the first letters: ``"Russian"`` or
+    ``"Russian:Ro"``.
 
     Args:
         ascii: the tutorial's Unicode -> ASCII conversion (False keeps accents).
@@ -209,75 +302,23 @@ class NameGenerationDataModule(SequenceDataModule):
     """
 
     name = "pytorch_names"
-    bos_id, eos_id = 2, 3
 
     def __init__(self, ascii: bool = True, val_fraction: float = 0.1, test_fraction: float = 0.1, **kwargs) -> None:
         kwargs.setdefault("batch_size", 128)
         super().__init__(**kwargs)
         self.ascii, self.val_fraction, self.test_fraction = ascii, val_fraction, test_fraction
-        self.vocab: Optional[Vocabulary] = None
-        self.labels: list[str] = []
 
     def encoding_args(self) -> dict:
         return {"ascii": self.ascii, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
 
-    def _clean(self, name: str) -> str:
-        return to_ascii(name) if self.ascii else name
+    def normalize(self, text: str) -> str:
+        return to_ascii(text) if self.ascii else text
 
-    def build(self, state: Optional[dict]) -> dict:
+    def read_documents(self) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
         by_lang = read_pytorch_names(fetch(self.name, self.root, self.local_dir)["data.zip"])
         labels = sorted(by_lang)
-        rows = [(self._clean(n), y) for y, lang in enumerate(labels) for n in by_lang[lang]]
+        rows = [(self.normalize(n), y) for y, lang in enumerate(labels) for n in by_lang[lang]]
         rows = [r for r in rows if r[0]]
         val, test, train = stratified_split([y for _, y in rows], [self.val_fraction, self.test_fraction], self.seed)
-        if state is None:
-            counts = Counter(c for i in train for c in rows[i][0])
-            state = {"vocab": Vocabulary.from_counts(counts, nfkc=False, extra_specials=(BOS, EOS)).to_str(),
-                     "labels": labels}
-        elif list(state["labels"]) != labels:
-            raise RnnlabError(f"the checkpoint's languages {state['labels']} are not this data's {labels}")
-        vocab = Vocabulary.from_str(state["vocab"])
-        splits = {}
-        for split, idx in (("train", train), ("val", val), ("test", test)):
-            splits[split] = {"tokens": [self._encode(vocab, rows[i][0], rows[i][1]) for i in idx],
-                             "targets": [torch.tensor(vocab.lookup(rows[i][0]) + [self.eos_id]) for i in idx]}
-        return {"state": state, "splits": splits}
-
-    def _encode(self, vocab: Vocabulary, prefix: str, category: int) -> Tensor:
-        ids = [self.bos_id] + vocab.lookup(prefix)
-        return torch.tensor([[i, category] for i in ids])
-
-    def make_dataset(self, split: str, data: dict) -> SequenceDataset:
-        return SequenceDataset(data["tokens"], data["targets"])  # <bos> c1..cn -> c1..cn <eos>
-
-    def on_state(self, state: dict) -> None:
-        self.vocab = Vocabulary.from_str(state["vocab"])
-        self.labels = list(state["labels"])
-
-    # ----------------------------------------------------------------- predict
-    def encode_predict(self, texts: list[str]) -> list[dict]:
-        items = []
-        by_name = {lang.lower(): i for i, lang in enumerate(self.labels)}
-        for raw in texts:
-            lang, _, prefix = raw.strip().partition(":")
-            if lang.strip().lower() not in by_name:
-                items.append({"input": raw, "error": f"unknown language {lang.strip()!r}: use one of "
-                                                     f"{', '.join(self.labels)} (optionally 'Language:Prefix')"})
-                continue
-            prefix = self._clean(prefix.strip())
-            ids = self.vocab.lookup(prefix)
-            if self.vocab.unk_id in ids:
-                bad = sorted({c for c, i in zip(prefix, ids) if i == self.vocab.unk_id})
-                items.append({"input": raw, "error": f"prefix characters not in the names: {', '.join(map(repr, bad))}"})
-                continue
-            items.append({"input": raw, "tokens": self._encode(self.vocab, prefix, by_name[lang.strip().lower()]),
-                          "prompt": prefix, "language": self.labels[by_name[lang.strip().lower()]]})
-        return items
-
-    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
-        ids = [i for i in output["generated"].tolist() if i >= 0]
-        return {"language": item["language"], "output": item["prompt"] + "".join(self.vocab.decode(ids))}
-
-    def default_prompts(self) -> list[str]:
-        self._ensure_state()
-        return list(self.labels)
+        return {"train": [rows[i] for i in train], "val": [rows[i] for i in val],
+                "test": [rows[i] for i in test]}, labels

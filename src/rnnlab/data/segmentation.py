@@ -18,6 +18,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from rnnlab.data.names import _Converter
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.data.tagging import Tagged, TaggingDataModule, bmes_to_words, words_to_bmes
 from rnnlab.errors import RnnlabError
@@ -112,6 +113,9 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         bigrams: give each character its left and right character bigrams too (3 ids per character).
         val_fraction: share of the training sentences held out for validation.
         test_fraction: ``sinica`` only: share of the sentences held out for testing (SIGHAN has its own test set).
+        script: read every character as ``traditional`` or ``simplified`` (OpenCC, character by character, so the
+            output keeps the input's characters): a model trained on traditional Sinica then segments simplified
+            input. ``as_is``: no conversion.
         **kwargs: see :class:`~rnnlab.data.tagging.TaggingDataModule` (min_freq, normalize, ...).
     """
 
@@ -119,10 +123,15 @@ class ChineseSegmentationDataModule(TaggingDataModule):
     unit_name = "character"
 
     def __init__(self, corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica", bigrams: bool = True,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, **kwargs) -> None:
+                 val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 script: Literal["as_is", "traditional", "simplified"] = "as_is", **kwargs) -> None:
         if corpus not in ("sinica", *SIGHAN_CORPORA):
             raise RnnlabError(f"corpus must be 'sinica' or one of {SIGHAN_CORPORA}, got {corpus!r}")
-        self.corpus, self.bigrams = corpus, bigrams
+        if script not in ("as_is", "traditional", "simplified"):
+            raise RnnlabError(f"script must be 'as_is', 'traditional' or 'simplified', got {script!r}")
+        self.corpus, self.bigrams, self.script = corpus, bigrams, script
+        self._convert = _Converter(script)
+        self._converted: dict[str, str] = {}
         super().__init__(**kwargs)
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 < frac < 0.5:
@@ -133,7 +142,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
 
     def encoding_args(self) -> dict:
         return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
-                "test_fraction": self.test_fraction}
+                "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams}
 
     def _split(self, sentences: list, fractions: Sequence[float]) -> list[list]:
         order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -173,7 +182,16 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         return {split: [words_to_bmes(ws) for ws in sentences] for split, sentences in self.read_words().items()}
 
     # --------------------------------------------------------------- hooks
+    def _char(self, c: str) -> str:
+        if self.script == "as_is":
+            return c
+        if c not in self._converted:
+            out = self._convert(c)
+            self._converted[c] = out if len(out) == 1 else c
+        return self._converted[c]
+
     def unit_keys(self, units: Sequence[str]) -> list[list[str]]:
+        units = [self._char(c) for c in units]
         if not self.bigrams:
             return [[c] for c in units]
         padded = ["<s>", *units, "</s>"]

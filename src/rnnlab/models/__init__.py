@@ -1,5 +1,6 @@
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.models.tagger import SequenceTagger
 
-__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger"]
+__all__ = ["LanguageModel", "SequenceClassifier", "SequenceRegressor", "SequenceTagger"]

@@ -20,10 +20,19 @@ from torch import Tensor, nn
 from rnnlab.nn.recurrent import reverse_padded
 
 
-def rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, relu: bool = False) -> Tensor:
-    """``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (or ReLU)."""
+def activate(pre: Tensor, nonlinearity: str, out: Optional[Tensor] = None) -> Tensor:
+    """The Elman cell's activation: ``tanh``, ``relu`` or ``identity`` (a linear RNN)."""
+    if nonlinearity == "tanh":
+        return torch.tanh(pre) if out is None else torch.tanh(pre, out=out)
+    if nonlinearity == "relu":
+        return torch.relu(pre) if out is None else torch.clamp(pre, min=0, out=out)
+    return pre if out is None else out.copy_(pre)
+
+
+def rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (or ReLU, or identity)."""
     pre = gx + torch.matmul(h, w_hh.transpose(-1, -2)) + b_hh
-    return torch.relu(pre) if relu else torch.tanh(pre)
+    return activate(pre, nonlinearity)
 
 
 def lstm_step(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,7 +88,7 @@ class RNNCell(_Cell):
 
     def forward(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
         h = self._zeros(x) if h is None else h
-        return rnn_step(self._gx(x), h, self.weight_hh, self.bias_hh, self.nonlinearity == "relu")
+        return rnn_step(self._gx(x), h, self.weight_hh, self.bias_hh, self.nonlinearity)
 
 
 class LSTMCell(_Cell):
@@ -115,7 +124,7 @@ class _LayerBPTT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gx, h0, c0, w_hh, b_hn, live, first_masked: int, cell: str, relu: bool):
+    def forward(ctx, gx, h0, c0, w_hh, b_hn, live, first_masked: int, cell: str, nonlinearity: str):
         T, H = gx.shape[0], h0.shape[-1]
         w_t = w_hh.transpose(1, 2)
         hs = gx.new_empty(T + 1, *h0.shape)  # carried state entering each step (hs[0] = h0)
@@ -149,11 +158,11 @@ class _LayerBPTT(torch.autograd.Function):
                 torch.addcmul(n, z, h - n, out=ys[t])
             else:
                 pre = torch.baddbmm(gx[t], h, w_t)
-                torch.relu(pre, out=ys[t]) if relu else torch.tanh(pre, out=ys[t])
+                activate(pre, nonlinearity, out=ys[t])
             hs[t + 1] = ys[t] if t < first_masked else torch.where(live[t], ys[t], h)
         ctx.save_for_backward(hs, ys, acts, cs, tanh_c if cell == "lstm" else None,
                               ghn if cell == "gru" else None, w_hh, live)
-        ctx.first_masked, ctx.cell, ctx.relu = first_masked, cell, relu
+        ctx.first_masked, ctx.cell, ctx.nonlinearity = first_masked, cell, nonlinearity
         if cell == "lstm":
             return ys, hs[T], cs[T]
         return ys, hs[T]
@@ -202,7 +211,10 @@ class _LayerBPTT(torch.autograd.Function):
                 torch.mul(gh_factor[t], dh_new.unsqueeze(-2), out=d_gh[t].view(gh_factor[t].shape))
             else:
                 y = ys[t]
-                torch.mul(dh_new, (y > 0).to(y.dtype) if ctx.relu else 1 - y * y, out=d_gx[t])
+                if ctx.nonlinearity == "identity":
+                    d_gx[t].copy_(dh_new)
+                else:
+                    torch.mul(dh_new, (y > 0).to(y.dtype) if ctx.nonlinearity == "relu" else 1 - y * y, out=d_gx[t])
             dh_prev = torch.bmm(d_gh[t], w_hh)
             if cell == "gru":
                 dh_prev.addcmul_(dh_new, z[t])
@@ -246,7 +258,7 @@ def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Te
     with torch.autocast(device_type=x.device.type, enabled=False):
         result = _LayerBPTT.apply(gx.to(dtype), h0.to(dtype), None if c0 is None else c0.to(dtype), w_hh,
                                   None if b_hn is None else b_hn.to(dtype), live, int(lengths.min()), cell,
-                                  nonlinearity == "relu")
+                                  nonlinearity)
     ys, h, c = result if cell == "lstm" else (*result, None)
     out = ys.permute(1, 2, 0, 3)  # [dirs, B, steps, H]
     if steps < T:

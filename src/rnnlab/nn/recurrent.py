@@ -61,7 +61,8 @@ class Recurrent(nn.Module):
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
         impl: ``"torch"`` (torch's fused kernels) or ``"handwritten"`` (``rnnlab.nn.cells``, the equations in Python).
         num_layers, bidirectional, dropout: as in ``nn.LSTM`` (dropout between layers, training only).
-        nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
+        nonlinearity: ``"tanh"``, ``"relu"`` or ``"identity"`` (a linear RNN; torch has no kernel for it, so it
+            always runs the handwritten cell) for ``cell="rnn"``.
         packed: run torch's kernels on a ``PackedSequence`` instead of padded tensors (same result).
     """
 
@@ -74,7 +75,7 @@ class Recurrent(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        nonlinearity: Literal["tanh", "relu"] = "tanh",
+        nonlinearity: Literal["tanh", "relu", "identity"] = "tanh",
         packed: bool = False,
     ) -> None:
         super().__init__()
@@ -82,8 +83,12 @@ class Recurrent(nn.Module):
             raise RnnlabError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
         if impl not in ("torch", "handwritten"):
             raise RnnlabError(f"impl must be 'torch' or 'handwritten', got {impl!r}")
-        if nonlinearity not in ("tanh", "relu"):
-            raise RnnlabError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if nonlinearity not in ("tanh", "relu", "identity"):
+            raise RnnlabError(f"nonlinearity must be 'tanh', 'relu' or 'identity', got {nonlinearity!r}")
+        if nonlinearity == "identity":
+            if cell != "rnn" or packed:
+                raise RnnlabError("nonlinearity='identity' is for cell='rnn' without packing")
+            impl = "handwritten"
         if packed and impl != "torch":
             raise RnnlabError("packed=True runs torch's kernels: use it with impl='torch'")
         if not 0.0 <= dropout < 1.0:

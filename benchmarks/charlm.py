@@ -1,0 +1,108 @@
+"""Character language model benchmarks: tiny shakespeare (stateful vs stateless truncated BPTT) and names by language.
+
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/charlm.py                 # every run below, one process each
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/charlm.py names_generate_gru
+    python benchmarks/charlm.py --table                                         # tables from results/charlm_*.json
+
+Each run trains, evaluates the best checkpoint on the held-out text (nats and bits per character), writes samples,
+and saves benchmarks/results/charlm_<run>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load, write  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {  # name: (config, extra CLI arguments)
+    "shakespeare_char_lstm": ("configs/shakespeare_char_lstm.yaml", []),
+    "shakespeare_char_lstm_stateless": ("configs/shakespeare_char_lstm.yaml", ["--data.init_args.stateful=false"]),
+    "names_generate_gru": ("configs/names_generate_gru.yaml", []),
+}
+
+
+def run_one(name: str) -> dict:
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rnnlab.callbacks import ThroughputMonitor
+    from rnnlab.cli import RnnlabCLI
+    from rnnlab.data.batching import pad_collate
+    from rnnlab.models.language_model import banned_ids
+
+    config, extra = RUNS[name]
+    sys.argv = sys.argv[:1]
+    args = ["--config", config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--trainer.logger.init_args.save_dir=runs/bench", f"--trainer.logger.init_args.name={name}", *extra]
+    cli = RnnlabCLI(args=args, run=False)
+    epochs: list[dict] = []
+    tput = next(c for c in cli.trainer.callbacks if isinstance(c, ThroughputMonitor))
+
+    class Record(ThroughputMonitor):
+        def on_train_epoch_end(self, trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+            epochs.append(dict(self.last))
+
+    cli.trainer.callbacks[cli.trainer.callbacks.index(tput)] = Record()
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    model, dm = cli.model.eval(), cli.datamodule
+    samples: dict[str, list[str]] = {}
+    prompts = dm.default_prompts() if name.startswith("names") else ["\n", "ROMEO:\n"]
+    per_prompt = 5 if name.startswith("names") else 1
+    items = dm.encode_predict(prompts)
+    batch = pad_collate([(it["tokens"], None, k) for k, it in enumerate(items) for _ in range(per_prompt)])
+    hp = model.hparams
+    generated = model.generate(batch.tokens, batch.lengths, hp.max_new, hp.temperature, hp.top_k,
+                               eos_id=getattr(dm, "eos_id", None), seed=0, banned=banned_ids(dm))
+    for k, row in enumerate(generated):
+        item = items[k // per_prompt]
+        samples.setdefault(item["input"], []).append(dm.render_prediction(item, {"generated": row})["output"])
+    result = {
+        "run": name, "config": config, "extra": extra,
+        "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
+        "test_loss_nats": round(float(test["test/loss"]), 4), "test_bpc": round(float(test["test/bpc"]), 4),
+        "best_val_loss": round(float(ckpt.best_model_score), 4), "epochs": len(epochs),
+        "fit_seconds": round(fit_seconds, 1),
+        "train_chars_per_s": round(sum(e["tokens_per_s"] for e in epochs) / len(epochs)),
+        "stateful": bool(getattr(dm, "stateful", False)), "samples": samples,
+        "model": {k: v for k, v in hp.items()},
+    }
+    write(f"charlm_{name}", result)
+    del torch
+    return result
+
+
+def table() -> str:
+    rows = ["| run | model | held-out loss (nats/char) | bits/char | epochs | fit time | train chars/s |",
+            "|---|---|---|---|---|---|---|"]
+    for r in load("charlm_*.json"):
+        m = r["model"]
+        model = f"{m['num_layers']}x{m['cell'].upper()} {m['hidden_size']}" + (
+            ", stateful TBPTT" if r["stateful"] else ", stateless" if "shakespeare" in r["run"] else
+            ", language at every step")
+        rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {model} | "
+                    f"{r['test_loss_nats']:.4f} | {r['test_bpc']:.4f} | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
+                    f"{r['train_chars_per_s']:,} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--one"]:
+        print(json.dumps(run_one(argv[1]), indent=2, default=str, ensure_ascii=False))
+    elif argv[:1] == ["--table"]:
+        print(table())
+    else:
+        for name in argv or list(RUNS):
+            subprocess.run([sys.executable, __file__, "--one", name], cwd=ROOT, check=True)
+        print(table())

@@ -1,0 +1,95 @@
+"""Forecasting benchmark on statsmodels' macrodata: the GRU config, the linear RNN configured as a VAR(1), statsmodels'
+VAR (lag order by AIC, and VAR(1)) and the naive last-value forecast, on the same test forecast origins.
+
+    python benchmarks/timeseries.py          # prints a table, writes benchmarks/results/timeseries.json
+
+Errors are RMSE of the log growth rates (percentage points x 0.01) at horizons 1 and 4, averaged over the variables.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load, write  # noqa: E402
+
+CONFIG = "configs/macro_var_gru.yaml"
+
+
+def train(extra: list[str]) -> dict:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rnnlab.cli import RnnlabCLI
+
+    sys.argv = sys.argv[:1]
+    cli = RnnlabCLI(args=["--config", CONFIG, "--trainer.enable_progress_bar=false",
+                          "--trainer.enable_model_summary=false", "--trainer.logger.init_args.save_dir=runs/bench",
+                          *extra], run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    return {"test": {k.removeprefix("test/"): float(v) for k, v in test.items()}, "fit_seconds": round(seconds, 1),
+            "epochs": cli.trainer.current_epoch, "best_epoch_ckpt": Path(ckpt.best_model_path).name,
+            "command": f"python main.py fit --config {CONFIG} {' '.join(extra)}".strip()}
+
+
+def baselines(H: int) -> dict:
+    from statsmodels.tsa.api import VAR
+
+    from rnnlab.data.timeseries import TimeSeriesDataModule
+
+    dm = TimeSeriesDataModule()
+    y, columns = dm.series()
+    y = y.numpy()
+    origins = list(dm.origins(len(y), "test"))
+    fit_end = dm.spans(len(y))["test"][0]  # fitted on train + val (the RNN uses val only to pick its epoch)
+    out = {}
+
+    def score(forecast) -> dict:
+        errs = np.stack([forecast(t) - y[t + 1 : t + 1 + H] for t in origins])  # [N, H, D]
+        rmse = np.sqrt((errs ** 2).mean(0))  # [H, D]
+        return {f"rmse_h{h + 1}": float(rmse[h].mean()) for h in range(H)} | {
+            f"rmse_h{h + 1}/{c}": float(rmse[h, d]) for h in range(H) for d, c in enumerate(columns)}
+
+    for name, lags in (("VAR (lag by AIC)", None), ("VAR(1)", 1)):
+        model = VAR(y[:fit_end])
+        res = model.fit(maxlags=8, ic="aic") if lags is None else model.fit(1)
+        p = res.k_ar
+        out[name] = {"lags": p, **score(lambda t: res.forecast(y[t - p + 1 : t + 1], H))}
+    out["naive (last value)"] = score(lambda t: np.repeat(y[t : t + 1], H, 0))
+    out["training mean"] = score(lambda t: np.repeat(y[:fit_end].mean(0, keepdims=True), H, 0))
+    return {"origins": len(origins), "columns": columns, "rows": out}
+
+
+def table() -> str:
+    results = load("timeseries.json")
+    if not results:
+        return "(not measured yet)"
+    r = results[0]
+    rows = ["| forecaster | RMSE h=1 | RMSE h=4 | " + " | ".join(f"h=1 {c}" for c in r["columns"]) + " |",
+            "|---|---|---|" + "---|" * len(r["columns"])]
+    for name, m in r["rows"].items():
+        rows.append(f"| {name} | {m['rmse_h1']:.5f} | {m['rmse_h4']:.5f} | "
+                    + " | ".join(f"{m[f'rmse_h1/{c}']:.5f}" for c in r["columns"]) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--table"]:
+        print(table())
+        sys.exit()
+    rnn = train([])
+    var1 = train(["--model.init_args.mode=var1", "--model.init_args.forecast=iterated",
+                  "--trainer.logger.init_args.name=macro_linear_rnn_var1"])
+    base = baselines(4)
+    rows = {"GRU 16 (`configs/macro_var_gru.yaml`)": rnn["test"],
+            "linear RNN as VAR(1), gradient descent (`--model.init_args.mode var1`)": var1["test"], **base["rows"]}
+    write("timeseries", {"origins": base["origins"], "columns": base["columns"], "rows": rows,
+                         "runs": {"gru": rnn, "linear_rnn_var1": var1}})
+    print(table())

@@ -1,0 +1,139 @@
+"""Tang poems (全唐诗, github chinese-poetry/chinese-poetry) for a character language model that writes poems.
+
+``chinese-poetry-tang.tar.gz`` holds ``全唐诗/poet.tang.<n>.json``: lists of ``{author, title, paragraphs, id}`` where
+``paragraphs`` are couplets such as ``秦川雄帝宅，函谷壯皇居。`` (traditional characters). One poem is one sequence,
+``<bos> poem <eos>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from rnnlab.data.charlm import DocumentLMDataModule
+from rnnlab.data.names import _Converter
+from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.errors import RnnlabError
+
+REPO = "https://github.com/chinese-poetry/chinese-poetry"
+PUNCT = "，。？！；：、"
+LINE_END = re.compile(f"[{PUNCT}]")
+
+
+def _check(path: Path) -> str:
+    count = len(_poem_members(path))
+    if not count:
+        raise RnnlabError(f"{path} holds no 全唐诗/poet.tang.<n>.json files; rebuild it from {REPO}")
+    return f"{count} poet.tang JSON files"
+
+
+def _poem_members(path: Path) -> list[str]:
+    try:
+        with tarfile.open(path) as tar:
+            return [m.name for m in tar.getmembers() if re.search(r"poet\.tang\.\d+\.json$", m.name)]
+    except tarfile.TarError as err:
+        raise RnnlabError(f"{path} is not a tar archive ({err}); rebuild it from {REPO}") from None
+
+
+register(Source("chinese_poetry", files=(RemoteFile("chinese-poetry-tang.tar.gz", REPO + "/archive/refs/heads/master.tar.gz"),),
+                homepage=REPO, check=_check, license="MIT"))
+
+
+def read_tang(path: Path) -> list[dict]:
+    """Every poem of the archive, in file order: ``[{"author", "title", "paragraphs"}]``."""
+    poems = []
+    with tarfile.open(path) as tar:
+        members = sorted((m for m in tar.getmembers() if re.search(r"poet\.tang\.\d+\.json$", m.name)),
+                         key=lambda m: int(re.search(r"(\d+)\.json$", m.name).group(1)))
+        for m in members:
+            try:
+                data = json.loads(tar.extractfile(m).read().decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise RnnlabError(f"{path}: {m.name} is not UTF-8 JSON ({err})") from None
+            if not isinstance(data, list):
+                raise RnnlabError(f"{path}: {m.name} should hold a list of poems")
+            poems.extend(data)
+    return poems
+
+
+def poem_lines(text: str) -> list[str]:
+    """``秦川雄帝宅，函谷壯皇居。`` -> ``["秦川雄帝宅", "函谷壯皇居"]`` (lines end at Chinese punctuation)."""
+    return [line for line in LINE_END.split(text) if line]
+
+
+def regular_form(text: str) -> Optional[tuple[int, int]]:
+    """``(characters per line, lines)`` if the poem is regular verse -- 4 or 8 lines of 5 or 7 characters, ending in
+    alternating ``，``/``。`` -- else None."""
+    lines = poem_lines(text)
+    marks = LINE_END.findall(text)
+    if len(lines) not in (4, 8) or len(marks) != len(lines) or not text or text[-1] not in PUNCT:
+        return None
+    width = len(lines[0])
+    if width not in (5, 7) or any(len(line) != width for line in lines):
+        return None
+    if any(m != ("，" if i % 2 == 0 else "。") for i, m in enumerate(marks)):
+        return None
+    return width, len(lines)
+
+
+class TangPoetryDataModule(DocumentLMDataModule):
+    """Tang poems, one per sequence. Seeded 90/5/5 split by poem.
+
+    Args:
+        form: ``any`` poem, or only ``regular`` verse (4 or 8 lines of 5 or 7 characters, ，/。 alternating).
+        line_chars: with ``form: regular``, keep only 5- or 7-character verse (None: both).
+        script: ``as_is`` (traditional, as published) or ``simplified`` (OpenCC).
+        max_chars: drop longer poems (batches of very long poems are mostly padding).
+        val_fraction, test_fraction: held-out shares.
+        **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule`; ``predict_texts`` are first characters or first
+            lines (an empty string starts from nothing).
+    """
+
+    name = "chinese_poetry"
+
+    def __init__(self, form: Literal["any", "regular"] = "regular", line_chars: Optional[int] = None,
+                 script: Literal["as_is", "simplified"] = "as_is", max_chars: int = 128,
+                 val_fraction: float = 0.05, test_fraction: float = 0.05, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if form not in ("any", "regular"):
+            raise RnnlabError(f"form must be 'any' or 'regular', got {form!r}")
+        if line_chars not in (None, 5, 7):
+            raise RnnlabError(f"line_chars must be 5, 7 or null, got {line_chars!r}")
+        if script not in ("as_is", "simplified"):
+            raise RnnlabError(f"script must be 'as_is' or 'simplified', got {script!r}")
+        self.form, self.line_chars, self.script, self.max_chars = form, line_chars, script, max_chars
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self._convert = _Converter(script)
+
+    def encoding_args(self) -> dict:
+        return {"form": self.form, "line_chars": self.line_chars, "script": self.script, "max_chars": self.max_chars,
+                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+
+    def normalize(self, text: str) -> str:
+        return self._convert(text)
+
+    def keep(self, text: str) -> bool:
+        if not text or len(text) > self.max_chars:
+            return False
+        if self.form == "any":
+            return True
+        shape = regular_form(text)
+        return shape is not None and (self.line_chars is None or shape[0] == self.line_chars)
+
+    def read_documents(self) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
+        path = fetch(self.name, self.root, self.local_dir)["chinese-poetry-tang.tar.gz"]
+        texts = ["".join(p.get("paragraphs") or []).strip() for p in read_tang(path)]
+        poems = [self.normalize(t) for t in texts if self.keep(t)]
+        if len(poems) < 10:
+            raise RnnlabError(f"only {len(poems)} poems pass form={self.form!r}, line_chars={self.line_chars}, "
+                              f"max_chars={self.max_chars}; relax the filter")
+        order = torch.randperm(len(poems), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        n_val, n_test = max(1, round(self.val_fraction * len(poems))), max(1, round(self.test_fraction * len(poems)))
+        pick = lambda idx: [(poems[i], 0) for i in sorted(idx)]  # noqa: E731
+        return {"val": pick(order[:n_val]), "test": pick(order[n_val : n_val + n_test]),
+                "train": pick(order[n_val + n_test :])}, []
