@@ -24,6 +24,7 @@ RUNS = {  # name: (config, extra CLI arguments)
     "shakespeare_char_lstm": ("configs/shakespeare_char_lstm.yaml", []),
     "shakespeare_char_lstm_stateless": ("configs/shakespeare_char_lstm.yaml", ["--data.init_args.stateful=false"]),
     "names_generate_gru": ("configs/names_generate_gru.yaml", []),
+    "tang_poetry_lstm": ("configs/tang_poetry_lstm.yaml", []),
 }
 
 
@@ -57,8 +58,12 @@ def run_one(name: str) -> dict:
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
     model, dm = cli.model.eval(), cli.datamodule
     samples: dict[str, list[str]] = {}
-    prompts = dm.default_prompts() if name.startswith("names") else ["\n", "ROMEO:\n"]
-    per_prompt = 5 if name.startswith("names") else 1
+    if name.startswith("names"):
+        prompts, per_prompt = dm.default_prompts(), 5
+    elif name.startswith("tang"):
+        prompts, per_prompt = ["", "月", "春", "山"], 25
+    else:
+        prompts, per_prompt = ["\n", "ROMEO:\n"], 1
     items = dm.encode_predict(prompts)
     batch = pad_collate([(it["tokens"], None, k) for k, it in enumerate(items) for _ in range(per_prompt)])
     hp = model.hparams
@@ -67,8 +72,18 @@ def run_one(name: str) -> dict:
     for k, row in enumerate(generated):
         item = items[k // per_prompt]
         samples.setdefault(item["input"], []).append(dm.render_prediction(item, {"generated": row})["output"])
+    extra_stats = {}
+    if name.startswith("tang"):
+        from rnnlab.data.poetry import regular_form
+
+        poems = [p for ps in samples.values() for p in ps]
+        test_docs = [t for t, _ in dm.read_documents()[0]["test"]]
+        extra_stats = {"samples_regular_share": round(sum(regular_form(p) is not None for p in poems) / len(poems), 4),
+                       "samples_counted": len(poems),
+                       "test_regular_share": round(sum(regular_form(p) is not None for p in test_docs) / len(test_docs), 4)}
+        samples = {k: v[:3] for k, v in samples.items()}
     result = {
-        "run": name, "config": config, "extra": extra,
+        "run": name, **extra_stats, "config": config, "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
         "test_loss_nats": round(float(test["test/loss"]), 4), "test_bpc": round(float(test["test/bpc"]), 4),
         "best_val_loss": round(float(ckpt.best_model_score), 4), "epochs": len(epochs),
@@ -87,9 +102,11 @@ def table() -> str:
             "|---|---|---|---|---|---|---|"]
     for r in load("charlm_*.json"):
         m = r["model"]
-        model = f"{m['num_layers']}x{m['cell'].upper()} {m['hidden_size']}" + (
-            ", stateful TBPTT" if r["stateful"] else ", stateless" if "shakespeare" in r["run"] else
-            ", language at every step")
+        kind = ("stateful TBPTT" if r["stateful"] else "stateless windows") if "shakespeare" in r["run"] else (
+            "language at every step" if r["run"].startswith("names") else
+            f"one poem per sequence; {100 * r.get('samples_regular_share', 0):.0f}% of {r.get('samples_counted', 0)} "
+            f"samples are regular verse")
+        model = f"{m['num_layers']}x{m['cell'].upper()} {m['hidden_size']}, {kind}"
         rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {model} | "
                     f"{r['test_loss_nats']:.4f} | {r['test_bpc']:.4f} | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
                     f"{r['train_chars_per_s']:,} |")

@@ -14,8 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cells  # noqa: E402
 import charlm  # noqa: E402
 import imdb  # noqa: E402
+import music  # noqa: E402
 import names  # noqa: E402
 import tagging  # noqa: E402
+import timeseries  # noqa: E402
 from common import RESULTS  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -55,6 +57,16 @@ def name_samples() -> str:
     return "\n".join(rows)
 
 
+def poems() -> str:
+    path = RESULTS / "charlm_tang_poetry_lstm.json"
+    if not path.is_file():
+        return "(not measured yet)"
+    r = json.loads(path.read_text())
+    rows = ["| prompt | samples (seed 0, temperature " + str(r["model"]["temperature"]) + ") |", "|---|---|"]
+    rows += [f"| {prompt or '(none)'} | {'<br>'.join(ps)} |" for prompt, ps in r["samples"].items()]
+    return "\n".join(rows)
+
+
 def shakespeare_sample() -> str:
     path = RESULTS / "charlm_shakespeare_char_lstm.json"
     if not path.is_file():
@@ -66,7 +78,8 @@ def shakespeare_sample() -> str:
 
 BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells-table": cells_table,
           "names-table": names.table, "tagging-table": tagging.table, "charlm-table": charlm.table,
-          "name-samples": name_samples, "shakespeare-sample": shakespeare_sample}
+          "name-samples": name_samples, "shakespeare-sample": shakespeare_sample, "poem-samples": poems,
+          "timeseries-table": timeseries.table, "music-table": music.table, "music-samples": music.samples_table}
 
 
 def main() -> None:

@@ -64,6 +64,7 @@ def local_data(tmp_path_factory) -> Path:
     write_sinica(root / "sinica_treebank" / "sinica_treebank.zip")
     write_icwb2(root / "icwb2" / "icwb2-data.zip")
     write_tang(root / "chinese_poetry" / "chinese-poetry-tang.tar.gz")
+    write_jsb(root / "jsb_chorales")
     return root
 
 
@@ -250,3 +251,21 @@ def write_tang(path: Path, copies: int = 6) -> Path:
                      for i, p in enumerate(TANG_POEMS * copies)]
             add(f"全唐诗/poet.tang.{n * 1000}.json", json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"))
     return path
+
+
+CHORDS = [[48, 64, 67, 72], [53, 65, 69, 72], [55, 62, 67, 71], [48, 64, 67, 72]]  # C F G C, four voices
+
+
+def jsb_pieces(n: int, seed: int) -> list:
+    rng = random.Random(seed)
+    return [[list(CHORDS[(i + s) % 4]) for i in range(rng.randint(8, 16))] for s in range(n)]
+
+
+def write_jsb(folder: Path) -> None:
+    """``jsb-chorales-quarter.json`` and ``-16th.json``: {"train", "valid", "test"} of pieces of pitch lists."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"test": jsb_pieces(4, 2), "train": jsb_pieces(12, 0), "valid": jsb_pieces(4, 1)}
+    (folder / "jsb-chorales-quarter.json").write_text(json.dumps(data))
+    (folder / "jsb-chorales-16th.json").write_text(json.dumps(data))

@@ -1,6 +1,6 @@
 from rnnlab.callbacks.confusion import ConfusionMatrix, run_dir
 from rnnlab.callbacks.prediction_writer import PredictionWriter
-from rnnlab.callbacks.samples import GenerationSamples
+from rnnlab.callbacks.samples import GenerationSamples, PianoRollSamples
 from rnnlab.callbacks.throughput import ThroughputMonitor
 
-__all__ = ["ConfusionMatrix", "GenerationSamples", "PredictionWriter", "ThroughputMonitor", "run_dir"]
+__all__ = ["ConfusionMatrix", "GenerationSamples", "PianoRollSamples", "PredictionWriter", "ThroughputMonitor", "run_dir"]

@@ -54,3 +54,33 @@ class GenerationSamples(L.Callback):
             if type(logger).__name__ == "WandbLogger":
                 logger.log_text(key="samples", columns=["epoch", "prompt", "sample"],
                                 data=[[trainer.current_epoch, p, t] for p, t in rows])
+
+
+class PianoRollSamples(L.Callback):
+    """For :class:`~rnnlab.models.music.PianoRollModel`: after each validation epoch, a new piece of ``steps`` steps
+    (same seed every time) as ``samples/epoch<N>.mid`` and ``.png`` in the run folder; the picture also goes to W&B.
+
+    Args:
+        steps: length of the piece.
+        temperature: sampling temperature.
+        seed: sampling seed.
+        every_n_epochs: how often (0 turns it off).
+    """
+
+    def __init__(self, steps: int = 64, temperature: float = 1.0, seed: int = 0, every_n_epochs: int = 5) -> None:
+        self.steps, self.temperature, self.seed, self.every_n_epochs = steps, temperature, seed, every_n_epochs
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        from rnnlab.models.music import plot_roll, roll_to_midi
+
+        if (trainer.sanity_checking or not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs
+                or trainer.global_rank != 0 or not hasattr(pl_module, "generate")):
+            return
+        roll = pl_module.generate(self.steps, None, self.temperature, self.seed).cpu()
+        folder = run_dir(trainer) / "samples"
+        stem = folder / f"epoch{trainer.current_epoch}"
+        roll_to_midi(roll, stem.with_suffix(".mid"))
+        png = plot_roll(roll, stem.with_suffix(".png"), title=f"epoch {trainer.current_epoch}")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="samples/piano_roll", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"])

@@ -202,13 +202,14 @@ class DocumentLMDataModule(SequenceDataModule):
     without, ``predict`` inputs are prefixes (an empty one starts from ``<bos>`` alone).
 
     Subclasses implement :meth:`read_documents` and may override :meth:`normalize` (applied to every document and
-    ``predict`` prefix).
+    ``predict`` prefix). ``min_freq``: characters seen fewer times in training read as ``<unk>`` (never generated).
     """
 
     bos_id, eos_id = 2, 3
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, min_freq: int = 1, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.min_freq = min_freq
         self.vocab: Optional[Vocabulary] = None
         self.labels: list[str] = []
 
@@ -228,7 +229,8 @@ class DocumentLMDataModule(SequenceDataModule):
                 raise RnnlabError(f"{self.name}: the {required!r} split is empty; check the data and the split sizes")
         if state is None:
             counts = Counter(c for text, _ in splits["train"] for c in text)
-            state = {"vocab": Vocabulary.from_counts(counts, nfkc=False, extra_specials=(BOS, EOS)).to_str(),
+            vocab = Vocabulary.from_counts(counts, nfkc=False, extra_specials=(BOS, EOS), min_freq=self.min_freq)
+            state = {"vocab": vocab.to_str(),
                      "labels": list(labels)}
         elif list(state["labels"]) != list(labels):
             raise RnnlabError(f"the checkpoint's categories {state['labels']} are not this data's {labels}")
@@ -309,7 +311,8 @@ class NameGenerationDataModule(DocumentLMDataModule):
         self.ascii, self.val_fraction, self.test_fraction = ascii, val_fraction, test_fraction
 
     def encoding_args(self) -> dict:
-        return {"ascii": self.ascii, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        return {"ascii": self.ascii, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "min_freq": self.min_freq}
 
     def normalize(self, text: str) -> str:
         return to_ascii(text) if self.ascii else text

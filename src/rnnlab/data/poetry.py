@@ -112,6 +112,7 @@ class TangPoetryDataModule(DocumentLMDataModule):
 
     def encoding_args(self) -> dict:
         return {"form": self.form, "line_chars": self.line_chars, "script": self.script, "max_chars": self.max_chars,
+                "min_freq": self.min_freq,
                 "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
 
     def normalize(self, text: str) -> str:

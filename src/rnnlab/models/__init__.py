@@ -1,6 +1,7 @@
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.models.music import PianoRollModel
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.models.tagger import SequenceTagger
 
-__all__ = ["LanguageModel", "SequenceClassifier", "SequenceRegressor", "SequenceTagger"]
+__all__ = ["LanguageModel", "PianoRollModel", "SequenceClassifier", "SequenceRegressor", "SequenceTagger"]

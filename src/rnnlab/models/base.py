@@ -12,12 +12,35 @@ from rnnlab.errors import RnnlabError
 
 
 class RnnlabModule(L.LightningModule):
-    """Base module. Subclasses call ``super().__init__()`` and ``self.save_hyperparameters()``; hparams used here:
+    """Base module. Subclasses call ``super().__init__()`` and ``self.save_hyperparameters()``.
+
+    Evaluation: a subclass implements :meth:`evaluate` (one validation/test batch; update metrics) and may implement
+    :meth:`epoch_end` (compute and log them); ``validation_step``/``test_step`` and the epoch-end hooks call them.
+
+    Optimisation: hparams used here:
     ``lr``, ``weight_decay``, ``optimizer`` (adamw | adam | sgd), ``scheduler`` (onecycle | cosine | constant),
     ``warmup`` (fraction of the steps for the warm-up of ``onecycle``/``cosine``).
 
     A ``--optimizer`` / ``--lr_scheduler`` given to the CLI (LightningCLI's own) replaces this method.
     """
+
+    def evaluate(self, batch, stage: str):
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def epoch_end(self, stage: str) -> None:
+        """After all ``stage`` batches (``val`` or ``test``): compute, log and reset epoch metrics."""
+
+    def validation_step(self, batch, batch_idx: int):
+        return self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int):
+        return self.evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.epoch_end("test")
 
     def configure_optimizers(self):
         hp = self.hparams

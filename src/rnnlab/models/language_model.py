@@ -219,11 +219,8 @@ class LanguageModel(RnnlabModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def evaluate(self, batch: Batch, stage: str) -> None:
+        self._step(batch, stage)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         dm = self.trainer.datamodule

@@ -107,7 +107,7 @@ class SequenceRegressor(RnnlabModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _evaluate(self, batch: Batch, stage: str) -> None:
+    def evaluate(self, batch: Batch, stage: str) -> None:
         H = self.hparams.horizon
         pred = self.forecast_from(batch.tokens, H, self.hparams.forecast)  # [B, H, D]
         gold = batch.target[:, -1, :H]  # the origin's targets [B, H, D]
@@ -116,7 +116,7 @@ class SequenceRegressor(RnnlabModule):
             getattr(self, f"{stage}_rmse")[h].update(pred[:, h] * self.scale, gold[:, h] * self.scale)
             getattr(self, f"{stage}_mae")[h].update(pred[:, h] * self.scale, gold[:, h] * self.scale)
 
-    def _log_errors(self, stage: str) -> None:
+    def epoch_end(self, stage: str) -> None:
         for kind in ("rmse", "mae"):
             for h, metric in enumerate(getattr(self, f"{stage}_{kind}")):
                 per_var = metric.compute()
@@ -126,14 +126,3 @@ class SequenceRegressor(RnnlabModule):
                         self.log(f"{stage}/rmse_h{h + 1}/{name}", value)
                 metric.reset()
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_errors("val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_errors("test")

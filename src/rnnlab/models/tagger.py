@@ -214,19 +214,13 @@ class SequenceTagger(RnnlabModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._step(batch, "train")[0]
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_spans("val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> dict:
-        _, preds = self._step(batch, "test")
+    def evaluate(self, batch: Batch, stage: str) -> dict:
+        _, preds = self._step(batch, stage)
         valid = batch.target[..., 0] != IGNORE_INDEX
         return {"preds": preds[valid], "target": batch.target[..., 0][valid]}  # for the confusion-matrix callback
 
-    def on_test_epoch_end(self) -> None:
-        self._log_spans("test")
+    def epoch_end(self, stage: str) -> None:
+        self._log_spans(stage)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         return {"index": batch.index, "tags": self.decode(self(batch.tokens, batch.lengths), batch.lengths)}

@@ -1,0 +1,110 @@
+"""JSB Chorales benchmark: GRU, LSTM and vanilla RNN on the official split; test NLL per step (nats) and frame
+accuracy; a generated chorale as MIDI + piano-roll picture (docs/samples/) with the measures a musician checks.
+
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/music.py            # all three cells, one process each
+    python benchmarks/music.py --table
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load, write  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/jsb_chorales_gru.yaml"
+CELLS = ["gru", "lstm", "rnn"]
+PUBLISHED = {"gru": 8.43, "lstm": 8.45, "rnn": 8.91}  # Bai, Kolter & Koltun 2018, Table 2 (TCN: 8.10)
+
+
+def run_one(cell: str) -> dict:
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rnnlab.cli import RnnlabCLI
+    from rnnlab.models.music import plot_roll, roll_stats, roll_to_midi
+
+    sys.argv = sys.argv[:1]
+    extra = [f"--model.init_args.cell={cell}"]
+    cli = RnnlabCLI(args=["--config", CONFIG, "--trainer.enable_progress_bar=false",
+                          "--trainer.enable_model_summary=false", "--trainer.logger.init_args.save_dir=runs/bench",
+                          f"--trainer.logger.init_args.name=jsb_{cell}", *extra], run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    model, dm = cli.model.eval(), cli.datamodule
+    pieces = dm.read()["test"]
+    out = ROOT / "docs" / "samples"
+    samples = []
+    for k in range(5):  # continue the first 8 steps of five test chorales for 56 steps each
+        primer = pieces[k][:8]
+        roll = model.generate(56, primer, temperature=1.0, seed=k)
+        classes = {int(p) % 12 for p in (primer > 0.5).nonzero()[:, 1] + 21}
+        samples.append((roll, primer, classes))
+    gen = [r[len(p):] for r, p, _ in samples]
+    stats = roll_stats(gen)
+    stats["in_key_share"] = round(sum(roll_stats([r[len(p):]], c)["in_key_share"] * float((r[len(p):] > .5).sum())
+                                      for r, p, c in samples) / max(float(sum((g > .5).sum() for g in gen)), 1), 4)
+    reference = roll_stats([p[8:64] for p in pieces[:5]])
+    reference["in_key_share"] = round(sum(roll_stats([p[8:64]], {int(q) % 12 for q in (p[:8] > .5).nonzero()[:, 1] + 21})
+                                          ["in_key_share"] * float((p[8:64] > .5).sum()) for p in pieces[:5])
+                                      / max(float(sum((p[8:64] > .5).sum() for p in pieces[:5])), 1), 4)
+    if cell == "gru":
+        roll_to_midi(samples[0][0], out / "jsb_gru_test0.mid")
+        plot_roll(samples[0][0], out / "jsb_gru_test0.png", title="GRU: test chorale 0, 8 steps of primer + 56 generated",
+                  primer_steps=8)
+    result = {
+        "cell": cell, "command": f"python main.py fit --config {CONFIG} {' '.join(extra)}",
+        "test_nll": round(float(test["test/nll"]), 4), "test_frame_acc": round(float(test["test/frame_acc"]), 4),
+        "best_val_nll": round(float(ckpt.best_model_score), 4), "epochs": cli.trainer.current_epoch,
+        "fit_seconds": round(seconds, 1), "published_nll": PUBLISHED[cell],
+        "samples": stats, "test_set": reference, "model": dict(model.hparams),
+    }
+    write(f"music_jsb_{cell}", result)
+    del torch
+    return result
+
+
+def table() -> str:
+    rows = ["| config | model | test NLL / step (nats) | published (Bai et al. 2018) | frame acc | epochs | fit time |",
+            "|---|---|---|---|---|---|---|"]
+    for r in load("music_jsb_*.json"):
+        m = r["model"]
+        rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {m['cell'].upper()} "
+                    f"{m['hidden_size']} | **{r['test_nll']:.2f}** | {r['published_nll']:.2f} | "
+                    f"{100 * r['test_frame_acc']:.1f}% | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min |")
+    return "\n".join(rows)
+
+
+def samples_table() -> str:
+    rows = ["| | notes per step | in the primer's pitch classes | pitch range |", "|---|---|---|---|"]
+    for r in load("music_jsb_*.json"):
+        s = r["samples"]
+        rows.append(f"| {r['cell'].upper()} samples (5 x 56 steps after 8 of a test chorale) | {s['notes_per_step']:.2f} "
+                    f"| {100 * s['in_key_share']:.1f}% | {s['pitch_min']}-{s['pitch_max']} |")
+    if rows[2:]:
+        t = load("music_jsb_*.json")[0]["test_set"]
+        rows.append(f"| the same test chorales (steps 8-63) | {t['notes_per_step']:.2f} | {100 * t['in_key_share']:.1f}% "
+                    f"| {t['pitch_min']}-{t['pitch_max']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--one"]:
+        print(json.dumps(run_one(argv[1]), indent=2, default=str))
+    elif argv[:1] == ["--table"]:
+        print(table())
+        print()
+        print(samples_table())
+    else:
+        for cell in argv or CELLS:
+            subprocess.run([sys.executable, __file__, "--one", cell], cwd=ROOT, check=True)
+        print(table())

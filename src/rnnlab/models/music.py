@@ -1,0 +1,222 @@
+"""Polyphonic music: predict the next piano-roll step (88 keys) from the previous ones; write MIDI and pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, SumMetric
+
+from rnnlab.data.batching import Batch
+from rnnlab.data.music import KEYS, LOW
+from rnnlab.errors import RnnlabError
+from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.nn.recurrent import Recurrent
+
+
+def step_nll(logits: Tensor, target: Tensor) -> Tensor:
+    """Negative log-likelihood of each step under independent Bernoulli keys: ``[..., 88] -> [...]`` (nats, summed
+    over the keys -- the figure the papers report, averaged over steps)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").sum(-1)
+
+
+class PianoRollModel(RnnlabModule):
+    """The 88-key roll -> :class:`~rnnlab.nn.recurrent.Recurrent` -> 88 logits, one independent Bernoulli per key
+    (the setting of the published JSB figures: Boulanger-Lewandowski 2012, Bai et al. 2018).
+
+    Logs ``{stage}/nll`` (nats per time step, summed over keys, mean over all steps of the split) and
+    ``{stage}/frame_acc`` (Bay et al. 2009: TP / (TP + FP + FN) over all steps, notes on at p > 0.5).
+    """
+
+    inference_hparams = ("generate_steps", "temperature", "sample_seed")
+
+    def __init__(
+        self,
+        num_features: int = KEYS,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        cell: Literal["lstm", "gru", "rnn"] = "gru",
+        impl: Literal["torch", "handwritten"] = "torch",
+        dropout: float = 0.3,
+        input_dropout: float = 0.1,
+        generate_steps: int = 64,
+        temperature: float = 1.0,
+        sample_seed: Optional[int] = 0,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-3,
+        optimizer: OptimizerName = "adamw",
+        scheduler: SchedulerName = "cosine",
+        warmup: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if num_features != KEYS:
+            raise RnnlabError(f"PianoRollModel reads {KEYS}-key piano rolls; the data gives {num_features} features")
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.rnn = Recurrent(KEYS, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, KEYS)
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_nll", MeanMetric())
+            for part in ("tp", "fp", "fn"):
+                setattr(self, f"{stage}_{part}", SumMetric())
+
+    def forward(self, x: Tensor, lengths: Tensor, state=None):
+        """``x [B, T, 88]`` (steps before each target step) -> logits ``[B, T, 88]`` and the final state."""
+        out, state = self.rnn(self.input_dropout(x.float()), lengths, state)
+        return self.head(self.dropout(out)), state
+
+    def _nll(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        logits, _ = self(batch.tokens, batch.lengths)
+        valid = batch.target[..., 0] >= 0  # padding is -100
+        return step_nll(logits, batch.target.clamp(min=0))[valid], logits[valid], batch.target[valid]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        nll, _, _ = self._nll(batch)
+        loss = nll.mean()
+        self.log("train/nll", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=nll.numel())
+        return loss
+
+    def evaluate(self, batch: Batch, stage: str) -> None:
+        nll, logits, target = self._nll(batch)
+        getattr(self, f"{stage}_nll").update(nll)
+        on, gold = logits > 0, target > 0.5
+        getattr(self, f"{stage}_tp").update((on & gold).sum())
+        getattr(self, f"{stage}_fp").update((on & ~gold).sum())
+        getattr(self, f"{stage}_fn").update((~on & gold).sum())
+
+    def epoch_end(self, stage: str) -> None:
+        tp, fp, fn = (getattr(self, f"{stage}_{p}").compute() for p in ("tp", "fp", "fn"))
+        self.log(f"{stage}/nll", getattr(self, f"{stage}_nll").compute(), prog_bar=True)
+        self.log(f"{stage}/frame_acc", tp / (tp + fp + fn).clamp(min=1))
+        for name in ("nll", "tp", "fp", "fn"):
+            getattr(self, f"{stage}_{name}").reset()
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        primer, index = batch
+        hp = self.hparams
+        seed = None if hp.sample_seed is None else hp.sample_seed + index
+        roll = self.generate(hp.generate_steps, primer, hp.temperature, seed)
+        return {"index": torch.tensor([index]), "roll": [roll.cpu()]}
+
+    @torch.no_grad()
+    def generate(self, steps: int, primer: Optional[Tensor] = None, temperature: float = 1.0,
+                 seed: Optional[int] = None) -> Tensor:
+        """A piano roll ``[len(primer) + steps, 88]``: the primer (``[T0, 88]``, may be None) continued by
+        ``steps`` sampled steps, each key drawn from its Bernoulli (``temperature`` scales the logits; 0: p > 0.5)."""
+        if steps < 0:
+            raise RnnlabError(f"steps must be >= 0, got {steps}")
+        was_training = self.training
+        self.eval()
+        g = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        roll = primer.to(self.device).float() if primer is not None else torch.zeros(0, KEYS, device=self.device)
+        x = torch.cat([torch.zeros(1, KEYS, device=self.device), roll])  # a silent frame, then the primer
+        logits, state = self(x.unsqueeze(0), torch.tensor([len(x)]))
+        nxt = logits[0, -1]
+        out = [roll]
+        for _ in range(steps):
+            if temperature == 0:
+                step = (nxt > 0).float()
+            else:
+                step = torch.bernoulli(torch.sigmoid(nxt / temperature), generator=g)
+            out.append(step.unsqueeze(0))
+            logits, state = self(step.view(1, 1, KEYS), torch.tensor([1]), state)
+            nxt = logits[0, -1]
+        self.train(was_training)
+        return torch.cat(out)
+
+
+# ------------------------------------------------------------------------------ MIDI and pictures
+def roll_to_midi(roll: Tensor, path: str | Path, step_ticks: int = 480, tempo_bpm: int = 80,
+                 program: int = 19) -> Path:
+    """Write a ``[T, 88]`` roll as a one-track MIDI file: one step = one beat (``step_ticks``), a key held over
+    consecutive steps is one note. Program 19: church organ."""
+    import mido
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mid = mido.MidiFile(ticks_per_beat=step_ticks)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    track.append(mido.Message("program_change", program=program, time=0))
+    on = (roll > 0.5).cpu()
+    events = []  # (tick, order, message): note-offs before note-ons at the same tick
+    T = len(on)
+    for k in range(KEYS):
+        t = 0
+        while t < T:
+            if on[t, k]:
+                start = t
+                while t < T and on[t, k]:
+                    t += 1
+                events.append((start * step_ticks, 1, mido.Message("note_on", note=k + LOW, velocity=80)))
+                events.append((t * step_ticks, 0, mido.Message("note_off", note=k + LOW, velocity=0)))
+            else:
+                t += 1
+    now = 0
+    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1], e[2].note)):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(T * step_ticks - now, 0)))
+    mid.save(str(path))
+    return path
+
+
+def midi_to_roll(path: str | Path) -> Tensor:
+    """Read a MIDI file written by :func:`roll_to_midi` back into a ``[T, 88]`` roll (steps of one beat)."""
+    import mido
+
+    mid = mido.MidiFile(str(path))
+    step = mid.ticks_per_beat
+    notes, now, active = [], 0, {}
+    for msg in mido.merge_tracks(mid.tracks):
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            active[msg.note] = now
+        elif msg.type in ("note_off", "note_on") and msg.note in active:
+            notes.append((msg.note, active.pop(msg.note), now))
+    T = max((end for _, _, end in notes), default=0) // step
+    roll = torch.zeros(T, KEYS)
+    for note, start, end in notes:
+        roll[start // step : end // step, note - LOW] = 1.0
+    return roll
+
+
+def plot_roll(roll: Tensor, path: str | Path, title: str = "", primer_steps: int = 0) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    used = (roll > 0.5).any(0).nonzero().flatten()
+    lo, hi = (int(used.min()), int(used.max()) + 1) if len(used) else (0, KEYS)
+    fig, ax = plt.subplots(figsize=(max(6, len(roll) / 8), 4))
+    ax.imshow(roll[:, lo:hi].T.cpu(), origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
+              extent=(0, len(roll), lo + LOW - 0.5, hi + LOW - 0.5))
+    if primer_steps:
+        ax.axvline(primer_steps, color="tab:red", lw=1)
+    ax.set_xlabel("step (quarter notes)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def roll_stats(rolls: list[Tensor], primer_pitch_classes: Optional[set[int]] = None) -> dict:
+    """What a musician checks: notes per step, pitch range, share of notes in a key (a set of pitch classes)."""
+    steps = torch.cat([r for r in rolls if len(r)]) > 0.5
+    pitches = steps.nonzero()[:, 1] + LOW
+    out = {"notes_per_step": round(float(steps.sum(1).float().mean()), 3),
+           "pitch_min": int(pitches.min()) if len(pitches) else None,
+           "pitch_max": int(pitches.max()) if len(pitches) else None}
+    if primer_pitch_classes is not None and len(pitches):
+        out["in_key_share"] = round(float(sum(int(p) % 12 in primer_pitch_classes for p in pitches) / len(pitches)), 4)
+    return out
