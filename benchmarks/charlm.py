@@ -10,16 +10,12 @@ and saves benchmarks/results/charlm_<run>.json.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import fit_and_test, load, main, write  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: (config, extra CLI arguments)
     "shakespeare_char_lstm": ("configs/shakespeare_char_lstm.yaml", []),
     "shakespeare_char_lstm_stateless": ("configs/shakespeare_char_lstm.yaml", ["--data.init_args.stateful=false"]),
@@ -29,33 +25,12 @@ RUNS = {  # name: (config, extra CLI arguments)
 
 
 def run_one(name: str) -> dict:
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from rnnlab.callbacks import ThroughputMonitor
-    from rnnlab.cli import RnnlabCLI
     from rnnlab.data.batching import pad_collate
     from rnnlab.models.language_model import banned_ids
 
     config, extra = RUNS[name]
-    sys.argv = sys.argv[:1]
-    args = ["--config", config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--trainer.logger.init_args.save_dir=runs/bench", f"--trainer.logger.init_args.name={name}", *extra]
-    cli = RnnlabCLI(args=args, run=False)
-    epochs: list[dict] = []
-    tput = next(c for c in cli.trainer.callbacks if isinstance(c, ThroughputMonitor))
-
-    class Record(ThroughputMonitor):
-        def on_train_epoch_end(self, trainer, pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
-            epochs.append(dict(self.last))
-
-    cli.trainer.callbacks[cli.trainer.callbacks.index(tput)] = Record()
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_seconds = time.perf_counter() - start
-    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    run = fit_and_test(config, extra, name=name)
+    cli = run.cli
     model, dm = cli.model.eval(), cli.datamodule
     samples: dict[str, list[str]] = {}
     if name.startswith("names"):
@@ -85,15 +60,13 @@ def run_one(name: str) -> dict:
     result = {
         "run": name, **extra_stats, "config": config, "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
-        "test_loss_nats": round(float(test["test/loss"]), 4), "test_bpc": round(float(test["test/bpc"]), 4),
-        "best_val_loss": round(float(ckpt.best_model_score), 4), "epochs": len(epochs),
-        "fit_seconds": round(fit_seconds, 1),
-        "train_chars_per_s": round(sum(e["tokens_per_s"] for e in epochs) / len(epochs)),
+        "test_loss_nats": round(run.test["test/loss"], 4), "test_bpc": round(run.test["test/bpc"], 4),
+        "best_val_loss": round(run.best_score, 4), "epochs": len(run.epochs), "fit_seconds": run.fit_seconds,
+        "train_chars_per_s": run.tokens_per_s,
         "stateful": bool(getattr(dm, "stateful", False)), "samples": samples,
         "model": {k: v for k, v in hp.items()},
     }
     write(f"charlm_{name}", result)
-    del torch
     return result
 
 
@@ -114,12 +87,4 @@ def table() -> str:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if argv[:1] == ["--one"]:
-        print(json.dumps(run_one(argv[1]), indent=2, default=str, ensure_ascii=False))
-    elif argv[:1] == ["--table"]:
-        print(table())
-    else:
-        for name in argv or list(RUNS):
-            subprocess.run([sys.executable, __file__, "--one", name], cwd=ROOT, check=True)
-        print(table())
+    main(__file__, run_one, table, list(RUNS))

@@ -1,16 +1,23 @@
-"""Helpers shared by the benchmark scripts: machine facts and JSON results."""
+"""Helpers shared by the benchmark scripts: machine facts, JSON results, one training run, the command line."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("RNNLAB_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+         "--trainer.logger.init_args.save_dir=runs/bench"]
 
 
 def machine() -> dict:
@@ -22,10 +29,71 @@ def machine() -> dict:
 def write(name: str, result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({**result, "machine": machine()}, indent=2) + "\n")
+    path.write_text(json.dumps({**result, "machine": machine()}, indent=2, default=str, ensure_ascii=False) + "\n")
     print(f"wrote {path}")
     return path
 
 
 def load(pattern: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+
+
+@dataclass
+class Run:
+    """One ``fit`` + ``test`` (best checkpoint) through the CLI, as a user would run it."""
+
+    cli: Any
+    test: dict
+    fit_seconds: float
+    epochs: list[dict] = field(default_factory=list)  # ThroughputMonitor's figures per training epoch
+    best_score: float | None = None
+
+    @property
+    def tokens_per_s(self) -> int:
+        return round(sum(e["tokens_per_s"] for e in self.epochs) / max(len(self.epochs), 1))
+
+
+def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None) -> Run:
+    """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint.
+    ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g. ``--trainer.max_epochs=1`` for a smoke test)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rnnlab.callbacks import ThroughputMonitor
+    from rnnlab.cli import RnnlabCLI
+
+    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
+    args = ["--config", config, *QUIET, *([f"--trainer.logger.init_args.name={name}"] if name else []), *extra,
+            *os.environ.get("RNNLAB_BENCH_ARGS", "").split()]
+    cli = RnnlabCLI(args=args, run=False)
+    epochs: list[dict] = []
+
+    class Record(ThroughputMonitor):  # keep every epoch's throughput, not just the last
+        def on_train_epoch_end(self, trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+            epochs.append(dict(self.last))
+
+    callbacks = cli.trainer.callbacks
+    tput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
+    if tput is not None:
+        callbacks[callbacks.index(tput)] = Record()
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    ckpt = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+    return Run(cli, {k: float(v) for k, v in test.items()}, round(fit_seconds, 1), epochs, best)
+
+
+def main(script: str, run_one: Callable[[str], dict], table: Callable[[], str], names: list[str]) -> None:
+    """``script NAME...`` runs each in its own process (clean timings) and prints the table; ``--one NAME`` runs one
+    here; ``--table`` prints the table from the saved JSON."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["--one"]:
+        print(json.dumps(run_one(argv[1]), indent=2, default=str, ensure_ascii=False))
+    elif argv[:1] == ["--table"]:
+        print(table())
+    else:
+        for name in argv or names:
+            subprocess.run([sys.executable, script, "--one", name], cwd=ROOT, check=True)
+        print(table())

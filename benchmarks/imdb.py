@@ -16,48 +16,25 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import fit_and_test, load, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["configs/imdb_lstm.yaml", "configs/imdb_gru.yaml", "configs/imdb_rnn.yaml"]
 
 
 def run_one(config: str, extra: list[str]) -> dict:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from rnnlab.callbacks import ThroughputMonitor
-    from rnnlab.cli import RnnlabCLI
-
-    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
-
     name = Path(config).stem
-    args = ["--config", config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            f"--trainer.logger.init_args.save_dir=runs/bench", *extra]
     start = time.perf_counter()
-    cli = RnnlabCLI(args=args, run=False)
-    tput = next(c for c in cli.trainer.callbacks if isinstance(c, ThroughputMonitor))
-    epochs: list[dict] = []
-
-    class Record(ThroughputMonitor):  # keep every epoch's throughput, not just the last
-        def on_train_epoch_end(self, trainer, pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
-            epochs.append(dict(self.last))
-
-    cli.trainer.callbacks[cli.trainer.callbacks.index(tput)] = Record()
-    fit_start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_seconds = time.perf_counter() - fit_start
-    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    run = fit_and_test(config, extra)
     total = time.perf_counter() - start
-    train_tokens_s = sum(e["tokens_per_s"] for e in epochs) / len(epochs)
     result = {
         "config": config, "command": f"python benchmarks/imdb.py {config}",
-        "test_acc": test["test/acc"], "test_f1": test["test/f1"], "best_val_acc": float(ckpt.best_model_score),
-        "epochs": len(epochs), "fit_seconds": round(fit_seconds, 1), "total_seconds": round(total, 1),
-        "train_tokens_per_s": round(train_tokens_s), "padding": round(sum(e["padding"] for e in epochs) / len(epochs), 4),
-        "epoch_seconds": [round(e["epoch_seconds"], 1) for e in epochs],
-        "model": {k: v for k, v in cli.model.hparams.items()},
+        "test_acc": run.test["test/acc"], "test_f1": run.test["test/f1"], "best_val_acc": run.best_score,
+        "epochs": len(run.epochs), "fit_seconds": run.fit_seconds, "total_seconds": round(total, 1),
+        "train_tokens_per_s": run.tokens_per_s,
+        "padding": round(sum(e["padding"] for e in run.epochs) / len(run.epochs), 4),
+        "epoch_seconds": [round(e["epoch_seconds"], 1) for e in run.epochs],
+        "model": dict(run.cli.model.hparams),
     }
     write(f"imdb_{name.removeprefix('imdb_')}", result)
     return result

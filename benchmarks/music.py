@@ -7,38 +7,23 @@ accuracy; a generated chorale as MIDI + piano-roll picture (docs/samples/) with 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import ROOT, fit_and_test, load, main, write  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/jsb_chorales_gru.yaml"
 CELLS = ["gru", "lstm", "rnn"]
 PUBLISHED = {"gru": 8.43, "lstm": 8.45, "rnn": 8.91}  # Bai, Kolter & Koltun 2018, Table 2 (TCN: 8.10)
 
 
 def run_one(cell: str) -> dict:
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from rnnlab.cli import RnnlabCLI
     from rnnlab.models.music import plot_roll, roll_stats, roll_to_midi
 
-    sys.argv = sys.argv[:1]
     extra = [f"--model.init_args.cell={cell}"]
-    cli = RnnlabCLI(args=["--config", CONFIG, "--trainer.enable_progress_bar=false",
-                          "--trainer.enable_model_summary=false", "--trainer.logger.init_args.save_dir=runs/bench",
-                          f"--trainer.logger.init_args.name=jsb_{cell}", *extra], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    run = fit_and_test(CONFIG, extra, name=f"jsb_{cell}")
+    cli = run.cli
     model, dm = cli.model.eval(), cli.datamodule
     pieces = dm.read()["test"]
     out = ROOT / "docs" / "samples"
@@ -62,13 +47,12 @@ def run_one(cell: str) -> dict:
                   primer_steps=8)
     result = {
         "cell": cell, "command": f"python main.py fit --config {CONFIG} {' '.join(extra)}",
-        "test_nll": round(float(test["test/nll"]), 4), "test_frame_acc": round(float(test["test/frame_acc"]), 4),
-        "best_val_nll": round(float(ckpt.best_model_score), 4), "epochs": cli.trainer.current_epoch,
-        "fit_seconds": round(seconds, 1), "published_nll": PUBLISHED[cell],
+        "test_nll": round(run.test["test/nll"], 4), "test_frame_acc": round(run.test["test/frame_acc"], 4),
+        "best_val_nll": round(run.best_score, 4), "epochs": cli.trainer.current_epoch,
+        "fit_seconds": run.fit_seconds, "published_nll": PUBLISHED[cell],
         "samples": stats, "test_set": reference, "model": dict(model.hparams),
     }
     write(f"music_jsb_{cell}", result)
-    del torch
     return result
 
 
@@ -96,15 +80,9 @@ def samples_table() -> str:
     return "\n".join(rows)
 
 
+def tables() -> str:
+    return table() + "\n\n" + samples_table()
+
+
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if argv[:1] == ["--one"]:
-        print(json.dumps(run_one(argv[1]), indent=2, default=str))
-    elif argv[:1] == ["--table"]:
-        print(table())
-        print()
-        print(samples_table())
-    else:
-        for cell in argv or CELLS:
-            subprocess.run([sys.executable, __file__, "--one", cell], cwd=ROOT, check=True)
-        print(table())
+    main(__file__, run_one, tables, CELLS)

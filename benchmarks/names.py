@@ -14,33 +14,22 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import fit_and_test, load, write  # noqa: E402
 
-QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-         "--trainer.logger.init_args.save_dir=runs/bench"]
 PUBLISHED = {"random forest, word2vec features (namesex README)": (0.9486, 0.0071),
              "L2 logistic regression (namesex README)": (0.8957, None)}
 
 
-def fit_and_test(config: str, extra: list[str], extra_splits: tuple[str, ...] = ()) -> dict:
-    from rnnlab.cli import RnnlabCLI
-
-    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
-
-    cli = RnnlabCLI(args=["--config", config, *QUIET, *extra], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    out = {"fit_seconds": round(seconds, 1), "epochs": cli.trainer.current_epoch}
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
-    out.update({"test_acc": test["test/acc"], "test_f1": test["test/f1"]})
+def fit_and_test_splits(config: str, extra: list[str], extra_splits: tuple[str, ...] = ()) -> dict:
+    run = fit_and_test(config, extra)
+    out = {"fit_seconds": run.fit_seconds, "epochs": run.cli.trainer.current_epoch,
+           "test_acc": run.test["test/acc"], "test_f1": run.test["test/f1"]}
     for split in extra_splits:
-        loader = cli.datamodule._loader(split, shuffle=False)
-        res = cli.trainer.test(cli.model, dataloaders=loader, ckpt_path="best", verbose=False)[0]
+        loader = run.cli.datamodule._loader(split, shuffle=False)
+        res = run.cli.trainer.test(run.cli.model, dataloaders=loader, ckpt_path="best", verbose=False)[0]
         out.update({f"{split}_acc": res["test/acc"], f"{split}_f1": res["test/f1"]})
     return out
 
@@ -69,12 +58,12 @@ def logistic_regression_folds() -> list[float]:
 def gender() -> None:
     folds = []
     for fold in range(10):
-        r = fit_and_test("configs/namesex_bigru.yaml", [f"--data.init_args.test_fold={fold}"], ("testdata",))
+        r = fit_and_test_splits("configs/namesex_bigru.yaml", [f"--data.init_args.test_fold={fold}"], ("testdata",))
         folds.append(r)
         print(f"fold {fold}: test acc {r['test_acc']:.4f}  testdata acc {r['testdata_acc']:.4f}  ({r['fit_seconds']} s)",
               flush=True)
     accs = [r["test_acc"] for r in folds]
-    course = fit_and_test("configs/chinese_names_rnn.yaml", ["--data.init_args.source=namesex"])
+    course = fit_and_test_splits("configs/chinese_names_rnn.yaml", ["--data.init_args.source=namesex"])
     lr = logistic_regression_folds()
     write("names_gender", {
         "command": "python benchmarks/names.py gender",
@@ -92,7 +81,7 @@ def gender() -> None:
 def language() -> None:
     results = {}
     for name in ("names_rnn", "names_lstm"):
-        results[name] = fit_and_test(f"configs/{name}.yaml", [])
+        results[name] = fit_and_test_splits(f"configs/{name}.yaml", [])
         print(name, results[name], flush=True)
     write("names_language", {"command": "python benchmarks/names.py language", **results})
     print(table())

@@ -9,16 +9,12 @@ Each run trains on the real data, tests the best checkpoint, and writes benchmar
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import fit_and_test, load, main, write  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: (config, extra CLI arguments)
     "conll2000_pos_bilstm": ("configs/conll2000_pos_bilstm.yaml", []),
     "conll2000_pos_bilstm_crf": ("configs/conll2000_pos_bilstm_crf.yaml", []),
@@ -28,38 +24,15 @@ RUNS = {  # name: (config, extra CLI arguments)
 
 
 def run_one(name: str) -> dict:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from rnnlab.callbacks import ThroughputMonitor
-    from rnnlab.cli import RnnlabCLI
-
     config, extra = RUNS[name]
-    sys.argv = sys.argv[:1]
-    args = ["--config", config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--trainer.logger.init_args.save_dir=runs/bench", f"--trainer.logger.init_args.name={name}", *extra]
-    cli = RnnlabCLI(args=args, run=False)
-    epochs: list[dict] = []
-    tput = next(c for c in cli.trainer.callbacks if isinstance(c, ThroughputMonitor))
-
-    class Record(ThroughputMonitor):
-        def on_train_epoch_end(self, trainer, pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
-            epochs.append(dict(self.last))
-
-    cli.trainer.callbacks[cli.trainer.callbacks.index(tput)] = Record()
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_seconds = time.perf_counter() - start
-    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    run = fit_and_test(config, extra, name=name)
     result = {
         "run": name, "config": config, "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
-        "test": {k.removeprefix("test/"): round(float(v), 5) for k, v in test.items()},
-        "best_val": round(float(ckpt.best_model_score), 5), "monitor": ckpt.monitor,
-        "epochs": len(epochs), "fit_seconds": round(fit_seconds, 1),
-        "train_units_per_s": round(sum(e["tokens_per_s"] for e in epochs) / len(epochs)),
-        "model": dict(cli.model.hparams),
+        "test": {k.removeprefix("test/"): round(v, 5) for k, v in run.test.items()},
+        "best_val": round(run.best_score, 5), "monitor": run.cli.trainer.checkpoint_callback.monitor,
+        "epochs": len(run.epochs), "fit_seconds": run.fit_seconds, "train_units_per_s": run.tokens_per_s,
+        "model": dict(run.cli.model.hparams),
     }
     write(f"tagging_{name}", result)
     return result
@@ -83,12 +56,4 @@ def table() -> str:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if argv[:1] == ["--one"]:
-        print(json.dumps(run_one(argv[1]), indent=2, default=str))
-    elif argv[:1] == ["--table"]:
-        print(table())
-    else:
-        for name in argv or list(RUNS):
-            subprocess.run([sys.executable, __file__, "--one", name], cwd=ROOT, check=True)
-        print(table())
+    main(__file__, run_one, table, list(RUNS))

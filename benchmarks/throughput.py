@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write  # noqa: E402
 
 from rnnlab.callbacks import ThroughputMonitor  # noqa: E402
-from rnnlab.data.batching import pad_collate  # noqa: E402
 from rnnlab.data.imdb import IMDBDataModule  # noqa: E402
 from rnnlab.models import SequenceClassifier  # noqa: E402
 

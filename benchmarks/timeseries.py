@@ -9,33 +9,20 @@ Errors are RMSE of the log growth rates (percentage points x 0.01) at horizons 1
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write  # noqa: E402
+from common import fit_and_test, load, write  # noqa: E402
 
 CONFIG = "configs/macro_var_gru.yaml"
 
 
-def train(extra: list[str]) -> dict:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from rnnlab.cli import RnnlabCLI
-
-    sys.argv = sys.argv[:1]
-    cli = RnnlabCLI(args=["--config", CONFIG, "--trainer.enable_progress_bar=false",
-                          "--trainer.enable_model_summary=false", "--trainer.logger.init_args.save_dir=runs/bench",
-                          *extra], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    ckpt = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
-    return {"test": {k.removeprefix("test/"): float(v) for k, v in test.items()}, "fit_seconds": round(seconds, 1),
-            "epochs": cli.trainer.current_epoch, "best_epoch_ckpt": Path(ckpt.best_model_path).name,
+def train(extra: list[str], name: str) -> dict:
+    run = fit_and_test(CONFIG, extra, name=name)
+    return {"test": {k.removeprefix("test/"): v for k, v in run.test.items()}, "fit_seconds": run.fit_seconds,
+            "epochs": run.cli.trainer.current_epoch,
             "command": f"python main.py fit --config {CONFIG} {' '.join(extra)}".strip()}
 
 
@@ -84,9 +71,8 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--table"]:
         print(table())
         sys.exit()
-    rnn = train([])
-    var1 = train(["--model.init_args.mode=var1", "--model.init_args.forecast=iterated",
-                  "--trainer.logger.init_args.name=macro_linear_rnn_var1"])
+    rnn = train([], "macro_var_gru")
+    var1 = train(["--model.init_args.mode=var1", "--model.init_args.forecast=iterated"], "macro_linear_rnn_var1")
     base = baselines(4)
     rows = {"GRU 16 (`configs/macro_var_gru.yaml`)": rnn["test"],
             "linear RNN as VAR(1), gradient descent (`--model.init_args.mode var1`)": var1["test"], **base["rows"]}

@@ -1,6 +1,5 @@
 """Notebooks run top to bottom (on tiny fixtures)."""
 
-import os
 from pathlib import Path
 
 import nbformat

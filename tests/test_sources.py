@@ -2,7 +2,6 @@ import functools
 import http.server
 import logging
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -20,7 +20,7 @@ import logging
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import lightning as L
 import torch

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rnnlab.data.base import SequenceDataModule
-from rnnlab.data.batching import SequenceDataset, pad_collate
+from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.classification import stratified_split
 from rnnlab.data.names import read_pytorch_names, to_ascii
 from rnnlab.data.sources import RemoteFile, Source, fetch, register

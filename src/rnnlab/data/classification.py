@@ -6,7 +6,6 @@ encoding (once, cached), truncation, class counts and ``predict`` on raw text ar
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Literal, Optional
 
 import torch
