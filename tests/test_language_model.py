@@ -94,6 +94,17 @@ def test_generation_is_reproducible_and_conditional_generation_stops_at_eos():
     assert long.shape == (4, 4) and (long >= 0).all(), "max_new is respected when nothing ends"
 
 
+def test_acrostic_forces_the_first_symbol_of_each_line():
+    torch.manual_seed(0)
+    model = LanguageModel(vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=1, cell="gru")
+    with torch.no_grad():  # a model that ends a line (id 5) at every step unless forced
+        model.head.bias[5] = 50.0
+    prompt = torch.tensor([[2], [2]])  # <bos>
+    out = model.generate(prompt, max_new=8, temperature=1.0, seed=0, line_heads=[[7, 8, 9], None], line_ends=[5])
+    assert out[0].tolist() == [7, 5, 8, 5, 9, 5, 5, 5]  # heads at each line start, then free once used up
+    assert out[1].tolist() == [5] * 8
+
+
 def test_corpus_datamodule_splits_contiguously_with_training_vocabulary(env, text_file):
     dm = CharCorpusDataModule(path=str(text_file), seq_len=16, batch_size=4, val_fraction=0.1)
     dm.setup("fit")
@@ -162,14 +173,18 @@ def test_regular_form_and_tang_loader(env):
 
 
 def test_tang_poetry_config_trains_and_writes_poems(env):
+    from rnnlab.data.poetry import poem_lines
+
     config = str(ROOT / "configs" / "tang_poetry_lstm.yaml")
     main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "2", "--data.init_args.batch_size", "8",
           "--samples.max_new", "30"])
     run = env / "runs" / "tang_poetry_lstm" / "version_0"
     assert "=== epoch 1" in (run / "samples.txt").read_text(encoding="utf-8")
     main(["predict", "--config", config, *TINY, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-          "--data.init_args.predict_texts", '["", "床前", "😀"]', "--model.init_args.max_new", "40"])
+          "--data.init_args.predict_texts", '["", "床前", "😀", "藏头:白黃春夜"]', "--model.init_args.max_new", "40"])
     rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
+    lines = poem_lines(rows[3]["output"])
+    assert [line[0] for line in lines[:4]] == list("白黃春夜")[: len(lines[:4])]
     assert 0 < len(rows[0]["output"]) <= 40 and "<" not in rows[0]["output"]
     assert rows[1]["output"].startswith("床前")
     assert "never seen in training" in rows[2]["error"]

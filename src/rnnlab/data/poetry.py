@@ -91,7 +91,7 @@ class TangPoetryDataModule(DocumentLMDataModule):
         max_chars: drop longer poems (batches of very long poems are mostly padding).
         val_fraction, test_fraction: held-out shares.
         **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule`; ``predict_texts`` are first characters or first
-            lines (an empty string starts from nothing).
+            lines (an empty string starts from nothing), or ``藏头:春夏秋冬`` for an acrostic.
     """
 
     name = "chinese_poetry"
@@ -117,6 +117,30 @@ class TangPoetryDataModule(DocumentLMDataModule):
 
     def normalize(self, text: str) -> str:
         return self._convert(text)
+
+    @property
+    def line_end_ids(self) -> list[int]:
+        self._ensure_state()
+        return [i for i in self.vocab.lookup(PUNCT) if i != self.vocab.unk_id]
+
+    def encode_predict(self, texts: list[str]) -> list[dict]:
+        """Prefixes, or ``藏头:春夏秋冬`` for an acrostic: line ``k`` starts with the ``k``-th given character."""
+        items = []
+        for raw in texts:
+            head, sep, chars = raw.strip().partition(":")
+            if sep and head.strip() in ("藏头", "acrostic"):
+                chars = self.normalize(chars.strip())
+                ids = self.vocab.lookup(chars)
+                if not chars or self.vocab.unk_id in ids:
+                    bad = sorted({c for c, i in zip(chars, ids) if i == self.vocab.unk_id})
+                    items.append({"input": raw, "error": "give the first characters of the lines after '藏头:'" if not
+                                  chars else f"characters never seen in training: {', '.join(map(repr, bad))}"})
+                    continue
+                item = super().encode_predict([""])[0]
+                items.append({**item, "input": raw, "line_heads": ids})
+            else:
+                items.extend(super().encode_predict([raw]))
+        return items
 
     def keep(self, text: str) -> bool:
         if not text or len(text) > self.max_chars:

@@ -147,9 +147,13 @@ class LanguageModel(RnnlabModule):
     @torch.no_grad()
     def generate(self, prompt: Tensor, lengths: Optional[Tensor] = None, max_new: int = 100,
                  temperature: float = 1.0, top_k: Optional[int] = None, eos_id: Optional[int] = None,
-                 seed: Optional[int] = None, banned: Sequence[int] = (0, 1)) -> Tensor:
+                 seed: Optional[int] = None, banned: Sequence[int] = (0, 1),
+                 line_heads: Optional[list[Optional[list[int]]]] = None, line_ends: Sequence[int] = ()) -> Tensor:
         """Continue each prompt (``[B, T]`` or ``[B, T, 2]``, right-padded, ``lengths [B]``) by ``max_new`` ids,
         never ``banned`` ones (default ``<pad>``, ``<unk>``).
+
+        ``line_heads`` (per row, ids or None) forces the first symbol of each line -- at the start and after any of
+        ``line_ends`` -- to the next given id, until they run out: an acrostic (藏头诗).
 
         Returns ``[B, max_new]`` generated ids, ``-1`` after a row's end symbol (``eos_id``; not included)."""
         was_training = self.training
@@ -165,8 +169,16 @@ class LanguageModel(RnnlabModule):
         out = torch.full((B, max_new), -1, dtype=torch.long, device=prompt.device)
         done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
         ones = torch.ones(B, dtype=torch.long)
+        heads = [list(h or []) for h in (line_heads or [None] * B)]
+        ends = set(int(i) for i in line_ends)
+        last = prompt[..., 0] if prompt.dim() == 3 else prompt
+        at_start = [int(last[b, lengths[b] - 1]) in ends or int(lengths[b]) == 1 for b in range(B)]
         for t in range(max_new):
             nxt = sample_next(next_logits, temperature, top_k, generator, banned)
+            for b in range(B):
+                if heads[b] and at_start[b]:
+                    nxt[b] = heads[b].pop(0)
+                at_start[b] = int(nxt[b]) in ends
             if eos_id is not None:
                 done |= nxt == eos_id
             out[:, t] = nxt.masked_fill(done, -1)
@@ -226,6 +238,9 @@ class LanguageModel(RnnlabModule):
         dm = self.trainer.datamodule
         hp = self.hparams
         seed = None if hp.sample_seed is None else hp.sample_seed + batch_idx
+        items = getattr(dm, "predict_items", [])
+        heads = [items[int(i)].get("line_heads") if int(i) < len(items) else None for i in batch.index]
         generated = self.generate(batch.tokens, batch.lengths, hp.max_new, hp.temperature, hp.top_k,
-                                  eos_id=getattr(dm, "eos_id", None), seed=seed, banned=banned_ids(dm))
+                                  eos_id=getattr(dm, "eos_id", None), seed=seed, banned=banned_ids(dm),
+                                  line_heads=heads, line_ends=getattr(dm, "line_end_ids", ()))
         return {"index": batch.index, "generated": generated}
