@@ -36,14 +36,16 @@ def run_one(name: str) -> dict:
     if name.startswith("names"):
         prompts, per_prompt = dm.default_prompts(), 5
     elif name.startswith("tang"):
-        prompts, per_prompt = ["", "月", "春", "山"], 25
+        prompts, per_prompt = ["", "月", "春", "山", "藏头:春夏秋冬"], 20
     else:
         prompts, per_prompt = ["\n", "ROMEO:\n"], 1
     items = dm.encode_predict(prompts)
     batch = pad_collate([(it["tokens"], None, k) for k, it in enumerate(items) for _ in range(per_prompt)])
     hp = model.hparams
+    heads = [items[k // per_prompt].get("line_heads") for k in range(len(batch))]
     generated = model.generate(batch.tokens, batch.lengths, hp.max_new, hp.temperature, hp.top_k,
-                               eos_id=getattr(dm, "eos_id", None), seed=0, banned=banned_ids(dm))
+                               eos_id=getattr(dm, "eos_id", None), seed=0, banned=banned_ids(dm),
+                               line_heads=heads, line_ends=getattr(dm, "line_end_ids", ()))
     for k, row in enumerate(generated):
         item = items[k // per_prompt]
         samples.setdefault(item["input"], []).append(dm.render_prediction(item, {"generated": row})["output"])
