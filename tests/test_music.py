@@ -106,3 +106,35 @@ def test_jsb_config_fits_tests_and_writes_midi(env):
     assert rows[0]["steps"] == 12 and Path(rows[0]["midi"]).is_file() and Path(rows[0]["png"]).is_file()
     assert rows[1]["steps"] == 8 + 12 and len(midi_to_roll(rows[1]["midi"])) <= 20
     assert "test: 0-3" in rows[2]["error"]
+
+
+def test_autoregressive_head_uses_only_lower_keys_and_learns_within_step_structure():
+    torch.manual_seed(0)
+    model = PianoRollModel(hidden_size=8, head="autoregressive", dropout=0.0, input_dropout=0.0)
+    with torch.no_grad():
+        model.within.normal_()
+    base = torch.randn(KEYS)
+    notes = (torch.rand(KEYS) > 0.5).float()
+    full = model.step_logits(base, notes)
+    for k in (0, 10, 87):  # logit k changes with notes below k only
+        changed = notes.clone()
+        changed[k:] = 1 - changed[k:]
+        assert torch.allclose(model.step_logits(base, changed)[k], full[k])
+    # chords whose notes always come together: only the autoregressive head can say so within a step
+    pieces = [to_roll([CHORDS[i % 2] if torch.rand(1) < 0.5 else CHORDS[2] for i in range(16)]) for _ in range(8)]
+    nll = {}
+    for head in ("independent", "autoregressive"):
+        torch.manual_seed(0)
+        m = PianoRollModel(hidden_size=16, head=head, dropout=0.0, input_dropout=0.0)
+        opt = torch.optim.Adam(m.parameters(), lr=2e-2)
+        x = torch.stack([torch.cat([torch.zeros(1, KEYS), p[:-1]]) for p in pieces])
+        y = torch.stack(pieces)
+        for _ in range(200):
+            opt.zero_grad()
+            loss = step_nll(m.step_logits(m(x, torch.full((8,), 16))[0], y), y).mean()
+            loss.backward()
+            opt.step()
+        nll[head] = float(loss)
+    assert nll["autoregressive"] < nll["independent"] - 1.0, nll
+    sample = m.generate(4, None, temperature=1.0, seed=0)
+    assert sample.shape == (4, KEYS)

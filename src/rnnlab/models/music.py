@@ -24,8 +24,13 @@ def step_nll(logits: Tensor, target: Tensor) -> Tensor:
 
 
 class PianoRollModel(RnnlabModule):
-    """The 88-key roll -> :class:`~rnnlab.nn.recurrent.Recurrent` -> 88 logits, one independent Bernoulli per key
-    (the setting of the published JSB figures: Boulanger-Lewandowski 2012, Bai et al. 2018).
+    """The 88-key roll -> :class:`~rnnlab.nn.recurrent.Recurrent` -> 88 logits.
+
+    ``head="independent"``: one independent Bernoulli per key given the past (the setting of the published JSB
+    figures: Boulanger-Lewandowski 2012, Bai et al. 2018). ``head="autoregressive"``: the keys of a step are modelled
+    one after another, lowest to highest, ``p(v_k | v_<k, past)`` with logit ``a_k(h_t) + sum_{j<k} W_kj v_j`` (a
+    strictly lower-triangular ``W``: the fully visible sigmoid belief net, the simplest form of the RNN-NADE idea) --
+    a different factorisation, so its figure is reported apart.
 
     Logs ``{stage}/nll`` (nats per time step, summed over keys, mean over all steps of the split) and
     ``{stage}/frame_acc`` (Bay et al. 2009: TP / (TP + FP + FN) over all steps, notes on at p > 0.5).
@@ -42,6 +47,7 @@ class PianoRollModel(RnnlabModule):
         impl: Literal["torch", "handwritten"] = "torch",
         dropout: float = 0.3,
         input_dropout: float = 0.1,
+        head: Literal["independent", "autoregressive"] = "independent",
         generate_steps: int = 64,
         temperature: float = 1.0,
         sample_seed: Optional[int] = 0,
@@ -59,6 +65,10 @@ class PianoRollModel(RnnlabModule):
         self.rnn = Recurrent(KEYS, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, KEYS)
+        if head not in ("independent", "autoregressive"):
+            raise RnnlabError(f"head must be 'independent' or 'autoregressive', got {head!r}")
+        self.within = nn.Parameter(torch.zeros(KEYS, KEYS)) if head == "autoregressive" else None
+        self.register_buffer("lower", torch.tril(torch.ones(KEYS, KEYS), diagonal=-1), persistent=False)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_nll", MeanMetric())
             for part in ("tp", "fp", "fn"):
@@ -69,8 +79,15 @@ class PianoRollModel(RnnlabModule):
         out, state = self.rnn(self.input_dropout(x.float()), lengths, state)
         return self.head(self.dropout(out)), state
 
+    def step_logits(self, logits: Tensor, notes: Tensor) -> Tensor:
+        """Per-key logits given the step's own notes below each key (autoregressive head; identity otherwise)."""
+        if self.within is None:
+            return logits
+        return logits + notes.float() @ (self.within * self.lower).T
+
     def _nll(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         logits, _ = self(batch.tokens, batch.lengths)
+        logits = self.step_logits(logits, batch.target.clamp(min=0))
         valid = batch.target[..., 0] >= 0  # padding is -100
         return step_nll(logits, batch.target.clamp(min=0))[valid], logits[valid], batch.target[valid]
 
@@ -118,15 +135,25 @@ class PianoRollModel(RnnlabModule):
         nxt = logits[0, -1]
         out = [roll]
         for _ in range(steps):
-            if temperature == 0:
-                step = (nxt > 0).float()
-            else:
-                step = torch.bernoulli(torch.sigmoid(nxt / temperature), generator=g)
+            step = self._sample_step(nxt, temperature, g)
             out.append(step.unsqueeze(0))
             logits, state = self(step.view(1, 1, KEYS), torch.tensor([1]), state)
             nxt = logits[0, -1]
         self.train(was_training)
         return torch.cat(out)
+
+
+    def _sample_step(self, logits: Tensor, temperature: float, g: Optional[torch.Generator]) -> Tensor:
+        def draw(z: Tensor) -> Tensor:
+            return (z > 0).float() if temperature == 0 else torch.bernoulli(torch.sigmoid(z / temperature), generator=g)
+
+        if self.within is None:
+            return draw(logits)
+        step = torch.zeros(KEYS, device=logits.device)
+        w = self.within * self.lower
+        for k in range(KEYS):  # lowest key first, each given the ones below it
+            step[k] = draw(logits[k : k + 1] + w[k] @ step)
+        return step
 
 
 # ------------------------------------------------------------------------------ MIDI and pictures
