@@ -138,3 +138,21 @@ def test_autoregressive_head_uses_only_lower_keys_and_learns_within_step_structu
     assert nll["autoregressive"] < nll["independent"] - 1.0, nll
     sample = m.generate(4, None, temperature=1.0, seed=0)
     assert sample.shape == (4, KEYS)
+
+
+def test_transposition_moves_inputs_and_targets_together(env):
+    from rnnlab.data.music import shift
+
+    roll = to_roll([[21, 60], [108]])
+    assert from_roll(shift(roll, 2)) == [[23, 62], []] and from_roll(shift(roll, -1)) == [[59], [107]]
+    dm = PianoRollDataModule(transpose=3)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        x, y, _ = dm.datasets["train"][0]
+        assert torch.equal(x[1:], y[:-1])  # still: step t reads steps < t
+        seen.add(int(y.nonzero()[0, 1]))
+    assert len(seen) > 1  # different transpositions are drawn
+    val_x, val_y, _ = dm.datasets["val"][0]
+    assert torch.equal(dm.datasets["val"][0][1], val_y)  # evaluation pieces are never transposed

@@ -77,12 +77,39 @@ def read_corpus(data: dict, where: str) -> dict[str, list[Tensor]]:
     return out
 
 
+class TransposedRolls(SequenceDataset):
+    """Training pieces, each drawn transposed by a random number of semitones in ``[-semitones, semitones]`` (notes
+    pushed off the keyboard are dropped) -- the data augmentation musicians would expect to be harmless."""
+
+    def __init__(self, inputs: list[Tensor], rolls: list[Tensor], semitones: int) -> None:
+        super().__init__(inputs, rolls)
+        self.semitones = semitones
+
+    def __getitem__(self, i: int):
+        x, y, i = super().__getitem__(i)
+        k = int(torch.randint(-self.semitones, self.semitones + 1, ()))
+        return shift(x, k), shift(y, k), i
+
+
+def shift(roll: Tensor, k: int) -> Tensor:
+    """``roll`` moved up ``k`` keys (down if negative); keys leaving the range are dropped."""
+    if k == 0:
+        return roll
+    out = torch.zeros_like(roll)
+    if k > 0:
+        out[:, k:] = roll[:, :-k]
+    else:
+        out[:, :k] = roll[:, -k:]
+    return out
+
+
 class PianoRollDataModule(SequenceDataModule):
     """Piano rolls for next-step prediction; the official Boulanger-Lewandowski train / valid / test split.
 
     Args:
         resolution: ``quarter`` (the benchmark) or ``16th`` (JSB JSON edition).
         pickle: a Boulanger-Lewandowski pickle (e.g. ``Nottingham.pickle``) to read instead.
+        transpose: train on pieces transposed by a random ``[-transpose, transpose]`` semitones (0: as written).
         primer_steps: for ``predict``: steps of a given piece to continue from.
         output_dir: for ``predict``: where the MIDI files and piano-roll pictures go.
         **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule`.
@@ -91,13 +118,13 @@ class PianoRollDataModule(SequenceDataModule):
     name = "jsb_chorales"
 
     def __init__(self, resolution: Literal["quarter", "16th"] = "quarter", pickle: Optional[str] = None,
-                 primer_steps: int = 8, output_dir: str = "samples", **kwargs) -> None:
+                 transpose: int = 0, primer_steps: int = 8, output_dir: str = "samples", **kwargs) -> None:
         kwargs.setdefault("batch_size", 16)
         super().__init__(**kwargs)
         if resolution not in ("quarter", "16th"):
             raise RnnlabError(f"resolution must be 'quarter' or '16th', got {resolution!r}")
         self.resolution, self.pickle = resolution, pickle
-        self.primer_steps, self.output_dir = primer_steps, output_dir
+        self.primer_steps, self.output_dir, self.transpose = primer_steps, output_dir, transpose
         if pickle:
             self.name = f"pianoroll_{Path(pickle).stem.replace(' ', '_').replace('.', '_')}"
         self.labels: list[str] = []
@@ -134,6 +161,8 @@ class PianoRollDataModule(SequenceDataModule):
     def make_dataset(self, split: str, data: list[Tensor]) -> SequenceDataset:
         rolls = [r for r in data if len(r)]
         inputs = [torch.cat([torch.zeros(1, KEYS), r[:-1]]) for r in rolls]  # step t reads steps < t
+        if split == "train" and self.transpose:
+            return TransposedRolls(inputs, rolls, self.transpose)
         return SequenceDataset(inputs, rolls)
 
     def on_state(self, state: dict) -> None:
