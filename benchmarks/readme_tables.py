@@ -16,6 +16,7 @@ import charlm  # noqa: E402
 import imdb  # noqa: E402
 import music  # noqa: E402
 import names  # noqa: E402
+import sighan_baseline  # noqa: E402
 import tagging  # noqa: E402
 import timeseries  # noqa: E402
 from common import RESULTS  # noqa: E402
@@ -79,7 +80,7 @@ def shakespeare_sample() -> str:
 BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells-table": cells_table,
           "names-table": names.table, "tagging-table": tagging.table, "charlm-table": charlm.table,
           "name-samples": name_samples, "shakespeare-sample": shakespeare_sample, "poem-samples": poems,
-          "timeseries-table": timeseries.table, "music-table": music.table, "music-samples": music.samples_table}
+          "timeseries-table": timeseries.table, "sighan-table": sighan_baseline.table, "music-table": music.table, "music-samples": music.samples_table}
 
 
 def main() -> None:
