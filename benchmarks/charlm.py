@@ -88,5 +88,44 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def cross_eval() -> dict:
+    """Both shakespeare models (best checkpoints), each evaluated both ways: with the state carried through the
+    held-out text and from a zero state per 128-character window -- separating the training effect from the
+    evaluation effect."""
+    import glob
+    import sys as _sys
+
+    from rnnlab.cli import RnnlabCLI
+
+    out = {}
+    for name in ("shakespeare_char_lstm", "shakespeare_char_lstm_stateless"):
+        ckpt = sorted(glob.glob(f"runs/bench/{name}/version_*/checkpoints/epoch*.ckpt"))[-1]
+        for stateful in (True, False):
+            _sys.argv = _sys.argv[:1]
+            cli = RnnlabCLI(args=["--config", RUNS[name][0], "--trainer.enable_progress_bar=false",
+                                  "--trainer.logger=false", f"--data.init_args.stateful={str(stateful).lower()}"],
+                            run=False)
+            res = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]
+            out[f"{name} | {'stateful' if stateful else 'stateless'} evaluation"] = round(float(res["test/loss"]), 4)
+    write("charlm_shakespeare_cross_eval", {"loss_nats": out})
+    return out
+
+
+def cross_table() -> str:
+    results = load("charlm_shakespeare_cross_eval.json")
+    if not results:
+        return "(not measured yet)"
+    r = results[0]["loss_nats"]
+    rows = ["| trained | evaluated with the state carried | evaluated from a zero state per window |", "|---|---|---|"]
+    for name, label in (("shakespeare_char_lstm", "stateful (TBPTT, state carried)"),
+                        ("shakespeare_char_lstm_stateless", "stateless (shuffled windows)")):
+        rows.append(f"| {label} | {r[f'{name} | stateful evaluation']:.4f} | {r[f'{name} | stateless evaluation']:.4f} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    main(__file__, run_one, table, list(RUNS))
+    if sys.argv[1:] == ["--cross"]:
+        print(cross_eval())
+        print(cross_table())
+    else:
+        main(__file__, run_one, table, list(RUNS))

@@ -283,13 +283,16 @@ class SequenceDataModule(L.LightningDataModule):
 
     @property
     def vocab_size(self) -> int:
+        """Size of the token vocabulary (0: the inputs are not token ids)."""
         self._ensure_state()
-        return len(self.vocab)
+        vocab = getattr(self, "vocab", None)
+        return len(vocab) if vocab is not None else 0
 
     @property
     def num_classes(self) -> int:
+        """Label (or category) names of the data (0: none)."""
         self._ensure_state()
-        return len(self.labels)
+        return len(getattr(self, "labels", None) or [])
 
 
 def _reindex_collate(samples, collate, index_map):

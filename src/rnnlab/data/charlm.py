@@ -190,10 +190,6 @@ class CharCorpusDataModule(SequenceDataModule):
         self._ensure_state()
         return ["\n"] if self.vocab.token_to_id("\n") is not None else [self.vocab.decode([2])[0]]
 
-    @property
-    def num_classes(self) -> int:
-        return 0  # no categories to condition on
-
 
 class DocumentLMDataModule(SequenceDataModule):
     """Base for language modelling on short documents (a name, a poem), each read from ``<bos>`` to ``<eos>``:
@@ -250,11 +246,6 @@ class DocumentLMDataModule(SequenceDataModule):
 
     def make_dataset(self, split: str, data: dict) -> SequenceDataset:
         return SequenceDataset(data["tokens"], data["targets"])  # <bos> c1..cn -> c1..cn <eos>
-
-    @property
-    def num_classes(self) -> int:
-        self._ensure_state()
-        return len(self.labels)
 
     # ----------------------------------------------------------------- predict
     def encode_predict(self, texts: list[str]) -> list[dict]:

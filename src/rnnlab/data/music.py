@@ -212,11 +212,3 @@ class PianoRollDataModule(SequenceDataModule):
     @property
     def num_features(self) -> int:
         return KEYS
-
-    @property
-    def vocab_size(self) -> int:
-        return 0
-
-    @property
-    def num_classes(self) -> int:
-        return 0

@@ -174,11 +174,3 @@ class TimeSeriesDataModule(SequenceDataModule):
     @property
     def horizon(self) -> int:
         return self._horizon
-
-    @property
-    def vocab_size(self) -> int:
-        return 0
-
-    @property
-    def num_classes(self) -> int:
-        return 0
