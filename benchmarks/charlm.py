@@ -75,7 +75,7 @@ def run_one(name: str) -> dict:
 def table() -> str:
     rows = ["| run | model | held-out loss (nats/char) | bits/char | epochs | fit time | train chars/s |",
             "|---|---|---|---|---|---|---|"]
-    for r in load("charlm_*.json"):
+    for r in [r for r in load("charlm_*.json") if "model" in r]:
         m = r["model"]
         kind = ("stateful TBPTT" if r["stateful"] else "stateless windows") if "shakespeare" in r["run"] else (
             "language at every step" if r["run"].startswith("names") else
