@@ -45,6 +45,19 @@ def unpack_sequences(packed: dict[str, Tensor]) -> list[Tensor]:
     return list(packed["flat"].long().split(packed["lengths"].tolist()))
 
 
+def seeded_split(items: list, fractions: list[float], seed: int) -> list[list]:
+    """``items`` in ``len(fractions) + 1`` parts drawn by a seeded permutation: part ``k`` gets
+    ``max(1, round(fractions[k] * len(items)))`` items, the last part the rest; each part keeps the original order."""
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    parts, start = [], 0
+    for frac in fractions:
+        n = max(1, round(frac * len(items)))
+        parts.append([items[i] for i in sorted(order[start : start + n])])
+        start += n
+    parts.append([items[i] for i in sorted(order[start:])])
+    return parts
+
+
 def load_checkpoint_state(path: str | os.PathLike, key: str) -> dict:
     """The DataModule state saved in a Lightning checkpoint (vocabulary, labels) -- no training data needed."""
     path = Path(path)

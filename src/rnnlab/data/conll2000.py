@@ -13,8 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Literal
 
-import torch
-
+from rnnlab.data.base import seeded_split
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.data.tagging import Tagged, TaggingDataModule, ptb_tokenize
 from rnnlab.errors import RnnlabError
@@ -125,13 +124,8 @@ class CoNLL2000DataModule(TaggingDataModule):
         raw = self.read_raw()
         parsed = {s: [(w, cols[column - 1]) for w, *cols in parse_conll(text, f"conll2000 {s}.txt")]
                   for s, text in raw.items()}
-        train = parsed["train"]
-        g = torch.Generator().manual_seed(self.seed)
-        order = torch.randperm(len(train), generator=g).tolist()
-        n_val = max(1, round(self.val_fraction * len(train)))
-        val_idx = set(order[:n_val])
-        return {"train": [s for i, s in enumerate(train) if i not in val_idx],
-                "val": [s for i, s in enumerate(train) if i in val_idx], "test": parsed["test"]}
+        val, train = seeded_split(parsed["train"], [self.val_fraction], self.seed)
+        return {"train": train, "val": val, "test": parsed["test"]}
 
     def split_input(self, text: str) -> list[str]:
         return text.split() if self.pretokenized else ptb_tokenize(text)

@@ -13,8 +13,7 @@ import tarfile
 from pathlib import Path
 from typing import Literal, Optional
 
-import torch
-
+from rnnlab.data.base import seeded_split
 from rnnlab.data.charlm import DocumentLMDataModule
 from rnnlab.data.names import _Converter
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
@@ -157,8 +156,5 @@ class TangPoetryDataModule(DocumentLMDataModule):
         if len(poems) < 10:
             raise RnnlabError(f"only {len(poems)} poems pass form={self.form!r}, line_chars={self.line_chars}, "
                               f"max_chars={self.max_chars}; relax the filter")
-        order = torch.randperm(len(poems), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        n_val, n_test = max(1, round(self.val_fraction * len(poems))), max(1, round(self.test_fraction * len(poems)))
-        pick = lambda idx: [(poems[i], 0) for i in sorted(idx)]  # noqa: E731
-        return {"val": pick(order[:n_val]), "test": pick(order[n_val : n_val + n_test]),
-                "train": pick(order[n_val + n_test :])}, []
+        val, test, train = seeded_split([(p, 0) for p in poems], [self.val_fraction, self.test_fraction], self.seed)
+        return {"val": val, "test": test, "train": train}, []

@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 from typing import Literal, Sequence
 
-import torch
 
+from rnnlab.data.base import seeded_split
 from rnnlab.data.names import _Converter
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.data.tagging import Tagged, TaggingDataModule, bmes_to_words, words_to_bmes
@@ -143,23 +143,13 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
                 "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams}
 
-    def _split(self, sentences: list, fractions: Sequence[float]) -> list[list]:
-        order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        parts, start = [], 0
-        for frac in fractions:
-            n = max(1, round(frac * len(sentences)))
-            parts.append([sentences[i] for i in sorted(order[start : start + n])])
-            start += n
-        parts.append([sentences[i] for i in sorted(order[start:])])
-        return parts
-
     def read_words(self) -> dict[str, list[list[str]]]:
         """``{split: sentences as word lists}``."""
         if self.corpus == "sinica":
             path = fetch("sinica_treebank", self.root, self.local_dir)["sinica_treebank.zip"]
             with zipfile.ZipFile(path) as z:
                 sentences = read_sinica_raw(z.read("sinica_treebank/raw").decode("utf-8"))
-            test, val, train = self._split(sentences, [self.test_fraction, self.val_fraction])
+            test, val, train = seeded_split(sentences, [self.test_fraction, self.val_fraction], self.seed)
             return {"train": train, "val": val, "test": test}
         path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
         member = f"training/{self.corpus}_training.utf8"
@@ -174,7 +164,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
             raise RnnlabError(f"{path} has no gold/{self.corpus}_test_gold.utf8; replace it with {SIGHAN_URL}")
         words = _read_member(path, f"gold/{self.corpus}_training_words.utf8")
         self._training_words = set(words.split()) if words else None
-        val, train = self._split(read_segmented(train_text), [self.val_fraction])
+        val, train = seeded_split(read_segmented(train_text), [self.val_fraction], self.seed)
         return {"train": train, "val": val, "test": read_segmented(gold)}
 
     def read_splits(self) -> dict[str, Tagged]:
