@@ -3,5 +3,6 @@ from rnnlab.models.language_model import LanguageModel
 from rnnlab.models.music import PianoRollModel
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.models.tagger import SequenceTagger
+from rnnlab.models.word2vec import Word2Vec
 
-__all__ = ["LanguageModel", "PianoRollModel", "SequenceClassifier", "SequenceRegressor", "SequenceTagger"]
+__all__ = ["LanguageModel", "PianoRollModel", "SequenceClassifier", "SequenceRegressor", "SequenceTagger", "Word2Vec"]

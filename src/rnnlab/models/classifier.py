@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.data.batching import Batch
+from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.nn.pooling import Pooling
 from rnnlab.nn.recurrent import Recurrent
@@ -34,6 +36,9 @@ class SequenceClassifier(RnnlabModule):
 
     ``input_encoding="onehot"`` feeds one-hot vectors instead of a learned embedding (``embedding_dim`` unused).
     ``class_weighting`` weights the training loss against class imbalance (from the DataModule's ``class_counts``).
+    ``pretrained_embeddings``: a ``.pt`` or word2vec text file (e.g. written by :class:`~rnnlab.models.word2vec.Word2Vec`)
+    whose vectors initialise the embedding rows of the same words when ``fit`` starts (other words: random, see
+    :func:`~rnnlab.models.word2vec.align_embeddings`); ``freeze_embeddings`` keeps them fixed.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -62,6 +67,8 @@ class SequenceClassifier(RnnlabModule):
         scheduler: SchedulerName = "onecycle",
         warmup: float = 0.1,
         class_weighting: Literal["none", "balanced", "sqrt"] = "none",
+        pretrained_embeddings: Optional[str] = None,
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -70,6 +77,7 @@ class SequenceClassifier(RnnlabModule):
             embedding_dim = vocab_size
         else:
             self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+            self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = Recurrent(embedding_dim, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
                                  bidirectional=bidirectional, dropout=dropout, packed=packed)
@@ -94,11 +102,31 @@ class SequenceClassifier(RnnlabModule):
 
     def setup(self, stage: str) -> None:
         """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root."""
-        counts = getattr(self.trainer.datamodule, "class_counts", None) if self._trainer is not None else None
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
+            self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
+        counts = getattr(dm, "class_counts", None)
         if stage == "fit" and self.hparams.class_weighting != "none" and counts:
             freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
+
+    def load_pretrained(self, path: str, vocab) -> None:
+        """Initialise the embedding rows of ``vocab``'s words from the vectors in ``path`` (before training; a resumed
+        run's checkpoint then replaces them)."""
+        from rnnlab.models.word2vec import align_embeddings, load_embeddings
+
+        if not isinstance(self.embedding, nn.Embedding):
+            raise RnnlabError("pretrained_embeddings needs input_encoding: embedding (one-hot inputs have no vectors)")
+        words, vectors = load_embeddings(path)
+        table = vocab.tokenizer.get_vocab()
+        vocab_words = [""] * len(table)
+        for w, i in table.items():
+            vocab_words[i] = w
+        found = align_embeddings(vocab_words, words, vectors, self.embedding.weight, self.hparams.pad_id)
+        self.pretrained_coverage = found / max(len(vocab_words) - 2, 1)
+        rank_zero_info(f"pretrained embeddings {path}: {found} of {len(vocab_words) - 2} vocabulary words found "
+                       f"({self.pretrained_coverage:.1%}); {'frozen' if self.hparams.freeze_embeddings else 'fine-tuned'}")
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         logits = self(batch.tokens, batch.lengths)

@@ -1,0 +1,298 @@
+"""word2vec with negative sampling (Mikolov et al. 2013): skip-gram and CBOW, and the embedding files it writes.
+
+For a centre (skip-gram) or window average (CBOW) input vector ``v``, its true output word ``u_o`` and ``K`` noise
+words ``u_j`` drawn from the unigram distribution raised to 0.75:
+
+    E = -( log sigma(u_o . v) + sum_j log(1 - sigma(u_j . v)) )          (1 - sigma(x) = sigma(-x))
+
+Input (``in_embed``) and output (``out_embed``) tables are separate; the input vectors are the word vectors.
+Evaluation: ``val/loss`` on fixed held-out pairs, cosine nearest neighbours of probe words and analogies
+(``king - man + woman``) after every epoch, printed and saved to ``<run>/neighbours.txt``. At the end of ``fit`` the
+vectors go to ``export_path`` as ``.pt`` (``{"words", "vectors"}``, loadable with ``weights_only=True``) and ``.txt``
+(the word2vec text format); :func:`load_embeddings` reads both for ``SequenceClassifier(pretrained_embeddings=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from torch import Tensor, nn
+
+from rnnlab.callbacks import run_dir
+from rnnlab.errors import RnnlabError
+from rnnlab.models.base import RnnlabModule
+
+PROBES = ("good", "bad", "awful", "brilliant", "boring", "actor", "funny", "music")
+ANALOGIES = ("king man woman queen", "actor man woman actress", "his he she her", "better good bad worse",
+             "bigger big small smaller", "brother boy girl sister", "son father mother daughter")
+
+
+def noise_distribution(counts: Tensor, power: float = 0.75) -> Tensor:
+    """Unigram counts raised to ``power``, normalised; ``<pad>``/``<unk>`` (ids 0, 1) are never drawn."""
+    p = counts.double().clamp(min=0) ** power
+    p[:2] = 0
+    if p.sum() <= 0:
+        raise RnnlabError("no word has a count: the noise distribution is empty (is the corpus empty?)")
+    return (p / p.sum()).float()
+
+
+def negative_sampling_loss(v: Tensor, u_pos: Tensor, u_neg: Tensor) -> Tensor:
+    """Mean over the batch of ``-(log sigma(u_o . v) + sum_j log sigma(-u_j . v))``; ``v, u_pos [B, D]``,
+    ``u_neg [B, K, D]``."""
+    pos = F.logsigmoid((u_pos * v).sum(-1))
+    neg = F.logsigmoid(-torch.bmm(u_neg, v.unsqueeze(2)).squeeze(2)).sum(-1)
+    return -(pos + neg).mean()
+
+
+class Word2Vec(RnnlabModule):
+    """Skip-gram or CBOW with negative sampling; pairs come from :class:`~rnnlab.data.word2vec.Word2VecDataModule`.
+
+    Args:
+        vocab_size: linked from the DataModule.
+        mode: ``skipgram`` or ``cbow`` (must match the DataModule's).
+        embedding_dim: vector size.
+        negatives: noise words per positive pair (``K``).
+        optimizer: ``sgd`` (plain SGD on the sum of the pair losses: ``lr`` is the step per pair, as word2vec's ``alpha``;
+            sparse updates, the fastest) or ``sparse_adam`` (Adam on the rows a batch touches; mean loss).
+        lr: learning rate, decayed linearly to ``lr * min_lr_ratio`` over ``max_epochs`` (per epoch).
+        probe_words / analogies: shown after every epoch (analogies as ``"a b c d"``: ``a - b + c`` should give ``d``;
+            those with a word outside the vocabulary are skipped).
+        export_path: where to write the vectors at the end of ``fit`` (``.pt`` and ``.txt`` beside it); None: no export.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 0,
+        pad_id: int = 0,
+        mode: Literal["skipgram", "cbow"] = "skipgram",
+        embedding_dim: int = 128,
+        negatives: int = 5,
+        optimizer: Literal["sgd", "sparse_adam"] = "sparse_adam",
+        lr: float = 0.003,
+        min_lr_ratio: float = 0.1,
+        probe_words: Sequence[str] = PROBES,
+        analogies: Sequence[str] = ANALOGIES,
+        neighbours: int = 8,
+        export_path: Optional[str] = None,
+        eval_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if mode not in ("skipgram", "cbow"):
+            raise RnnlabError(f"mode must be 'skipgram' or 'cbow', got {mode!r}")
+        self.in_embed = nn.Embedding(vocab_size, embedding_dim, sparse=True)
+        self.out_embed = nn.Embedding(vocab_size, embedding_dim, sparse=True)
+        nn.init.uniform_(self.in_embed.weight, -0.5 / embedding_dim, 0.5 / embedding_dim)  # as word2vec's C code
+        nn.init.zeros_(self.out_embed.weight)
+        self.register_buffer("noise", torch.full((vocab_size,), 1.0 / vocab_size))
+        self.words: list[str] = []
+        self.examples_seen = 0  # training pairs (skip-gram) or windows (CBOW), for throughput figures
+
+    # ------------------------------------------------------------------ model
+    def input_vectors(self, context: Tensor) -> Tensor:
+        """Skip-gram: ``context`` is the centre ``[B]`` -> ``[B, D]``; CBOW: a window ``[B, 2W]`` (``-1`` = empty)
+        -> the mean of its words' input vectors."""
+        if context.dim() == 1:
+            return self.in_embed(context)
+        mask = context >= 0
+        vecs = self.in_embed(context.clamp(min=0)) * mask.unsqueeze(-1)
+        return vecs.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+    def sample_negatives(self, n: int, k: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        return torch.multinomial(self.noise, n * k, replacement=True, generator=generator).view(n, k)
+
+    def loss(self, centre: Tensor, context: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        if self.hparams.mode == "skipgram":
+            v, target = self.input_vectors(centre), context  # the centre word predicts each context word
+        else:
+            v, target = self.input_vectors(context), centre  # the window predicts its centre word
+        negs = self.sample_negatives(len(target), self.hparams.negatives, generator)
+        return negative_sampling_loss(v, self.out_embed(target), self.out_embed(negs))
+
+    # -------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or getattr(dm, "counts", None) is None:
+            return
+        if getattr(dm, "mode", self.hparams.mode) != self.hparams.mode:
+            raise RnnlabError(f"the model's mode is {self.hparams.mode!r} but the data's is {dm.mode!r}: set both "
+                              f"(model.init_args.mode and data.init_args.mode) to the same value")
+        if stage == "fit":
+            self.noise.copy_(noise_distribution(dm.counts))
+        self.words = dm.words
+
+    def on_train_epoch_start(self) -> None:
+        dm = self.trainer.datamodule
+        if hasattr(dm, "set_epoch"):
+            dm.set_epoch(self.current_epoch)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        centre, context = batch
+        loss = self.loss(centre, context)
+        self.examples_seen += len(centre)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(centre))
+        return loss * len(centre) if self.hparams.optimizer == "sgd" else loss
+
+    def evaluate(self, batch, stage: str) -> None:
+        centre, context = batch
+        g = torch.Generator(device=centre.device).manual_seed(self.hparams.eval_seed + len(centre))
+        loss = self.loss(centre, context, generator=g)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(centre), sync_dist=True)
+
+    def configure_optimizers(self):
+        if self.hparams.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        elif self.hparams.optimizer == "sparse_adam":
+            opt = torch.optim.SparseAdam(list(self.parameters()), lr=self.hparams.lr)
+        else:
+            raise RnnlabError(f"optimizer must be 'sgd' or 'sparse_adam', got {self.hparams.optimizer!r}")
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        floor = self.hparams.min_lr_ratio
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: max(1.0 - (1.0 - floor) * e / epochs, floor))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ------------------------------------------------------------ evaluation
+    def vectors(self) -> Tensor:
+        return self.in_embed.weight.detach().float().cpu()
+
+    def report(self) -> str:
+        """Nearest neighbours of the probe words and the analogies, as text."""
+        if not self.words:
+            return ""
+        index = {w: i for i, w in enumerate(self.words)}
+        vecs = self.vectors()
+        lines = []
+        for word in self.hparams.probe_words:
+            if word in index:
+                near = nearest(vecs, self.words, vecs[index[word]], k=self.hparams.neighbours, exclude=[word])
+                lines.append(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
+        solved, tried = 0, 0
+        for quad in self.hparams.analogies:
+            a, b, c, d = quad.split()
+            if all(w in index for w in (a, b, c, d)):
+                tried += 1
+                unit = F.normalize(vecs, dim=1)
+                query = unit[index[a]] - unit[index[b]] + unit[index[c]]
+                best = nearest(vecs, self.words, query, k=3, exclude=[a, b, c])
+                solved += best[0][0] == d
+                lines.append(f"{a} - {b} + {c} = {', '.join(w for w, _ in best)} (expected {d})")
+        if tried:
+            lines.append(f"analogies: {solved}/{tried} top-1")
+            self.analogy_accuracy = solved / tried
+        return "\n".join(lines)
+
+    @rank_zero_only
+    def on_train_epoch_end(self) -> None:
+        text = self.report()
+        if not text:
+            return
+        rank_zero_info(f"word2vec after epoch {self.current_epoch}:\n{text}")
+        folder = run_dir(self.trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "neighbours.txt", "a", encoding="utf-8") as f:
+            f.write(f"# epoch {self.current_epoch}\n{text}\n")
+
+    @rank_zero_only
+    def on_fit_end(self) -> None:
+        if self.hparams.export_path and self.words:
+            pt, txt = export_embeddings(self.hparams.export_path, self.words, self.vectors())
+            rank_zero_info(f"word2vec vectors written to {pt} and {txt}")
+
+
+def nearest(vectors: Tensor, words: Sequence[str], query: Tensor, k: int = 8,
+            exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+    """The ``k`` words whose vectors have the highest cosine similarity to ``query`` (special tokens and ``exclude``
+    left out)."""
+    sims = F.normalize(vectors, dim=1) @ F.normalize(query, dim=0)
+    skip = set(exclude) | {"<pad>", "<unk>"}
+    out = []
+    for i in sims.argsort(descending=True).tolist():
+        if words[i] not in skip:
+            out.append((words[i], float(sims[i])))
+            if len(out) == k:
+                break
+    return out
+
+
+def export_embeddings(path: str | os.PathLike, words: Sequence[str], vectors: Tensor) -> tuple[Path, Path]:
+    """Write ``<stem>.pt`` (``{"words": [...], "vectors": Tensor}``) and ``<stem>.txt`` (word2vec text format:
+    ``N D`` then ``word v1 ... vD`` per line), each written to a temporary file and renamed (never half-written).
+    ``<pad>``/``<unk>`` are not exported."""
+    path = Path(path)
+    pt, txt = path.with_suffix(".pt"), path.with_suffix(".txt")
+    pt.parent.mkdir(parents=True, exist_ok=True)
+    keep = [i for i, w in enumerate(words) if w not in ("<pad>", "<unk>") and w and not any(c.isspace() for c in w)]
+    kept_words, kept = [words[i] for i in keep], vectors[keep].float().contiguous()
+    tmp = pt.with_suffix(".pt.tmp")
+    torch.save({"words": kept_words, "vectors": kept}, tmp)
+    os.replace(tmp, pt)
+    tmp = txt.with_suffix(".txt.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{len(kept_words)} {kept.shape[1]}\n")
+        for w, row in zip(kept_words, kept.tolist()):
+            f.write(w + " " + " ".join(f"{x:.6g}" for x in row) + "\n")
+    os.replace(tmp, txt)
+    return pt, txt
+
+
+def load_embeddings(path: str | os.PathLike) -> tuple[list[str], Tensor]:
+    """``(words, vectors [N, D])`` from a ``.pt`` written by :func:`export_embeddings` or a word2vec text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RnnlabError(f"pretrained embeddings {path} not found: train them first, e.g. "
+                          f"`python main.py fit --config configs/imdb_word2vec_sgns.yaml` (writes its export_path)")
+    if path.suffix == ".pt":
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            words, vectors = list(data["words"]), data["vectors"].float()
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise RnnlabError(f"{path} is not an embedding file written by rnnlab ({err}); give its .pt or a "
+                              f"word2vec text file (.txt/.vec)") from None
+    else:
+        words, rows = [], []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().split()
+            dim = int(first[1]) if len(first) == 2 and all(x.isdigit() for x in first) else None
+            if dim is None:  # no header line (GloVe format)
+                f.seek(0)
+            for n, line in enumerate(f, start=2):
+                parts = line.rstrip("\n").split(" ")
+                if len(parts) < 2:
+                    continue
+                if dim is None:
+                    dim = len(parts) - 1
+                if len(parts) != dim + 1:
+                    raise RnnlabError(f"{path}:{n}: expected a word and {dim} numbers, found {len(parts) - 1}")
+                words.append(parts[0])
+                rows.append([float(x) for x in parts[1:]])
+        vectors = torch.tensor(rows, dtype=torch.float)
+    if len(words) != len(vectors) or not len(words) or not all(math.isfinite(x) for x in vectors.sum(1).tolist()):
+        raise RnnlabError(f"{path} holds no usable vectors ({len(words)} words, shape {tuple(vectors.shape)})")
+    return words, vectors
+
+
+def align_embeddings(vocab_words: Sequence[str], words: Sequence[str], vectors: Tensor, weight: Tensor,
+                     pad_id: int = 0, generator: Optional[torch.Generator] = None) -> int:
+    """Copy pre-trained vectors into the rows of ``weight`` (``[V, D]``) whose vocabulary word they belong to;
+    other rows are drawn from ``N(0, std of the pre-trained vectors)``, the padding row is zero. Returns how many
+    vocabulary words were found."""
+    if vectors.shape[1] != weight.shape[1]:
+        raise RnnlabError(f"the pre-trained vectors have {vectors.shape[1]} dimensions but the model's embedding has "
+                          f"{weight.shape[1]}: set model.init_args.embedding_dim: {vectors.shape[1]}")
+    index = {w: i for i, w in enumerate(words)}
+    with torch.no_grad():
+        weight.normal_(0.0, float(vectors.std()), generator=generator)
+        found = 0
+        for row, word in enumerate(vocab_words):
+            if word in index:
+                weight[row] = vectors[index[word]]
+                found += 1
+        weight[pad_id] = 0.0
+    return found
