@@ -8,7 +8,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from rnnlab.callbacks import ConfusionMatrix, GenerationSamples, PredictionWriter, ThroughputMonitor, run_dir
+from rnnlab.callbacks import (ConfusionMatrix, GenerationSamples, LastCheckpoint, PredictionWriter, ThroughputMonitor,
+                              find_last_checkpoint, run_dir)
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
@@ -70,9 +71,10 @@ class RnnlabCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
-            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": False,
             "checkpoint.filename": "epoch{epoch}-step{step}", "checkpoint.auto_insert_metric_name": False,
         })
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val/acc", "early_stopping.mode": "max",
                              "early_stopping.patience": 3})
@@ -89,7 +91,10 @@ class RnnlabCLI(LightningCLI):
         wins. Keys a model does not take (links meant for other models) are dropped."""
         if not self.config.get("subcommand"):
             return
-        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        sub = self.config[self.config.subcommand]
+        if sub.get("ckpt_path") == "last" and self.config.subcommand == "fit":
+            sub.ckpt_path = self._resolve_last(sub)
+        ckpt_path = sub.get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         import torch
@@ -123,6 +128,24 @@ class RnnlabCLI(LightningCLI):
         init = cfg.data.init_args
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):
             init.vocab_from = str(ckpt)
+
+
+    @staticmethod
+    def _resolve_last(cfg) -> str | None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment (``<save_dir>/<name>/*/checkpoints``);
+        the resumed run writes to a new version folder, so nothing of the interrupted one is overwritten. None
+        (start from scratch, as a first SLURM job does) when there is none."""
+        from lightning.pytorch.utilities import rank_zero_info
+
+        logger = cfg.trainer.get("logger")
+        args = logger.get("init_args") if hasattr(logger, "get") else None
+        root = Path(cfg.trainer.get("default_root_dir") or "runs")
+        if args is not None and args.get("save_dir"):
+            root = Path(str(args.get("save_dir"))) / str(args.get("name") or "lightning_logs")
+        found = find_last_checkpoint(root)
+        rank_zero_info(f"--ckpt_path last: resuming from {found}" if found else
+                       f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/, starting from scratch")
+        return str(found) if found else None
 
 
 def main(args=None) -> None:

@@ -15,6 +15,9 @@ class ThroughputMonitor(L.Callback):
     def __init__(self) -> None:
         self.last: dict[str, float] = {}
 
+    def on_train_start(self, trainer, pl_module) -> None:  # a run resumed mid-epoch gets no epoch start
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._tokens = self._positions = 0
         self._start = time.perf_counter()

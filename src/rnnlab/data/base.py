@@ -225,13 +225,23 @@ class SequenceDataModule(L.LightningDataModule):
         return pad_collate(samples, pad_id=self.pad_id)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        return ResumableDataLoader(
             self.dataset(split), batch_sampler=self.sampler(split, shuffle), collate_fn=self.collate,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            generator=torch.Generator(),  # worker seeds from here, not from the global RNG (exact resumes)
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        self._train_loader = self._loader("train", shuffle=True)
+        return self._train_loader
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Counts the training batches actually trained on (not those prefetched), for mid-epoch resumption."""
+        trainer = self.trainer
+        loader = getattr(self, "_train_loader", None)
+        if trainer is not None and trainer.training and loader is not None:
+            loader.batch_sampler.consumed += 1
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -306,6 +316,19 @@ class SequenceDataModule(L.LightningDataModule):
         """Label (or category) names of the data (0: none)."""
         self._ensure_state()
         return len(getattr(self, "labels", None) or [])
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position in the epoch goes into checkpoints: Lightning saves ``state_dict()`` of loaders
+    that have one and calls ``load_state_dict`` when resuming, so a run killed mid-epoch continues with the next
+    batch of the same epoch instead of starting the epoch again."""
+
+    def state_dict(self) -> dict:
+        return self.batch_sampler.state_dict() if hasattr(self.batch_sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state and hasattr(self.batch_sampler, "load_state_dict"):
+            self.batch_sampler.load_state_dict(state)
 
 
 def _reindex_collate(samples, collate, index_map):

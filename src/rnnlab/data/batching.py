@@ -102,9 +102,25 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.num_replicas, self.rank = num_replicas, rank
         self.pool_batches = pool_batches
         self.epoch = 0
+        self.consumed = 0  # batches of this epoch already trained on (counted by the DataModule; for resuming)
+
+    @property
+    def sampler(self) -> "LengthBucketSampler":
+        """Lightning sets the epoch of ``dataloader.batch_sampler.sampler`` (not of the batch sampler itself): this
+        is that object, so every epoch gets its own shuffle."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.consumed = 0
         self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume mid-epoch: the next iteration starts after the ``consumed`` batches of epoch ``epoch``."""
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
 
     def _global_batches(self) -> list[Tensor]:
         n, bs = len(self.lengths), self.max_batch
@@ -132,7 +148,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        for b in self._global_batches()[self.rank :: self.num_replicas]:
+        skip = self.consumed  # 0 at the start of an epoch; > 0 only when resuming inside one
+        for b in self._global_batches()[self.rank :: self.num_replicas][skip:]:
             yield b.tolist()
 
     def __len__(self) -> int:

@@ -65,6 +65,11 @@ class StreamBatchSampler(Sampler[list[int]]):
         self.w, self.batch_size, self.stateful, self.seed = windows, batch_size, stateful, seed
         self.rank, self.num_replicas, self.shuffle, self.epoch = rank, num_replicas, shuffle, 0
 
+    @property
+    def sampler(self) -> "StreamBatchSampler":
+        """Lightning sets the epoch of ``batch_sampler.sampler``: this object (a new shuffle every epoch)."""
+        return self
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -59,7 +59,7 @@ class RnnlabModule(L.LightningModule):
             raise RnnlabError(f"optimizer must be adamw, adam or sgd, got {hp.optimizer!r}")
         if hp.scheduler == "constant":
             return opt
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = max(int(self._stepping_batches()), 1)
         if hp.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
                                                         pct_start=max(hp.warmup, 1e-3), anneal_strategy="cos")
@@ -70,6 +70,24 @@ class RnnlabModule(L.LightningModule):
         else:
             raise RnnlabError(f"scheduler must be onecycle, cosine or constant, got {hp.scheduler!r}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+    def _stepping_batches(self) -> float:
+        """Optimiser steps of the whole fit, for the schedule. As ``trainer.estimated_stepping_batches``, but
+        counted on a throw-away train loader of the DataModule: Lightning's property builds the real loader
+        before a checkpoint's loop state is restored, and a run resumed mid-epoch would then restart the epoch."""
+        trainer = self.trainer
+        dm = trainer.datamodule
+        if dm is None or trainer.max_epochs in (None, -1) or not hasattr(dm, "train_dataloader"):
+            return trainer.estimated_stepping_batches
+        try:
+            n = len(dm.train_dataloader())
+        except TypeError:  # an iterable without a length
+            return trainer.estimated_stepping_batches
+        limit = trainer.limit_train_batches
+        n = min(n, int(limit)) if isinstance(limit, int) else int(n * limit)
+        total = math.ceil(n / trainer.accumulate_grad_batches) * trainer.max_epochs
+        return min(total, trainer.max_steps) if trainer.max_steps > 0 else total
 
 
 OptimizerName = Literal["adamw", "adam", "sgd"]

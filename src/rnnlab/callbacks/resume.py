@@ -1,0 +1,88 @@
+"""Surviving a killed job: ``last.ckpt`` on a step or time cadence and when the job is told to stop, with the RNG
+state, so ``--ckpt_path last`` continues exactly where the run was (model, optimiser, scheduler, loops, the position
+in the epoch via :class:`~rnnlab.data.base.ResumableDataLoader`, and the random numbers of dropout)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Optional
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from rnnlab.errors import RnnlabError
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``<run>/checkpoints/last.ckpt`` at the end of every epoch, every ``every_n_train_steps`` optimiser steps
+    or else every ``minutes`` of training (0 disables each), and once more when the process gets SIGTERM (SLURM's warning before a time limit
+    or a preemption; Lightning stops after the current batch). Lightning writes checkpoints to a temporary file and
+    renames it, so a kill or a full disk during a save leaves the previous ``last.ckpt`` intact.
+
+    Every checkpoint of the run (this one's and the best-model ones) also carries the torch and Python RNG states;
+    they are restored just before the first resumed batch, so a resumed run draws the same dropout masks as an
+    uninterrupted one."""
+
+    def __init__(self, every_n_train_steps: int = 0, minutes: float = 15.0) -> None:
+        if every_n_train_steps < 0 or minutes < 0:
+            raise RnnlabError("last_checkpoint.every_n_train_steps and last_checkpoint.minutes must be >= 0")
+        super().__init__(
+            monitor=None, save_top_k=0, save_last=True, every_n_epochs=0,
+            every_n_train_steps=every_n_train_steps or None,
+            train_time_interval=timedelta(minutes=minutes) if minutes and not every_n_train_steps else None,
+        )
+        self._pending_rng: Optional[dict] = None
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        # as ModelCheckpoint, without telling the loggers: W&B's model artifacts follow the best-model callback
+        trainer.save_checkpoint(filepath, self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Also at the end of every epoch (after its validation): ``last.ckpt`` is this callback's file alone."""
+        if not (trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != "fit"):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        pass  # epoch-end saves happen in on_train_epoch_end, after validation
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and self.dirpath:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            rank_zero_info(f"SIGTERM: saved {self.last_model_path}; resume with --ckpt_path last")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["rnnlab_rng"] = {"torch": torch.get_rng_state(), "python": list(_py_state())}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rnnlab_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("rnnlab_rng")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            state, self._pending_rng = self._pending_rng, None
+            torch.set_rng_state(state["torch"])
+            version, internal, gauss = state["python"]
+            random.setstate((version, tuple(internal), gauss))
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _py_state():
+    version, internal, gauss = random.getstate()
+    return version, list(internal), gauss
+
+
+def find_last_checkpoint(root: Path) -> Optional[Path]:
+    """The most recently written ``last.ckpt`` under ``root`` (e.g. ``runs/imdb_lstm``), or None."""
+    found = [p for p in root.glob("*/checkpoints/last.ckpt") if p.is_file()] if root.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
