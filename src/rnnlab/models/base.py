@@ -62,7 +62,7 @@ class RnnlabModule(L.LightningModule):
         total = max(int(self._stepping_batches()), 1)
         if hp.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
-                                                        pct_start=max(hp.warmup, 1e-3), anneal_strategy="cos")
+                                                        pct_start=min(max(hp.warmup, 2.0 / total), 0.5), anneal_strategy="cos")
         elif hp.scheduler == "cosine":
             warm = max(int(hp.warmup * total), 1)
             sched = torch.optim.lr_scheduler.LambdaLR(
