@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from rnnlab.callbacks import (ConfusionMatrix, GenerationSamples, LastCheckpoint, PredictionWriter, ThroughputMonitor,
                               find_last_checkpoint, run_dir)
@@ -52,6 +53,33 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
             trainer.logger.log_hyperparams(self.config.as_dict())
 
 
+class RnnlabParser(LightningArgumentParser):
+    """A config or command-line mistake is reported first (``error: ...`` with the key and what was expected),
+    followed by a one-line pointer to ``--help`` -- not below a hundred lines of usage text."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {_condense(message)}\n(all options: {prog} --help)\n")
+        sys.exit(2)
+
+
+def _condense(message: str) -> str:
+    """jsonargparse's message for a bad ``model``/``data`` argument lists every Union subtype it tried (the class and
+    None); keep the part about the class: ``model (rnnlab.models.SequenceClassifier): Option 'hiden_size' is not
+    accepted``."""
+    import re
+
+    m = re.search(r'Parser key "(\w+)":.*?Problem with given class_path \'([\w.]+)\':\n(.*?)\n\s*- Expected a '
+                  r"<class 'NoneType'>", message, re.S)
+    if not m:
+        return message.strip()
+    detail = " ".join(line.strip() for line in m.group(3).splitlines() if line.strip())
+    return f"{m.group(1)} ({m.group(2)}): {detail}"
+
+
 class RnnlabCLI(LightningCLI):
     """LightningCLI with rnnlab's defaults: DataModule properties linked into the model, checkpointing and early
     stopping on ``val/acc`` (override with ``--checkpoint.monitor`` etc.), a prediction writer, a throughput monitor,
@@ -59,6 +87,7 @@ class RnnlabCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
+        kwargs.setdefault("parser_class", RnnlabParser)
         kwargs.setdefault("trainer_defaults", {
             "default_root_dir": "runs",
             "use_distributed_sampler": False,  # LengthBucketSampler shards by rank itself
@@ -153,6 +182,13 @@ def main(args=None) -> None:
         RnnlabCLI(args=args)
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on the device while writing {err.filename or 'a file'} ({err}). Checkpoints "
+              f"are written to a temporary file and renamed, so the previous one is intact: free some space and "
+              f"resume with --ckpt_path last", file=sys.stderr)
         sys.exit(2)
 
 

@@ -63,7 +63,7 @@ def load_checkpoint_state(path: str | os.PathLike, key: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RnnlabError(f"checkpoint {path} not found: pass the path of a .ckpt written by `fit`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain data only: no code runs from it
     if key not in ckpt:
         found = [k for k in ckpt if k.endswith("DataModule")]
         raise RnnlabError(
@@ -239,8 +239,9 @@ class SequenceDataModule(L.LightningDataModule):
         """Counts the training batches actually trained on (not those prefetched), for mid-epoch resumption."""
         trainer = self.trainer
         loader = getattr(self, "_train_loader", None)
-        if trainer is not None and trainer.training and loader is not None:
-            loader.batch_sampler.consumed += 1
+        sampler = getattr(loader, "batch_sampler", None)
+        if trainer is not None and trainer.training and hasattr(sampler, "consumed"):
+            sampler.consumed += 1
         return batch
 
     def val_dataloader(self) -> DataLoader:
@@ -257,7 +258,16 @@ class SequenceDataModule(L.LightningDataModule):
             path = Path(self.predict_file)
             if not path.is_file():
                 raise RnnlabError(f"predict_file {path} not found: give a UTF-8 text file, one input per line")
-            return path.read_text(encoding="utf-8").splitlines()
+            data = path.read_bytes()
+            try:
+                return data.decode("utf-8-sig").splitlines()
+            except UnicodeDecodeError as err:
+                line = data[: err.start].count(b"\n") + 1
+                column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+                raise RnnlabError(
+                    f"predict_file {path} is not UTF-8: byte 0x{data[err.start]:02x} at line {line}, column {column} "
+                    f"({err.reason}); convert it, e.g. `iconv -f <its encoding> -t utf-8 {path.name}`"
+                ) from None
         raise RnnlabError(
             "nothing to predict: pass --data.predict_file <file, one input per line> or "
             "--data.predict_texts '[\"first text\", \"second text\"]'"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from rnnlab.data.base import seeded_split
-from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
 from rnnlab.data.tagging import Tagged, TaggingDataModule, ptb_tokenize
 from rnnlab.errors import RnnlabError
 
@@ -44,7 +44,7 @@ def parse_conll(text: str, where: str) -> list[tuple[list[str], list[str], list[
 def _check_zip(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
+            names = set(zip_names(z, path))
     except zipfile.BadZipFile:
         raise RnnlabError(f"{path} is not a zip archive; replace it with NLTK's conll2000.zip") from None
     missing = {"conll2000/train.txt", "conll2000/test.txt"} - names

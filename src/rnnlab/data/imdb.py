@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 from rnnlab.data.classification import Labelled, TextClassificationDataModule, stratified_split, truncate
-from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
 from rnnlab.errors import RnnlabError
 
 __all__ = ["IMDBDataModule", "read_archive", "check_archive", "truncate"]
@@ -28,7 +28,7 @@ def _count_members(path: Path) -> Counter:
     counts: Counter = Counter()
     try:
         with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
+            for member in tar_files(tar, path):
                 if m := _MEMBER.match(member.name):
                     counts[(m.group(1), m.group(2))] += 1
     except (tarfile.TarError, OSError, EOFError) as err:
@@ -63,7 +63,7 @@ def read_archive(path: Path, unsup: bool = False) -> dict[str, list[tuple[int, i
     """``{"train/pos": [(id, rating, text), ...], ...}`` sorted by id, in one pass over the archive."""
     out: dict[str, list[tuple[int, int, str]]] = {}
     with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
+        for member in tar_files(tar, path):
             m = _MEMBER.match(member.name)
             if not m or (m.group(2) == "unsup" and not unsup):
                 continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from rnnlab.data.classification import Labelled, TextClassificationDataModule, stratified_split
-from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
 from rnnlab.errors import RnnlabError
 
 NAMESEX_URL = "https://raw.githubusercontent.com/hsinmin/namesex/master/namesex/data/"
@@ -90,10 +90,10 @@ def read_pytorch_names(path: Path) -> dict[str, list[str]]:
     else:
         try:
             with zipfile.ZipFile(path) as z:
-                for info in z.infolist():
-                    p = Path(info.filename)
+                for name in zip_names(z, path):
+                    p = Path(name)
                     if p.parent.as_posix().endswith("data/names") and p.suffix == ".txt":
-                        files[p.stem] = z.read(info).decode("utf-8-sig")
+                        files[p.stem] = z.read(name).decode("utf-8-sig")
         except zipfile.BadZipFile as err:
             raise RnnlabError(f"{path} is not a zip archive ({err}); get data.zip from "
                               f"https://download.pytorch.org/tutorial/data.zip") from None

@@ -16,7 +16,7 @@ from typing import Literal, Optional
 from rnnlab.data.base import seeded_split
 from rnnlab.data.charlm import DocumentLMDataModule
 from rnnlab.data.names import _Converter
-from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
 from rnnlab.errors import RnnlabError
 
 REPO = "https://github.com/chinese-poetry/chinese-poetry"
@@ -34,7 +34,7 @@ def _check(path: Path) -> str:
 def _poem_members(path: Path) -> list[str]:
     try:
         with tarfile.open(path) as tar:
-            return [m.name for m in tar.getmembers() if re.search(r"poet\.tang\.\d+\.json$", m.name)]
+            return [m.name for m in tar_files(tar, path) if re.search(r"poet\.tang\.\d+\.json$", m.name)]
     except tarfile.TarError as err:
         raise RnnlabError(f"{path} is not a tar archive ({err}); rebuild it from {REPO}") from None
 
@@ -47,7 +47,7 @@ def read_tang(path: Path) -> list[dict]:
     """Every poem of the archive, in file order: ``[{"author", "title", "paragraphs"}]``."""
     poems = []
     with tarfile.open(path) as tar:
-        members = sorted((m for m in tar.getmembers() if re.search(r"poet\.tang\.\d+\.json$", m.name)),
+        members = sorted((m for m in tar_files(tar, path) if re.search(r"poet\.tang\.\d+\.json$", m.name)),
                          key=lambda m: int(re.search(r"(\d+)\.json$", m.name).group(1)))
         for m in members:
             try:

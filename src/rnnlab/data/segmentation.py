@@ -18,7 +18,7 @@ from typing import Literal, Sequence
 
 from rnnlab.data.base import seeded_split
 from rnnlab.data.names import _Converter
-from rnnlab.data.sources import RemoteFile, Source, fetch, register
+from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
 from rnnlab.data.tagging import Tagged, TaggingDataModule, bmes_to_words, words_to_bmes
 from rnnlab.errors import RnnlabError
 
@@ -58,7 +58,7 @@ def _listing(path: Path) -> set[str]:
         return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
     try:
         with zipfile.ZipFile(path) as z:
-            return {n.split("/", 1)[1] if n.startswith("icwb2-data/") else n for n in z.namelist()}
+            return {n.split("/", 1)[1] if n.startswith("icwb2-data/") else n for n in zip_names(z, path)}
     except zipfile.BadZipFile:
         raise RnnlabError(f"{path} is not a zip archive; replace it with the official file") from None
 

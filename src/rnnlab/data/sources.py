@@ -16,9 +16,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import stat
+import tarfile
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
 
 from filelock import FileLock
 
@@ -108,8 +112,54 @@ def _verify_local(source: Source, remote: RemoteFile, path: Path) -> None:
     )
 
 
+def _unsafe_reason(name: str, link: bool) -> str | None:
+    if link:
+        return "a link"
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        return "a path outside the archive's folder"
+    return None
+
+
+def _refuse(path: Path, name: str, reason: str) -> None:
+    raise RnnlabError(f"{path}: refusing archive member {name!r} ({reason}): official archives hold neither; the file "
+                      f"is damaged or not the official one -- replace it with the official download")
+
+
+def tar_files(tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
+    """The regular-file members of an open tar archive; any link, device or member whose path escapes the archive's
+    folder (absolute, ``..``) is refused with an error -- the project reads members in memory and never extracts,
+    but a crafted archive is refused all the same."""
+    for member in tar:
+        reason = _unsafe_reason(member.name, member.issym() or member.islnk())
+        if reason is None and not (member.isfile() or member.isdir()):
+            reason = "a device or special file"
+        if reason:
+            _refuse(path, member.name, reason)
+        if member.isfile():
+            yield member
+
+
+def zip_names(z: zipfile.ZipFile, path: Path) -> list[str]:
+    """The member names of an open zip archive, refusing links and paths that escape it (as :func:`tar_files`)."""
+    names = []
+    for info in z.infolist():
+        link = stat.S_ISLNK(info.external_attr >> 16)
+        if reason := _unsafe_reason(info.filename, link):
+            _refuse(path, info.filename, reason)
+        names.append(info.filename)
+    return names
+
+
 def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
     import pooch  # imported lazily: only needed when nothing local exists
+
+    if remote.sha256 is None:  # never use a download that cannot be verified
+        raise RnnlabError(
+            f"{remote.url} has no published checksum that this project can pin, so it is not downloaded "
+            f"automatically. Download it yourself, check it, and place it at $RNNLAB_LOCAL_DATA/{source.dir}/"
+            f"{remote.name} (or {target_dir / remote.name}); its structure is checked before use."
+        )
 
     try:
         path = pooch.retrieve(

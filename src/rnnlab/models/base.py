@@ -42,6 +42,19 @@ class RnnlabModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.epoch_end("test")
 
+    def on_before_backward(self, loss) -> None:
+        """Stop at the first non-finite training loss, before it reaches the weights: the checkpoints written so
+        far are the last good ones."""
+        if not torch.isfinite(loss.detach()).all():
+            trainer = self.trainer
+            raise RnnlabError(
+                f"the training loss is {float(loss.detach()):.4g} at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped before "
+                f"the weights were touched, so the last checkpoint in the run's checkpoints/ folder is good. Lower "
+                f"model.init_args.lr, set trainer.gradient_clip_val, or train in 32-bit precision; resume with "
+                f"--ckpt_path last"
+            )
+
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []
@@ -57,12 +70,13 @@ class RnnlabModule(L.LightningModule):
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9)
         else:
             raise RnnlabError(f"optimizer must be adamw, adam or sgd, got {hp.optimizer!r}")
-        if hp.scheduler == "constant":
-            return opt
         total = max(int(self._stepping_batches()), 1)
-        if hp.scheduler == "onecycle":
+        if hp.scheduler == "constant" or total < 2:  # a one-step run has no schedule
+            return opt
+        if hp.scheduler == "onecycle":  # a warm-up of at least 1.5 steps: OneCycleLR divides by its length - 1
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
-                                                        pct_start=min(max(hp.warmup, 2.0 / total), 0.5), anneal_strategy="cos")
+                                                        pct_start=min(max(hp.warmup, 1.5 / total), 0.9),
+                                                        anneal_strategy="cos")
         elif hp.scheduler == "cosine":
             warm = max(int(hp.warmup * total), 1)
             sched = torch.optim.lr_scheduler.LambdaLR(
