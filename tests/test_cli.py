@@ -134,6 +134,7 @@ def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
     for metric in (b"val/acc", b"train/loss_epoch", b"train/tokens_per_s"):
         assert metric in record, f"{metric} logged"
     assert f"model-{run_id}".encode() in record, "best checkpoint logged as an artifact"
+    assert b"best" in record and b"latest" in record, "with the aliases best and latest"
     checkpoints = list((env / "runs" / "rnnlab").glob("*/checkpoints/last.ckpt"))
     assert len(checkpoints) == 1 and (checkpoints[0].parent.parent / "config.yaml").is_file()
 
@@ -166,3 +167,30 @@ def test_handwritten_cells_train_through_the_cli_and_the_checkpoint_loads_into_t
     tokens = torch.randint(2, 20, (3, 9))
     lengths = torch.tensor([9, 4, 1])
     torch.testing.assert_close(hand(tokens, lengths), fast(tokens, lengths), atol=1e-5, rtol=0)
+
+
+def test_wandb_sweep_file_drives_the_cli(env):
+    """configs/sweeps/imdb_lstm.yaml: every swept parameter, at every listed value (and the range ends), is an
+    override the CLI accepts -- what `wandb agent` runs, checked offline up to building the model and the data."""
+    import yaml
+
+    from rnnlab.cli import RnnlabCLI
+
+    sweep = yaml.safe_load((ROOT / "configs" / "sweeps" / "imdb_lstm.yaml").read_text())
+    assert sweep["program"] == "main.py" and sweep["metric"]["name"] == "val/acc"
+    command = sweep["command"]
+    assert command[command.index("--config") + 1] == "configs/imdb_lstm.yaml" and command[-1] == "${args}"
+    settings = [[]]
+    for key, spec in sweep["parameters"].items():
+        values = spec.get("values") or [spec["min"], spec["max"]]
+        settings.append([f"--{key}={v}" for v in values])
+    for overrides in settings:
+        for arg in overrides or [None]:
+            args = ["--config", CONFIG, *TINY] + ([arg] if arg else [])
+            cli = RnnlabCLI(args=args, run=False)
+            key, _, value = (arg or "=").lstrip("-").partition("=")
+            if key:
+                section, _, name = key.partition(".init_args.")
+                obj = cli.model if section == "model" else cli.datamodule
+                got = obj.hparams[name] if section == "model" else getattr(obj, name)
+                assert str(got) == value, (key, got, value)
