@@ -12,6 +12,7 @@ configs/imdb_lstm.yaml (results/imdb_lstm.json). Results: benchmarks/results/wor
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,26 @@ def table() -> str:
             init = f"`{r['vectors']}` ({'frozen' if r['frozen'] else 'fine-tuned'}, {r['coverage']:.1%} of the vocabulary)"
             rows.append(f"| `{r['config']}` | {init} | {100 * r['test_acc']:.2f}% | {100 * r['test_f1']:.2f}% | "
                         f"{100 * r['best_val_acc']:.2f}% | {r['fit_seconds'] / 60:.1f} min |")
+    return "\n".join(rows)
+
+
+def neighbours_table(words=("good", "bad", "awful", "brilliant", "boring")) -> str:
+    runs = {r["model"]["mode"]: r for r in load("word2vec_sgns.json") + load("word2vec_cbow.json")}
+    if not runs:
+        return "(not measured yet)"
+
+    def near(run, word):
+        for line in run["neighbours"].splitlines():
+            if line.startswith(f"{word}: "):
+                pairs = re.findall(r"(\S+) (-?\d+\.\d\d)(?:, |$)", line[len(word) + 2:])
+                return ", ".join(f"`{w}`" if not w.isalpha() else w for w, _ in pairs[:6])
+        return "-"
+
+    modes = sorted(runs, reverse=True)  # skipgram, cbow
+    rows = ["| word | " + " | ".join(f"nearest by cosine, {m}" for m in modes) + " |", "|---|" + "---|" * len(modes)]
+    rows += [f"| {w} | " + " | ".join(near(runs[m], w) for m in modes) + " |" for w in words]
+    analogies = [line for line in runs[modes[0]]["neighbours"].splitlines() if " = " in line]
+    rows += ["", f"Analogies ({modes[0]}, top 3 shown, first must match): " + "; ".join(analogies)]
     return "\n".join(rows)
 
 
