@@ -20,6 +20,9 @@ RUNS = {  # name: (config, extra CLI arguments)
     "conll2000_pos_bilstm_crf": ("configs/conll2000_pos_bilstm_crf.yaml", []),
     "sinica_cws_bilstm": ("configs/sinica_cws_bilstm.yaml", []),
     "sinica_cws_bilstm_nocrf": ("configs/sinica_cws_bilstm.yaml", ["--model.init_args.crf=false"]),
+    # character vectors from the Tang poems (python benchmarks/names.py gender_char2vec trains them first)
+    "sinica_cws_bilstm_char2vec": ("configs/sinica_cws_bilstm.yaml",
+                                   ["--model.init_args.pretrained_embeddings=runs/word2vec/tang_chars.pt"]),
 }
 
 
@@ -45,7 +48,8 @@ def table() -> str:
         m, t = r["model"], r["test"]
         model = (f"Bi{m['cell'].upper()} {m['hidden_size']}" + (f" + char {m['char_encoder']}" if m["char_encoder"] !=
                  "none" else "") + (f" + {m['unit_features'] - 1} bigrams" if m["unit_features"] > 1 else "")
-                 + (" + CRF" if m["crf"] else ""))
+                 + (" + CRF" if m["crf"] else "")
+                 + (" + Tang char vectors" if m.get("pretrained_embeddings") else ""))
         task = "POS" if "pos" in r["run"] else "segmentation"
         f1 = f"{100 * t['f1']:.2f}" if "f1" in t else "-"
         oov = f"{100 * t['oov_recall']:.2f}%" if "oov_recall" in t else "-"

@@ -192,3 +192,13 @@ def test_mismatched_mode_and_bad_corpus_are_explained(env, capsys):
         Word2VecDataModule(corpus="nope.txt").read_documents()
     with pytest.raises(RnnlabError, match="not more than val_docs"):
         Word2VecDataModule(corpus=str(env / "c.txt"), val_docs=100).build(None)
+
+
+def test_character_level_corpus_for_chinese(env):
+    """``level: char`` makes every character a unit (Chinese text has no spaces); ``corpus: tang`` reads the poems."""
+    dm = Word2VecDataModule(corpus="tang", level="char", min_count=1, val_docs=2)
+    dm.setup("fit")
+    words = set(dm.words)
+    assert {"春", "月"} <= words and not any(len(w) > 1 for w in words - {"<pad>", "<unk>"})
+    poems = dm.read_documents()
+    assert sum(len(p) for p in poems) == int(dm.counts.sum()) + len(dm.datasets["val"]["ids"])

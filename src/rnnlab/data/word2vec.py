@@ -131,12 +131,14 @@ class PairStream(IterableDataset):
 
 
 class Word2VecDataModule(SequenceDataModule):
-    """A corpus for word2vec: ``corpus="imdb"`` (the official IMDB train + unsup reviews, never the test reviews) or
-    the path of a UTF-8 text file with one document per line. A seeded ``val_docs`` documents are held out: the
+    """A corpus for word2vec: ``corpus="imdb"`` (the official IMDB train + unsup reviews, never the test reviews),
+    ``"tang"`` (the Tang poems, for Chinese character vectors with ``level: char``) or the path of a UTF-8 text file
+    with one document per line. A seeded ``val_docs`` documents are held out: the
     model reports its negative-sampling loss on their (fixed) pairs as ``val/loss``.
 
     Args:
-        corpus: ``imdb`` or a text file.
+        corpus: ``imdb``, ``tang`` or a text file.
+        level: ``word`` units, or ``char`` (every character a unit: Chinese).
         mode: ``skipgram`` (pairs) or ``cbow`` (centre + window); the model's ``mode`` must match (the CLI links it).
         window: maximum context distance (a radius ``U{1..window}`` is drawn per word).
         subsample_t: the subsampling threshold ``t`` (``1e-3`` .. ``1e-5``; 0 keeps every word).
@@ -160,6 +162,7 @@ class Word2VecDataModule(SequenceDataModule):
         max_vocab: Optional[int] = 50000,
         min_count: int = 5,
         lowercase: bool = True,
+        level: Literal["word", "char"] = "word",
         val_docs: int = 500,
         chunk_tokens: int = 1 << 20,
         batch_size: int = 4096,
@@ -171,22 +174,27 @@ class Word2VecDataModule(SequenceDataModule):
         if window < 1:
             raise RnnlabError(f"window must be >= 1, got {window}")
         self.corpus, self.mode, self.window, self.subsample_t = corpus, mode, window, subsample_t
-        self.max_vocab, self.min_count, self.lowercase = max_vocab, min_count, lowercase
+        self.max_vocab, self.min_count, self.lowercase, self.level = max_vocab, min_count, lowercase, level
         self.val_docs, self.chunk_tokens = val_docs, chunk_tokens
-        if corpus == "imdb":
-            self.name = "imdb"  # the download cache folder and registry entry
+        if corpus in ("imdb", "tang"):  # the download cache folder and registry entry
+            self.name = {"imdb": "imdb", "tang": "chinese_poetry"}[corpus]
         self.vocab: Optional[Vocabulary] = None
         self.counts: Optional[Tensor] = None
 
     def encoding_args(self) -> dict:
-        corpus = self.corpus if self.corpus == "imdb" else str(Path(self.corpus).resolve())
+        corpus = self.corpus if self.corpus in ("imdb", "tang") else str(Path(self.corpus).resolve())
         return {"word2vec": 1, "corpus": corpus, "max_vocab": self.max_vocab, "min_count": self.min_count,
-                "lowercase": self.lowercase, "val_docs": self.val_docs}
+                "lowercase": self.lowercase, "level": self.level, "val_docs": self.val_docs}
 
     def read_documents(self) -> list[str]:
         if self.corpus == "imdb":
             raw = read_archive(fetch("imdb", self.root, self.local_dir)[ARCHIVE], unsup=True)
             return [t for key in ("train/pos", "train/neg", "train/unsup") for _, _, t in raw.get(key, [])]
+        if self.corpus == "tang":  # 57,607 Tang poems, traditional characters: a Chinese corpus for character vectors
+            from rnnlab.data.poetry import read_tang
+
+            poems = read_tang(fetch("chinese_poetry", self.root, self.local_dir)["chinese-poetry-tang.tar.gz"])
+            return [t for t in ("".join(p.get("paragraphs") or []).strip() for p in poems) if t]
         path = Path(self.corpus)
         if not path.is_file():
             raise RnnlabError(f"corpus {path} not found: give 'imdb' or a UTF-8 text file with one document per line")
@@ -203,7 +211,7 @@ class Word2VecDataModule(SequenceDataModule):
                               f"lower data.val_docs or give a larger corpus")
         val, train = seeded_split(docs, [self.val_docs / len(docs)], self.seed) if self.val_docs else ([], docs)
         if state is None:
-            vocab = Vocabulary.build(train, level="word", lowercase=self.lowercase, html_breaks=self.html_breaks,
+            vocab = Vocabulary.build(train, level=self.level, lowercase=self.lowercase, html_breaks=self.html_breaks,
                                      max_size=self.max_vocab, min_freq=self.min_count)
         else:
             vocab = Vocabulary.from_str(state["vocab"])

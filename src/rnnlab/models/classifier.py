@@ -6,7 +6,6 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -114,19 +113,11 @@ class SequenceClassifier(RnnlabModule):
     def load_pretrained(self, path: str, vocab) -> None:
         """Initialise the embedding rows of ``vocab``'s words from the vectors in ``path`` (before training; a resumed
         run's checkpoint then replaces them)."""
-        from rnnlab.models.word2vec import align_embeddings, load_embeddings
+        from rnnlab.models.word2vec import init_embedding
 
         if not isinstance(self.embedding, nn.Embedding):
             raise RnnlabError("pretrained_embeddings needs input_encoding: embedding (one-hot inputs have no vectors)")
-        words, vectors = load_embeddings(path)
-        table = vocab.tokenizer.get_vocab()
-        vocab_words = [""] * len(table)
-        for w, i in table.items():
-            vocab_words[i] = w
-        found = align_embeddings(vocab_words, words, vectors, self.embedding.weight, self.hparams.pad_id)
-        self.pretrained_coverage = found / max(len(vocab_words) - 2, 1)
-        rank_zero_info(f"pretrained embeddings {path}: {found} of {len(vocab_words) - 2} vocabulary words found "
-                       f"({self.pretrained_coverage:.1%}); {'frozen' if self.hparams.freeze_embeddings else 'fine-tuned'}")
+        self.pretrained_coverage = init_embedding(self.embedding, path, vocab, self.hparams.pad_id)
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         logits = self(batch.tokens, batch.lengths)

@@ -65,6 +65,8 @@ class SequenceTagger(RnnlabModule):
         word_dropout: during training, replace a unit's id by ``<unk>`` with this probability (teaches the
             ``<unk>`` embedding, so unseen words lean on their characters).
         crf: a CRF output layer with Viterbi decoding instead of independent per-step softmax.
+        pretrained_embeddings / freeze_embeddings: initialise the unit embedding from a word2vec file (``.pt`` or
+            text; e.g. character vectors from configs/tang_char2vec.yaml), aligned by unit; keep it fixed or not.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class SequenceTagger(RnnlabModule):
         embedding_dropout: float = 0.33,
         word_dropout: float = 0.05,
         crf: bool = False,
+        pretrained_embeddings: Optional[str] = None,
+        freeze_embeddings: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         optimizer: OptimizerName = "adamw",
@@ -96,6 +100,7 @@ class SequenceTagger(RnnlabModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
         input_size = unit_features * embedding_dim
         self.char_encoder: Optional[CharWordEncoder] = None
         if char_encoder != "none":
@@ -178,6 +183,11 @@ class SequenceTagger(RnnlabModule):
         if features is not None and features != self.hparams.unit_features:
             raise RnnlabError(f"the data gives {features} ids per step, the model expects "
                               f"{self.hparams.unit_features}: let the CLI link them (do not set unit_features)")
+        if stage == "fit" and self.hparams.pretrained_embeddings:
+            from rnnlab.models.word2vec import init_embedding
+
+            self.pretrained_coverage = init_embedding(self.embedding, self.hparams.pretrained_embeddings, dm.vocab,
+                                                      self.hparams.pad_id)
         self.scheme = getattr(dm, "scheme", "tags")
         for stage_ in ("train", "val", "test"):
             getattr(self, f"{stage_}_spans").configure(dm.labels, self.scheme)
