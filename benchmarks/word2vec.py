@@ -5,7 +5,7 @@
     python benchmarks/word2vec.py --table
 
 Runs: ``sgns``/``cbow`` (configs/imdb_word2vec_*.yaml: held-out negative-sampling loss, neighbours, analogies; vectors
-to runs/word2vec/), ``lstm_sgns``, ``lstm_sgns_frozen``, ``lstm_cbow`` (configs/imdb_lstm_w2v.yaml with those
+to runs/word2vec/), ``lstm_sgns``, ``lstm_sgns_frozen``, ``lstm_cbow_frozen`` (configs/imdb_lstm_w2v.yaml with those
 vectors). The random-initialisation baseline is the same classifier config without vectors: benchmarks/imdb.py
 configs/imdb_lstm.yaml (results/imdb_lstm.json). Results: benchmarks/results/word2vec_<run>.json.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fit_and_test, load, main, write  # noqa: E402
 
 VECTORS = {"sgns": "runs/word2vec/imdb_sgns.pt", "cbow": "runs/word2vec/imdb_cbow.pt"}
-CLASSIFIERS = {"lstm_sgns": ("sgns", False), "lstm_sgns_frozen": ("sgns", True), "lstm_cbow": ("cbow", False)}
+CLASSIFIERS = {"lstm_sgns": ("sgns", False), "lstm_sgns_frozen": ("sgns", True), "lstm_cbow_frozen": ("cbow", True)}
 NAMES = ["sgns", "cbow", *CLASSIFIERS]
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
 from rnnlab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 from rnnlab.data.word2vec import PairStream, Word2VecDataModule, keep_probabilities, make_pairs, subsample, window_contexts
 from rnnlab.errors import RnnlabError
 from rnnlab.models.word2vec import (Word2Vec, align_embeddings, export_embeddings, load_embeddings,
@@ -202,3 +205,25 @@ def test_character_level_corpus_for_chinese(env):
     assert {"春", "月"} <= words and not any(len(w) > 1 for w in words - {"<pad>", "<unk>"})
     poems = dm.read_documents()
     assert sum(len(p) for p in poems) == int(dm.counts.sum()) + len(dm.datasets["val"]["ids"])
+
+
+def test_tagger_starts_from_character_vectors(env):
+    """The segmenter's unit embedding (characters and bigrams, one table) takes character vectors by unit."""
+    chars = sorted(set("".join(["我們", "住在", "同一條", "巷子", "鄰居", "同學", "是", "也", "和", "他"])))
+    vectors = torch.randn(len(chars), 8)
+    export_embeddings(env / "chars.pt", chars, vectors)
+    main(["fit", "--config", str(ROOT / "configs" / "sinica_cws_bilstm.yaml"),
+          "--model.init_args.embedding_dim=8", "--model.init_args.hidden_size=8",
+          "--model.init_args.pretrained_embeddings=chars.pt", "--model.init_args.freeze_embeddings=true",
+          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--checkpoint.dirpath=ckpt",
+          "--checkpoint.filename=final", "--checkpoint.monitor=val/f1"])
+    ckpt = torch.load(env / "ckpt" / "final.ckpt", weights_only=True)
+    from rnnlab.data.text import Vocabulary
+
+    vocab = Vocabulary.from_str(ckpt["ChineseSegmentationDataModule"]["vocab"])
+    weight = ckpt["state_dict"]["embedding.weight"]
+    found = [c for c in chars if vocab.token_to_id(c) is not None]
+    assert len(found) >= 10
+    for i, c in enumerate(chars):
+        if c in found:
+            assert torch.equal(weight[vocab.token_to_id(c)], vectors[i]), c
