@@ -144,7 +144,7 @@ def table() -> str:
         if not rows:
             rows += ["| task | method | protocol | accuracy | macro-F1 | other | time |", "|---|---|---|---|---|---|---|"]
         for name, label in (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
-                            ("names_lstm", "char 2-layer BiLSTM, sqrt class weights")):
+                            ("names_lstm", "Unicode chars, BiGRU 256, sqrt class weights")):
             x = r[name]
             rows.append(f"| name -> language (18) | `configs/{name}.yaml` ({label}) | stratified 80/10/10 | "
                         f"{100 * x['test_acc']:.2f}% | {100 * x['test_f1']:.2f}% | | {x['fit_seconds']:.0f} s |")

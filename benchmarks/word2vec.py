@@ -54,7 +54,7 @@ def run_one(name: str) -> dict:
 
 
 def table() -> str:
-    rows = ["| embeddings | trained on | held-out NS loss | analogies top-1 | epochs | fit wall time | pairs/s |",
+    rows = ["| embeddings | trained on | held-out NS loss | analogies top-1 | epochs | fit wall time | examples/s |",
             "|---|---|---|---|---|---|---|"]
     for r in load("word2vec_sgns.json") + load("word2vec_cbow.json"):
         rows.append(f"| `{r['config']}` ({r['model']['mode']}, {r['model']['embedding_dim']}-d) | IMDB train+unsup, "
