@@ -12,6 +12,7 @@ half-written. The README's "When things go wrong" table lists the same cases.
 | config key typo / wrong type / bad choice | `error: model (<class>): Option 'hiden_size' is not accepted`, first line |
 | a checkpoint of another task given to predict | `error: checkpoint ... holds no <DataModule> state ...: use the matching config` |
 | empty or whitespace-only line to predict | that line's row has `error: empty input`; the other lines are predicted |
+| no readable input at all | `error: none of the 2 inputs can be predicted (line 1: empty input ...)` |
 | unknown words/characters, control characters | predicted, with a `warning` naming the unknown units |
 | input longer than the training length | truncated to `max_length`, with a `warning` |
 | predict file with invalid UTF-8 | `error: ... not UTF-8: byte 0xff at line 2, column 5`; no output file written |
@@ -252,3 +253,9 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(env, capsys, monke
     ckpt = torch.load(folder / "last.ckpt", weights_only=True)  # complete and loadable
     assert ckpt["global_step"] == 2
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"], "no half-written file left behind"
+
+
+def test_predict_with_nothing_readable(env, capsys, imdb_checkpoint):
+    err = fails(capsys, "predict", "--config", IMDB, *TINY, "--ckpt_path", str(imdb_checkpoint),
+                "--data.init_args.predict_texts=['', '   ']", "--prediction_writer.output=out.jsonl")
+    assert "none of the 2 inputs can be predicted (line 1: empty input" in err

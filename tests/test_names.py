@@ -142,4 +142,11 @@ def test_language_cli_predict_top_k(env):
           '["Dvořák", "李"]', "--prediction_writer.output", "lang.jsonl"])
     rows = [json.loads(line) for line in (env / "lang.jsonl").read_text().splitlines()]
     assert rows[0]["top"].count(",") == 2 and rows[0]["label"] in rows[0]["top"]
-    assert "no usable character" in rows[1]["error"]
+    # names_lstm keeps Unicode: a character never seen in training is <unk>, predicted with a warning
+    assert "every character is unknown" in rows[1]["warning"]
+    main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1", "--data.init_args.ascii", "true"])
+    ckpt = max((env / "runs" / "names_lstm").glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.ascii", "true",
+          "--data.init_args.predict_texts", '["Dvorak", "李"]', "--prediction_writer.output", "ascii.jsonl"])
+    row = json.loads((env / "ascii.jsonl").read_text().splitlines()[1])
+    assert "no usable character" in row["error"]  # ASCII folding leaves nothing of 李

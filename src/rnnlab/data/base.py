@@ -277,6 +277,12 @@ class SequenceDataModule(L.LightningDataModule):
         self._ensure_state()
         self.predict_items = self.encode_predict(self.read_predict_inputs())
         valid = [i for i, item in enumerate(self.predict_items) if "tokens" in item]
+        if not valid:  # Lightning would run no predict loop at all and write nothing
+            reasons = "; ".join(f"line {i}: {item.get('error', 'unreadable')}"
+                                for i, item in enumerate(self.predict_items[:5], start=1))
+            more = " ..." if len(self.predict_items) > 5 else ""
+            raise RnnlabError(f"none of the {len(self.predict_items)} inputs can be predicted ({reasons}{more}); "
+                              f"give at least one non-empty input the model can read")
         dataset = SequenceDataset([self.predict_items[i]["tokens"] for i in valid])
         collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
