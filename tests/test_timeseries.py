@@ -99,3 +99,15 @@ def test_logdiff_of_non_positive_values_is_a_clear_error(env, csv_file):
 
     with pytest.raises(RnnlabError, match="positive values"):
         TimeSeriesDataModule(csv=str(csv_file), transform="logdiff").series()
+
+
+def test_residual_regressor_with_a_zero_head_is_the_naive_forecast():
+    from rnnlab.models import SequenceRegressor
+
+    model = SequenceRegressor(num_features=3, horizon=4, residual=True, hidden_size=8)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = torch.randn(2, 5, 3)
+    pred, _ = model(x, torch.tensor([5, 5]))
+    assert pred.shape == (2, 5, 4, 3)
+    assert torch.equal(pred, x.unsqueeze(2).expand(-1, -1, 4, -1))  # every horizon repeats the last value

@@ -27,7 +27,8 @@ class SequenceRegressor(RnnlabModule):
     transformed series' own units (``{stage}/rmse_h1`` ... averaged over variables, ``{stage}/rmse_h1/<variable>``).
 
     ``forecast="iterated"`` evaluates multi-step forecasts by feeding the 1-step prediction back as the next input
-    instead of reading the direct ``h``-step head.
+    instead of reading the direct ``h``-step head. ``residual=True`` adds the last observation to every prediction:
+    the network learns the correction to the naive forecast (0 output = naive), needs inputs = targets.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class SequenceRegressor(RnnlabModule):
         nonlinearity: Literal["tanh", "relu", "identity"] = "tanh",
         dropout: float = 0.0,
         forecast: Literal["direct", "iterated"] = "direct",
+        residual: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         optimizer: OptimizerName = "adamw",
@@ -80,7 +82,10 @@ class SequenceRegressor(RnnlabModule):
         if self.head is None:
             return out.unsqueeze(2), state
         B, T, _ = out.shape
-        return self.head(out).view(B, T, -1, self.hparams.num_features), state
+        pred = self.head(out).view(B, T, -1, self.hparams.num_features)
+        if self.hparams.residual:  # the network predicts the change from the last observation (naive + correction)
+            pred = pred + x.unsqueeze(2)
+        return pred, state
 
     @torch.no_grad()
     def forecast_from(self, x: Tensor, steps: int, method: str = "direct") -> Tensor:
