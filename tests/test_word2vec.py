@@ -195,6 +195,10 @@ def test_mismatched_mode_and_bad_corpus_are_explained(env, capsys):
         Word2VecDataModule(corpus="nope.txt").read_documents()
     with pytest.raises(RnnlabError, match="not more than val_docs"):
         Word2VecDataModule(corpus=str(env / "c.txt"), val_docs=100).build(None)
+    tiny = Word2VecDataModule(corpus=str(env / "c.txt"), min_count=1, val_docs=2, batch_size=4096)
+    tiny.setup("fit")
+    with pytest.raises(RnnlabError, match="lower data.batch_size or data.subsample_t"):
+        list(tiny._stream("train", shuffle=True))
 
 
 def test_character_level_corpus_for_chinese(env):
@@ -227,3 +231,29 @@ def test_tagger_starts_from_character_vectors(env):
     for i, c in enumerate(chars):
         if c in found:
             assert torch.equal(weight[vocab.token_to_id(c)], vectors[i]), c
+
+
+def test_word2vec_trains_under_two_process_ddp(env):
+    cluster_corpus(env / "corpus.txt")
+    main(["fit", "--model=rnnlab.models.Word2Vec", "--model.embedding_dim=8", "--model.export_path=vectors/ddp.pt",
+          "--data=rnnlab.data.word2vec.Word2VecDataModule", "--data.corpus=corpus.txt", "--data.min_count=1",
+          "--data.val_docs=20", "--data.batch_size=128", "--data.subsample_t=0", "--trainer.max_epochs=2",
+          "--trainer.strategy=ddp_spawn",
+          "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+          "--checkpoint.monitor=val/loss", "--checkpoint.mode=min", "--early_stopping.monitor=val/loss",
+          "--early_stopping.mode=min"])
+    words, vectors = load_embeddings(env / "vectors" / "ddp.pt")
+    assert "apple" in words and torch.isfinite(vectors).all()
+    ckpt = torch.load(next((env / "runs").rglob("last.ckpt")), weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] > 0
+
+
+def test_evaluation_stream_splits_every_batch_across_ranks():
+    lengths = torch.tensor([5, 7, 3])
+    ids = torch.arange(2, 2 + int(lengths.sum()))
+    keep = torch.ones(40, dtype=torch.float64)
+    args = dict(mode="skipgram", window=2, batch_size=1000, seed=0, shuffle=False)
+    whole = list(PairStream(ids, lengths, keep, **args))
+    parts = [list(PairStream(ids, lengths, keep, rank=r, world=2, **args)) for r in (0, 1)]
+    assert len(whole) == 1 and len(parts[0]) == len(parts[1]) == 1  # one batch: both ranks still evaluate
+    assert torch.equal(torch.cat([parts[0][0][0], parts[1][0][0]]), whole[0][0])

@@ -14,7 +14,8 @@ Each epoch, vectorised over the whole corpus in chunks (no Python loop per pair)
 
 Negatives are drawn by the model (:class:`~rnnlab.models.word2vec.Word2Vec`) from the unigram^0.75 distribution of
 the counts kept in this module's state. Under DDP every rank generates the same stream (seeded by seed and epoch)
-and takes every ``world``-th batch of it, whole groups only: disjoint data, equal batch counts.
+and takes every ``world``-th batch of it, whole groups only: disjoint data, equal batch counts; the evaluation
+stream instead splits every batch across the ranks (each pair counted once, even when there are few batches).
 """
 
 from __future__ import annotations
@@ -122,12 +123,25 @@ class PairStream(IterableDataset):
                 yield centre[idx], context[idx]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        group = []
+        if not self.shuffle:  # evaluation: every batch is split across the ranks, so all pairs count exactly once
+            for centre, context in self._batches():
+                if len(centre) >= self.world:
+                    parts = torch.arange(len(centre)).tensor_split(self.world)[self.rank]
+                    yield centre[parts], context[parts]
+            return
+        group, groups = [], 0
         for batch in self._batches():
             group.append(batch)
             if len(group) == self.world:  # only whole groups: every rank gets the same number of batches
+                groups += 1
                 yield group[self.rank]
                 group = []
+        if groups == 0:  # the same on every rank (same stream): all stop together with the reason
+            raise RnnlabError(
+                f"an epoch of this corpus gives fewer than {self.world} batch(es) of {self.batch_size} examples after "
+                f"subsampling, so nothing would train: lower data.batch_size or data.subsample_t (0 keeps every word), "
+                f"or give a larger corpus"
+            )
 
 
 class Word2VecDataModule(SequenceDataModule):
