@@ -134,6 +134,14 @@ class Vocabulary:
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
+    def tokens(self) -> list[str]:
+        """Every token, in id order (``tokens()[i]`` has id ``i``)."""
+        table = self.tokenizer.get_vocab()
+        out = [""] * len(table)
+        for token, i in table.items():
+            out[i] = token
+        return out
+
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()
 

@@ -20,7 +20,6 @@ stream instead splits every batch across the ranks (each pair counted once, even
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from rnnlab.data.base import SequenceDataModule, pack_sequences, seeded_split, unpack_sequences
+from rnnlab.data.base import SequenceDataModule, pack_sequences, seeded_split
 from rnnlab.data.imdb import ARCHIVE, read_archive
 from rnnlab.data.sources import fetch
 from rnnlab.data.text import Vocabulary
@@ -281,13 +280,6 @@ class Word2VecDataModule(SequenceDataModule):
 
     @property
     def words(self) -> list[str]:
+        """The vocabulary in id order."""
         self._ensure_state()
-        vocab = self.vocab.tokenizer.get_vocab()
-        words = [""] * len(vocab)
-        for w, i in vocab.items():
-            words[i] = w
-        return words
-
-    def word_counts(self) -> Counter:
-        self._ensure_state()
-        return Counter(dict(zip(self.words, self.counts.tolist())))
+        return self.vocab.tokens()

@@ -302,10 +302,7 @@ def init_embedding(embedding: nn.Embedding, path: str, vocab, pad_id: int = 0) -
     """Initialise ``embedding`` (rows = ``vocab``'s ids) from the vectors in ``path`` (:func:`load_embeddings`,
     :func:`align_embeddings`); returns the share of the vocabulary (without ``<pad>``/``<unk>``) that was found."""
     words, vectors = load_embeddings(path)
-    table = vocab.tokenizer.get_vocab()
-    vocab_words = [""] * len(table)
-    for w, i in table.items():
-        vocab_words[i] = w
+    vocab_words = vocab.tokens()
     found = align_embeddings(vocab_words, words, vectors, embedding.weight, pad_id)
     coverage = found / max(len(vocab_words) - 2, 1)
     frozen = "frozen" if not embedding.weight.requires_grad else "fine-tuned"
