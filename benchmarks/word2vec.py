@@ -31,11 +31,11 @@ def run_one(name: str) -> dict:
         config = f"configs/imdb_word2vec_{name}.yaml"
         run = fit_and_test(config, name=f"imdb_word2vec_{name}")
         model = run.cli.model
-        model.report()
+        neighbours = model.report()  # also sets model.analogy_accuracy
         result = {"config": config, "command": f"python benchmarks/word2vec.py {name}",
                   "val_loss": run.test["test/loss"], "epochs": run.cli.trainer.current_epoch,
                   "fit_seconds": run.fit_seconds, "examples_per_s": round(model.examples_seen / run.fit_seconds),
-                  "vocab": len(model.words), "neighbours": model.report(),
+                  "vocab": len(model.words), "neighbours": neighbours,
                   "analogies": getattr(model, "analogy_accuracy", None), "model": dict(model.hparams)}
     else:
         vectors, frozen = CLASSIFIERS[name]
