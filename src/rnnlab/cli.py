@@ -16,7 +16,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 
 
-OPTIONAL_LINKS = ("char_vocab_size", "unit_features", "num_features", "horizon")  # taken by some models only
+OPTIONAL_LINKS = ("char_vocab_size", "unit_features", "num_features", "horizon", "tgt_vocab_size")  # taken by some models only
 
 
 def _import(class_path: str):

@@ -321,6 +321,11 @@ class SequenceDataModule(L.LightningDataModule):
         return 0
 
     @property
+    def tgt_vocab_size(self) -> int:
+        """Size of the target vocabulary of a sequence-to-sequence dataset (0: none)."""
+        return 0
+
+    @property
     def vocab_size(self) -> int:
         """Size of the token vocabulary (0: the inputs are not token ids)."""
         self._ensure_state()

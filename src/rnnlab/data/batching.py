@@ -17,7 +17,8 @@ IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores
 class Batch:
     """A padded batch. ``tokens [B, T]`` or ``[B, T, K]`` (K ids per step, e.g. a word and its characters; padding =
     ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
-    ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), or None;
+    ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), ``[B, T']`` for
+    a target sequence of its own length (seq2seq), or None;
     ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP)."""
 
     tokens: Tensor
@@ -61,7 +62,8 @@ def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:
     if targets[0] is None:
         target = None
     elif isinstance(targets[0], Tensor) and targets[0].dim() > 0:
-        target = torch.full((len(seqs), tokens.shape[1], *targets[0].shape[1:]), IGNORE_INDEX, dtype=targets[0].dtype)
+        width = max(len(t) for t in targets)  # the inputs' length for per-step targets; its own for seq2seq
+        target = torch.full((len(seqs), width, *targets[0].shape[1:]), IGNORE_INDEX, dtype=targets[0].dtype)
         for i, t in enumerate(targets):
             target[i, : len(t)] = t
     else:

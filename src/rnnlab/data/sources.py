@@ -161,10 +161,11 @@ def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
             f"{remote.name} (or {target_dir / remote.name}); its structure is checked before use."
         )
 
+    (target_dir / remote.name).parent.mkdir(parents=True, exist_ok=True)  # names may hold folders
     try:
         path = pooch.retrieve(
             remote.url,
-            known_hash=f"sha256:{remote.sha256}" if remote.sha256 else None,
+            known_hash=f"sha256:{remote.sha256}",
             fname=remote.name,
             path=target_dir,
             progressbar=_progressbar(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Literal, Sequence
 
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from rnnlab.errors import RnnlabError
 
@@ -20,7 +20,9 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 class Vocabulary:
     """A trained tokenizer plus its vocabulary. ``<pad>`` is id 0 and ``<unk>`` id 1 in every vocabulary.
 
-    ``level="word"``: words and runs of punctuation (``\\w+|[^\\w\\s]+``); ``level="char"``: every character.
+    ``level="word"``: words and runs of punctuation (``\\w+|[^\\w\\s]+``); ``level="char"``: every character;
+    ``level="bpe"``: byte-pair-encoding subwords of whitespace-separated words (sentencepiece-style ``▁`` word
+    starts, so ids decode back to the exact normalised text), ``max_size`` of them.
     ``html_breaks`` replaces the ``<br />`` tags of IMDB-style text by spaces before anything else.
     """
 
@@ -35,7 +37,7 @@ class Vocabulary:
     def build(
         cls,
         texts: Iterable[str],
-        level: Literal["word", "char"] = "word",
+        level: Literal["word", "char", "bpe"] = "word",
         lowercase: bool = True,
         html_breaks: bool = False,
         max_size: int | None = None,
@@ -49,19 +51,25 @@ class Vocabulary:
         norm.append(normalizers.NFKC())
         if lowercase:
             norm.append(normalizers.Lowercase())
-        tok = Tokenizer(models.WordLevel(unk_token=UNK))
-        tok.normalizer = normalizers.Sequence(norm)
-        if level == "word":
-            tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        elif level == "char":
-            tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\X"), behavior="isolated")
-        else:
-            raise RnnlabError(f"level must be 'word' or 'char', got {level!r}")
+        if level not in ("word", "char", "bpe"):
+            raise RnnlabError(f"level must be 'word', 'char' or 'bpe', got {level!r}")
         specials = [PAD, UNK, *extra_specials]
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=max_size if max_size else 1 << 30, min_frequency=min_freq, special_tokens=specials,
-            show_progress=False,
-        )
+        size = max_size if max_size else 1 << 30
+        if level == "bpe":
+            if not max_size:
+                raise RnnlabError("level='bpe' needs max_size (the number of subwords, e.g. 8000)")
+            tok = Tokenizer(models.BPE(unk_token=UNK))
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            tok.decoder = decoders.Metaspace()
+            trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=min_freq, special_tokens=specials,
+                                          show_progress=False)
+        else:
+            tok = Tokenizer(models.WordLevel(unk_token=UNK))
+            tok.pre_tokenizer = (pre_tokenizers.Whitespace() if level == "word"
+                                 else pre_tokenizers.Split(Regex(r"\X"), behavior="isolated"))
+            trainer = trainers.WordLevelTrainer(vocab_size=size, min_frequency=min_freq, special_tokens=specials,
+                                                show_progress=False)
+        tok.normalizer = normalizers.Sequence(norm)
         tok.train_from_iterator(texts, trainer=trainer)
         return cls(tok)
 

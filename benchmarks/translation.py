@@ -1,0 +1,86 @@
+"""Translation benchmarks: Tatoeba zh->en, Multi30k de->en and en->fr; attention vs none; greedy vs beam search.
+
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/translation.py                # every run below
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/translation.py cmn_eng_zh_en_attn
+    python benchmarks/translation.py --table                                        # from results/translation_*.json
+
+Each run trains on the real data, then tests the best-validation-BLEU checkpoint with greedy decoding and with beam
+search (and on every test set named in the run), and writes benchmarks/results/translation_<run>.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fit_and_test, load, main, write  # noqa: E402
+
+NO_ATTN = ["--model.init_args.attention=none"]
+RUNS = {  # name: (config, extra CLI arguments, extra Multi30k test sets)
+    "cmn_eng_zh_en_attn": ("configs/cmn_eng_seq2seq_attn.yaml", [], []),
+    "multi30k_de_en_attn": ("configs/multi30k_de_en_attn.yaml", [], []),
+    "cmn_eng_zh_en_noattn": ("configs/cmn_eng_seq2seq_attn.yaml", NO_ATTN, []),
+    "multi30k_en_fr_attn": ("configs/multi30k_en_fr_attn.yaml", [], ["test_2017_flickr"]),
+    "multi30k_de_en_noattn": ("configs/multi30k_de_en_attn.yaml", NO_ATTN, []),
+}
+BEAMS = (1, 5)
+
+
+def _test(run, datamodule, beam: int) -> dict:
+    model = run.cli.model
+    model.hparams.beam_size = beam
+    start = time.perf_counter()
+    out = run.cli.trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+    return {"bleu": round(out["test/bleu"], 2), "chrf": round(out["test/chrf"], 2),
+            "ppl": round(out["test/ppl"], 3), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_one(name: str) -> dict:
+    from rnnlab.data.translation import TranslationDataModule
+
+    config, extra, more_sets = RUNS[name]
+    run = fit_and_test(config, extra, name=name)
+    dm = run.cli.datamodule
+    best = run.cli.trainer.checkpoint_callback.best_model_path
+    default_set = dm.test_set if dm.source == "multi30k" else "held-out 10%"
+    tests = {default_set: {f"beam{b}": _test(run, dm, b) for b in BEAMS}}
+    for test_set in more_sets:
+        args = {k: getattr(dm, k) for k in ("source", "src_lang", "tgt_lang", "lowercase", "max_len", "min_freq")}
+        other = TranslationDataModule(**args, test_set=test_set, vocab_from=best, batch_size=dm.batch_size,
+                                      root=str(dm.root), local_dir=dm.local_dir)
+        tests[test_set] = {f"beam{b}": _test(run, other, b) for b in BEAMS}
+    model = run.cli.model
+    samples = [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
+               for i, h in model.translations.get("test", [])[:8]]
+    result = {
+        "run": name, "config": config, "extra": extra,
+        "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
+        "direction": f"{dm.src_lang}->{dm.tgt_lang}", "source": dm.source, "tests": tests,
+        "best_val_bleu": round(run.best_score, 2), "epochs": len(run.epochs), "fit_seconds": run.fit_seconds,
+        "train_src_tokens_per_s": run.tokens_per_s, "train_pairs": len(dm.dataset("train")),
+        "vocab": {"src": dm.vocab_size, "tgt": dm.tgt_vocab_size, "src_level": dm.src_level,
+                  "tgt_level": dm.tgt_level},
+        "params": sum(p.numel() for p in model.parameters()), "model": dict(model.hparams),
+        "samples": samples,
+    }
+    write(f"translation_{name}", result)
+    return result
+
+
+def table() -> str:
+    rows = ["| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | best val BLEU "
+            "(greedy) | epochs | fit time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in load("translation_*.json"):
+        m = r["model"]
+        for test_set, t in r["tests"].items():
+            rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {r['source']} "
+                        f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
+                        f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
+                        f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main(__file__, run_one, table, list(RUNS))
