@@ -65,6 +65,8 @@ def local_data(tmp_path_factory) -> Path:
     write_icwb2(root / "icwb2" / "icwb2-data.zip")
     write_tang(root / "chinese_poetry" / "chinese-poetry-tang.tar.gz")
     write_jsb(root / "jsb_chorales")
+    write_multi30k(root / "multi30k")
+    write_cmn(root / "cmn_eng" / "cmn.txt")
     return root
 
 
@@ -269,3 +271,62 @@ def write_jsb(folder: Path) -> None:
     data = {"test": jsb_pieces(4, 2), "train": jsb_pieces(12, 0), "valid": jsb_pieces(4, 1)}
     (folder / "jsb-chorales-quarter.json").write_text(json.dumps(data))
     (folder / "jsb-chorales-16th.json").write_text(json.dumps(data))
+
+
+# a toy parallel "language": each English word has one German, French and Chinese counterpart
+LEXICON = {"a": ("ein", "un", "一"), "dog": ("hund", "chien", "狗"), "cat": ("katze", "chat", "猫"),
+           "runs": ("rennt", "court", "跑"), "sleeps": ("schläft", "dort", "睡"), "man": ("mann", "homme", "人"),
+           "big": ("großer", "grand", "大"), "small": ("kleiner", "petit", "小"), "red": ("roter", "rouge", "红"),
+           "ball": ("ball", "balle", "球"), "sees": ("sieht", "voit", "看"), "the": ("der", "le", "这")}
+
+
+def parallel_sentences(n: int, seed: int) -> list[dict[str, str]]:
+    """Aligned toy sentences: ``{"en": ..., "de": ..., "fr": ..., "zh": ...}``, word-by-word translations."""
+    rng = random.Random(seed)
+    words = sorted(LEXICON)
+    out = []
+    for _ in range(n):
+        en = [rng.choice(words) for _ in range(rng.randint(2, 7))]
+        row = {"en": " ".join(en).capitalize() + "."}
+        for k, lang in enumerate(("de", "fr")):
+            row[lang] = " ".join(LEXICON[w][k] for w in en).capitalize() + "."
+        row["zh"] = "".join(LEXICON[w][2] for w in en) + "。"
+        out.append(row)
+    return out
+
+
+def write_multi30k(folder: Path, sizes: dict[str, int] | None = None) -> None:
+    """Multi30k task 1 layout: ``data/task1/raw/<split>.<lang>.gz``, one sentence per line, aligned."""
+    import gzip
+
+    sizes = sizes or {"train": 200, "val": 20, "test_2016_flickr": 20, "test_2017_flickr": 15,
+                      "test_2018_flickr": 15}
+    raw = folder / "data" / "task1" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for k, (split, n) in enumerate(sizes.items()):
+        rows = parallel_sentences(n, seed=100 + k)
+        for lang in ("en", "de", "fr"):
+            text = "\n".join(r[lang] for r in rows) + "\n"
+            (raw / f"{split}.{lang}.gz").write_bytes(gzip.compress(text.encode("utf-8")))
+
+
+def write_cmn(path: Path, n: int = 300) -> Path:
+    """Tatoeba ``cmn.txt``: English TAB Chinese TAB attribution."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{r['en']}\t{r['zh']}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i} (x) & #{i + 1} (y)"
+             for i, r in enumerate(parallel_sentences(n, seed=7))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_eng_fra(path: Path) -> Path:
+    """The PyTorch tutorial's ``data.zip`` holding ``data/eng-fra.txt`` (English TAB French)."""
+    lines = ["Go.\tVa !", "I am cold.\tJ'ai froid.", "I'm tired.\tJe suis fatigué.", "He is tall.\tIl est grand.",
+             "She's a very good teacher and everyone likes her a lot.\tC'est une très bonne enseignante et tout le "
+             "monde l'aime beaucoup.", "We are here.\tNous sommes ici.", "You're late!\tTu es en retard !",
+             "They are busy.\tIls sont occupés.", "Tom runs.\tTom court."]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("data/eng-fra.txt", "\n".join(lines) + "\n")
+        z.writestr("data/names/English.txt", "Smith\n")
+    return path

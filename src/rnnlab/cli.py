@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from rnnlab.callbacks import (ConfusionMatrix, GenerationSamples, LastCheckpoint, PredictionWriter, ThroughputMonitor,
+                              TranslationSamples,
                               find_last_checkpoint, run_dir)
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
@@ -111,6 +112,7 @@ class RnnlabCLI(LightningCLI):
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
         parser.add_lightning_class_args(GenerationSamples, "samples")
+        parser.add_lightning_class_args(TranslationSamples, "translation_samples")
         for prop in ("vocab_size", "num_classes", "pad_id", *OPTIONAL_LINKS):
             parser.link_arguments(f"data.{prop}", f"model.init_args.{prop}", apply_on="instantiate")
 

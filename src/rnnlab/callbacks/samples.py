@@ -84,3 +84,75 @@ class PianoRollSamples(L.Callback):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image(key="samples/piano_roll", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"])
+
+
+class TranslationSamples(L.Callback):
+    """For :class:`~rnnlab.models.seq2seq.Seq2Seq`: after each validation epoch, the first ``n`` validation sentences
+    as source / reference / hypothesis rows (``translations.txt`` in the run folder, appended per epoch; a W&B
+    ``translations`` table) and their attention maps (``attention/epoch<N>.png``; also to W&B).
+
+    Args:
+        n: sentences shown.
+        every_n_epochs: how often (0 turns it off).
+    """
+
+    def __init__(self, n: int = 4, every_n_epochs: int = 1) -> None:
+        self.n, self.every_n_epochs = n, every_n_epochs
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        if (trainer.sanity_checking or not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs
+                or trainer.global_rank != 0 or not hasattr(pl_module, "greedy") or not hasattr(dm, "references")):
+            return
+        dataset = dm.dataset("val")
+        picked = list(range(min(self.n, len(dataset))))
+        batch = dm.collate([dataset[i] for i in picked])
+        ids, weights = pl_module.greedy(batch.tokens.long().to(pl_module.device), batch.lengths,
+                                        return_attention=True)
+        rows = [(dm.source_text("val", i), dm.references("val")[i], dm.decode_target(ids[k].tolist()))
+                for k, i in enumerate(picked)]
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "translations.txt", "a", encoding="utf-8") as f:
+            f.write(f"=== epoch {trainer.current_epoch} (step {trainer.global_step})\n")
+            for src, ref, hyp in rows:
+                f.write(f"SRC {src}\nREF {ref}\nHYP {hyp}\n\n")
+        png = None
+        if weights is not None:
+            maps = []
+            for k in range(len(picked)):
+                src = dm.source_tokens(batch.tokens[k, : batch.lengths[k]].tolist())
+                hyp = dm.target_tokens(ids[k].tolist())
+                maps.append((src, hyp, weights[k, : len(hyp), : len(src)].float().cpu()))
+            png = plot_attention(maps, folder / "attention" / f"epoch{trainer.current_epoch}.png",
+                                 title=f"epoch {trainer.current_epoch}")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_text(key="translations", columns=["epoch", "source", "reference", "hypothesis"],
+                                data=[[trainer.current_epoch, *row] for row in rows])
+                if png is not None:
+                    logger.log_image(key="attention", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"])
+
+
+def plot_attention(maps, path, title: str = ""):
+    """Attention heatmaps, one panel per sentence: rows the output tokens, columns the source tokens."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4.5), squeeze=False)
+    for ax, (src, hyp, w) in zip(axes[0], maps):
+        ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(src)), src, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(hyp)), hyp, fontsize=7)
+    fig.suptitle(title)
+    with warnings.catch_warnings():  # fonts without CJK glyphs warn per character
+        warnings.simplefilter("ignore")
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

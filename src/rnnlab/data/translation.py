@@ -120,7 +120,7 @@ def tutorial_normalize(s: str) -> str:
     """The PyTorch tutorial's ``normalizeString``: ASCII, lower case, ``.!?`` split off, other symbols dropped."""
     s = "".join(c for c in unicodedata.normalize("NFD", s.lower().strip()) if unicodedata.category(c) != "Mn")
     s = re.sub(r"([.!?])", r" \1", s)
-    s = re.sub(r"[^a-zA-Z!?]+", r" ", s)
+    s = re.sub(r"[^a-zA-Z.!?]+", r" ", s)
     return s.strip()
 
 
