@@ -19,6 +19,7 @@ import names  # noqa: E402
 import sighan_baseline  # noqa: E402
 import tagging  # noqa: E402
 import timeseries  # noqa: E402
+import translation  # noqa: E402
 import word2vec  # noqa: E402
 from common import RESULTS  # noqa: E402
 
@@ -83,7 +84,8 @@ BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells
           "name-samples": name_samples, "shakespeare-sample": shakespeare_sample, "poem-samples": poems,
           "timeseries-table": timeseries.table, "sighan-table": sighan_baseline.table,
           "charlm-cross": charlm.cross_table, "music-table": music.table, "music-samples": music.samples_table,
-          "word2vec-table": word2vec.table, "word2vec-neighbours": word2vec.neighbours_table}
+          "word2vec-table": word2vec.table, "word2vec-neighbours": word2vec.neighbours_table,
+          "translation-table": translation.table, "translation-samples": translation.samples_table}
 
 
 def main() -> None:

@@ -46,14 +46,14 @@ def run_one(name: str) -> dict:
     best = run.cli.trainer.checkpoint_callback.best_model_path
     default_set = dm.test_set if dm.source == "multi30k" else "held-out 10%"
     tests = {default_set: {f"beam{b}": _test(run, dm, b) for b in BEAMS}}
+    model = run.cli.model  # its last test: beam 5 on the default test set
+    samples = [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
+               for i, h in model.translations.get("test", [])[:8]]
     for test_set in more_sets:
         args = {k: getattr(dm, k) for k in ("source", "src_lang", "tgt_lang", "lowercase", "max_len", "min_freq")}
         other = TranslationDataModule(**args, test_set=test_set, vocab_from=best, batch_size=dm.batch_size,
                                       root=str(dm.root), local_dir=dm.local_dir)
         tests[test_set] = {f"beam{b}": _test(run, other, b) for b in BEAMS}
-    model = run.cli.model
-    samples = [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
-               for i, h in model.translations.get("test", [])[:8]]
     result = {
         "run": name, "config": config, "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
@@ -79,6 +79,15 @@ def table() -> str:
                         f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
                         f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
                         f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min |")
+    return "\n".join(rows)
+
+
+def samples_table(per_run: int = 4) -> str:
+    rows = ["| run | source | reference | beam-5 output |", "|---|---|---|---|"]
+    for r in load("translation_*_attn.json"):
+        for s in r["samples"][:per_run]:
+            cells = [c.replace("|", "\\|") for c in (s["source"], s["reference"], s["hypothesis"])]
+            rows.append(f"| {r['source']} {r['direction']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

@@ -144,6 +144,10 @@ def plot_attention(maps, path, title: str = ""):
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Chinese/Japanese tokens need a CJK font: the first of these that is installed is used, else boxes are drawn
+    cjk = ["Noto Sans CJK SC", "Noto Sans CJK TC", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei",
+           "Microsoft YaHei", "PingFang SC", "DejaVu Sans"]
+    plt.rcParams["font.sans-serif"] = cjk + [f for f in plt.rcParams["font.sans-serif"] if f not in cjk]
     fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4.5), squeeze=False)
     for ax, (src, hyp, w) in zip(axes[0], maps):
         ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
