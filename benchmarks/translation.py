@@ -37,6 +37,13 @@ def _test(run, datamodule, beam: int) -> dict:
             "ppl": round(out["test/ppl"], 3), "seconds": round(time.perf_counter() - start, 1)}
 
 
+def spread_samples(dm, translations: list, n: int = 8) -> list[dict]:
+    """``n`` test translations spread over the split (Tatoeba lists its pairs shortest first)."""
+    step = max(len(translations) // n, 1)
+    return [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
+            for i, h in translations[step // 2 :: step][:n]]
+
+
 def run_one(name: str) -> dict:
     from rnnlab.data.translation import TranslationDataModule
 
@@ -47,8 +54,7 @@ def run_one(name: str) -> dict:
     default_set = dm.test_set if dm.source == "multi30k" else "held-out 10%"
     tests = {default_set: {f"beam{b}": _test(run, dm, b) for b in BEAMS}}
     model = run.cli.model  # its last test: beam 5 on the default test set
-    samples = [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
-               for i, h in model.translations.get("test", [])[:8]]
+    samples = spread_samples(dm, model.translations.get("test", []))
     for test_set in more_sets:
         args = {k: getattr(dm, k) for k in ("source", "src_lang", "tgt_lang", "lowercase", "max_len", "min_freq")}
         other = TranslationDataModule(**args, test_set=test_set, vocab_from=best, batch_size=dm.batch_size,
@@ -63,7 +69,7 @@ def run_one(name: str) -> dict:
         "vocab": {"src": dm.vocab_size, "tgt": dm.tgt_vocab_size, "src_level": dm.src_level,
                   "tgt_level": dm.tgt_level},
         "params": sum(p.numel() for p in model.parameters()), "model": dict(model.hparams),
-        "samples": samples,
+        "samples": samples, "best_checkpoint": best,
     }
     write(f"translation_{name}", result)
     return result

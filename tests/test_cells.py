@@ -95,10 +95,12 @@ def test_manual_bptt_learns():
     rnn = ManualBPTTRNN(1, 8, 1, generator=g)
     x = torch.randn(16, 10, 1, dtype=torch.double, generator=g)
     y = torch.cumsum(x, 1) * 0.3  # a running sum: needs memory
-    first = rnn.sgd_step(x, y, lr=0.005)
-    for _ in range(300):
-        last = rnn.sgd_step(x, y, lr=0.005)
-    assert last < 0.3 * first
+    # lr 0.005 made this chaotic (the loss oscillated between 9 and 37, so pass or fail hung on the BLAS build's
+    # rounding); at 0.001 full-batch gradient descent settles
+    first = rnn.sgd_step(x, y, lr=0.001)
+    losses = [rnn.sgd_step(x, y, lr=0.001) for _ in range(300)]
+    assert losses[-1] < 0.15 * first
+    assert max(losses[-100:]) < 0.2 * first, "settled, not oscillating"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

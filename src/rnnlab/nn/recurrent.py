@@ -177,7 +177,21 @@ class Recurrent(nn.Module):
 
     def _kernel(self, inp: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[Tensor], bidirectional: bool,
                 num_layers: int = 1, batch_sizes: Optional[Tensor] = None):
-        """Call torch's fused kernel; returns (output, h_n, c_n or None)."""
+        """Call torch's fused kernel; returns (output, h_n, c_n or None).
+
+        On a CPU whose oneDNN has no bfloat16/float16 LSTM primitive (no AVX512-BF16/AMX, e.g. many AMD EPYCs) the
+        kernel raises under autocast; that layer then runs in float32 (autocast off) and the rest stays mixed."""
+        try:
+            return self._kernel_call(inp, h0, c0, weights, bidirectional, num_layers, batch_sizes)
+        except RuntimeError as err:
+            if inp.device.type != "cpu" or "primitive descriptor" not in str(err):
+                raise
+        with torch.autocast("cpu", enabled=False):
+            return self._kernel_call(inp.float(), h0.float(), None if c0 is None else c0.float(),
+                                     [w.float() for w in weights], bidirectional, num_layers, batch_sizes)
+
+    def _kernel_call(self, inp: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[Tensor],
+                     bidirectional: bool, num_layers: int, batch_sizes: Optional[Tensor]):
         dropout = self.dropout if num_layers > 1 else 0.0
         if batch_sizes is None:
             args = (weights, True, num_layers, dropout, self.training, bidirectional, True)
