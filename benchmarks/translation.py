@@ -97,5 +97,29 @@ def samples_table(per_run: int = 4) -> str:
     return "\n".join(rows)
 
 
+def resample(name: str) -> None:
+    """Re-draw the samples of a finished run from its best checkpoint (beam 5 over the test set)."""
+    import json
+
+    from common import QUIET, RESULTS, ROOT
+    from rnnlab.cli import RnnlabCLI
+
+    path = RESULTS / f"translation_{name}.json"
+    result = json.loads(path.read_text())
+    best = result.get("best_checkpoint") or str(max((ROOT / "runs" / "bench" / name).glob("version_*/checkpoints/epoch*.ckpt"),
+                                                    key=lambda p: p.stat().st_mtime))
+    config, extra, _ = RUNS[name]
+    cli = RnnlabCLI(args=["--config", config, *QUIET, *extra, "--data.init_args.vocab_from", best,
+                          "--model.init_args.beam_size=5"], run=False)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)
+    result["samples"] = spread_samples(cli.datamodule, cli.model.translations["test"])
+    result["best_checkpoint"] = best
+    path.write_text(json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n")
+    print(f"rewrote the samples of {path}")
+
+
 if __name__ == "__main__":
-    main(__file__, run_one, table, list(RUNS))
+    if sys.argv[1:2] == ["--resample"]:
+        resample(sys.argv[2])
+    else:
+        main(__file__, run_one, table, list(RUNS))
