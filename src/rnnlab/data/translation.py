@@ -149,7 +149,8 @@ class TranslationDataModule(SequenceDataModule):
             ``bpe`` otherwise).
         src_vocab, tgt_vocab: vocabulary size of each side including the 4 specials (BPE merges stop there; word
             and char vocabularies keep at most this many).
-        min_freq: word/char units seen fewer times in training read as ``<unk>``.
+        min_freq: word/char units seen fewer times in training read as ``<unk>``; for BPE, the least frequent pair
+            that is still merged.
         lowercase: lower-case both sides (the references for BLEU too).
         max_len: training pairs with a side longer than this many units are left out (never validation/test ones).
         test_set: the Multi30k test set (``test_2016_flickr``, ``test_2017_flickr``, ``test_2018_flickr``).
@@ -200,7 +201,8 @@ class TranslationDataModule(SequenceDataModule):
         self.name = source
         self.vocab: Optional[Vocabulary] = None
         self.target_vocab: Optional[Vocabulary] = None
-        self.refs: dict[str, list[str]] = {}
+        self.refs: dict[str, list[str]] = {}  # per split: the BLEU references
+        self.sources: dict[str, list[str]] = {}  # per split: the raw source sentences
 
     def encoding_args(self) -> dict:
         return {"src": [self.src_lang, self.src_level, self.src_vocab_size], "min_freq": self.min_freq,
@@ -253,7 +255,7 @@ class TranslationDataModule(SequenceDataModule):
         if state is None:
             train = pairs["train"]
             vocabs = [Vocabulary.build([p[side] for p in train], level=level, lowercase=self.lowercase,
-                                       max_size=size, min_freq=self.min_freq if level != "bpe" else 2,
+                                       max_size=size, min_freq=self.min_freq,
                                        extra_specials=(BOS, EOS))
                       for side, level, size in ((0, self.src_level, self.src_vocab_size),
                                                 (1, self.tgt_level, self.tgt_vocab_size_arg))]
@@ -283,9 +285,7 @@ class TranslationDataModule(SequenceDataModule):
                 raise RnnlabError("the vocabulary is malformed: <bos> must be id 2 and <eos> id 3")
 
     def make_dataset(self, split: str, data: dict) -> SequenceDataset:
-        self.refs[split] = data["references"]
-        self.sources = getattr(self, "sources", {})
-        self.sources[split] = data["sources"]
+        self.refs[split], self.sources[split] = data["references"], data["sources"]
         return SequenceDataset(data["tokens"], data["targets"])
 
     # ----------------------------------------------------------------- text out
