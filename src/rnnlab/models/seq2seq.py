@@ -175,9 +175,11 @@ class Seq2Seq(RnnlabModule):
         return self.logits(attn_vec).squeeze(1), state, attn_vec.squeeze(1), (
             None if weights is None else weights.squeeze(1))
 
-    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0) -> Tensor:
-        """Teacher-forced logits ``[B, T, V]`` for decoder inputs ``tgt_in [B, T]`` (``<bos> y_1 .. y_{T-1}``)."""
-        memory, state = self.encode(src, lengths)
+    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0,
+                encoded: Optional[tuple[dict, State]] = None) -> Tensor:
+        """Teacher-forced logits ``[B, T, V]`` for decoder inputs ``tgt_in [B, T]`` (``<bos> y_1 .. y_{T-1}``);
+        ``encoded``: the result of :meth:`encode` for this source, when the caller has it already."""
+        memory, state = encoded or self.encode(src, lengths)
         B, T = tgt_in.shape
         if not self.hparams.input_feeding and teacher_forcing >= 1.0:  # every step in one recurrent call
             x = self.dropout(self.tgt_embedding(tgt_in))
@@ -207,11 +209,11 @@ class Seq2Seq(RnnlabModule):
 
     @torch.no_grad()
     def greedy(self, src: Tensor, lengths: Tensor, max_len: Optional[int] = None,
-               return_attention: bool = False):
+               return_attention: bool = False, encoded: Optional[tuple[dict, State]] = None):
         """Most likely token at each step -> ids ``[B, T']`` (``<eos>`` included, then padding); with
         ``return_attention`` also the weights ``[B, T', S]`` (None without attention)."""
         hp = self.hparams
-        memory, state = self.encode(src, lengths)
+        memory, state = encoded or self.encode(src, lengths)
         B = src.shape[0]
         limits = self._limits(memory["lengths"], max_len)
         feed = memory["enc"].new_zeros(B, hp.hidden_size)
@@ -233,14 +235,15 @@ class Seq2Seq(RnnlabModule):
 
     @torch.no_grad()
     def beam_search(self, src: Tensor, lengths: Tensor, beam_size: Optional[int] = None,
-                    length_penalty: Optional[float] = None, max_len: Optional[int] = None):
+                    length_penalty: Optional[float] = None, max_len: Optional[int] = None,
+                    encoded: Optional[tuple[dict, State]] = None):
         """Batched beam search. Returns ``(ids [B, K, T'], scores [B, K])``: the ``K`` final hypotheses of each
         sentence sorted by normalised score ``log p / length^alpha`` (best first); ``ids`` end with ``<eos>`` (or at
         the length limit), then padding."""
         hp = self.hparams
         K = beam_size or hp.beam_size
         alpha = hp.length_penalty if length_penalty is None else length_penalty
-        memory, state = self.encode(src, lengths)
+        memory, state = encoded or self.encode(src, lengths)
         B = src.shape[0]
         device = src.device
         rows = torch.arange(B, device=device).repeat_interleave(K)  # beam row -> sentence
@@ -278,12 +281,13 @@ class Seq2Seq(RnnlabModule):
         order = normed.argsort(dim=1, descending=True)
         return ids.gather(1, order.unsqueeze(-1).expand_as(ids)), normed.gather(1, order)
 
-    def translate(self, src: Tensor, lengths: Tensor, beam_size: int = 1) -> tuple[Tensor, Tensor]:
+    def translate(self, src: Tensor, lengths: Tensor, beam_size: int = 1,
+                  encoded: Optional[tuple[dict, State]] = None) -> tuple[Tensor, Tensor]:
         """Best output ids ``[B, T']`` and their scores (normalised log-probabilities; greedy: 0)."""
         if beam_size <= 1:
-            ids = self.greedy(src, lengths)
+            ids = self.greedy(src, lengths, encoded=encoded)
             return ids, torch.zeros(ids.shape[0], device=ids.device)
-        ids, scores = self.beam_search(src, lengths, beam_size)
+        ids, scores = self.beam_search(src, lengths, beam_size, encoded=encoded)
         return ids[:, 0], scores[:, 0]
 
     # --------------------------------------------------------------- Lightning
@@ -309,12 +313,13 @@ class Seq2Seq(RnnlabModule):
     def evaluate(self, batch: Batch, stage: str) -> None:
         src = batch.tokens.long()
         tgt_in, labels = self._split_target(batch.target)
-        logits = self(src, batch.lengths, tgt_in)
+        encoded = self.encode(src, batch.lengths)  # once for the loss and the decoding (eval: no dropout)
+        logits = self(src, batch.lengths, tgt_in, encoded=encoded)
         self._loss[0] += float(F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
                                                ignore_index=IGNORE_INDEX, reduction="sum"))
         self._loss[1] += int((labels != IGNORE_INDEX).sum())
         beam = self.hparams.val_beam_size if stage == "val" else self.hparams.beam_size
-        ids, _ = self.translate(src, batch.lengths, beam)
+        ids, _ = self.translate(src, batch.lengths, beam, encoded=encoded)
         dm = self.trainer.datamodule
         self._outputs.extend((int(i), dm.decode_target(row.tolist())) for i, row in zip(batch.index, ids.cpu()))
 
