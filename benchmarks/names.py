@@ -1,6 +1,7 @@
 """Names benchmarks on the real data: Chinese name -> gender (namesex, its 10-fold protocol) and name -> language.
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender     # 10 folds + baselines -> names_gender.json
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_features  # + components, pinyin tokens
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language   # tutorial recipe vs ours -> names_language.json
     python benchmarks/names.py --table
 
@@ -34,16 +35,20 @@ def fit_and_test_splits(config: str, extra: list[str], extra_splits: tuple[str, 
     return out
 
 
-def logistic_regression_folds() -> list[float]:
-    """Character unigrams + the whole name, L2 logistic regression, namesex's 10 folds."""
+def logistic_regression_folds(char_features: tuple[str, ...] = ()) -> list[float]:
+    """Character unigrams + the whole name (+ the ``char_features`` tokens of each character), L2 logistic
+    regression, namesex's 10 folds."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
     from rnnlab.data.names import read_namesex
     from rnnlab.data.sources import fetch
 
+    from rnnlab.data.names import CharFeatures
+
     rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
-    analyzer = lambda name: list(name) + [f"<{name}>"]  # noqa: E731
+    features = CharFeatures(list(char_features))
+    analyzer = lambda name: list(name) + [f"<{name}>"] + [t for t in features(name).split() if t not in name]  # noqa: E731
     accs = []
     for fold in range(10):
         train = [(n, y) for n, y, f in rows if f != fold]
@@ -78,15 +83,15 @@ def gender() -> None:
     print(table())
 
 
-def ten_folds(config: str) -> dict:
+def ten_folds(config: str, extra: tuple[str, ...] = ()) -> dict:
     folds = []
     for fold in range(10):
-        r = fit_and_test_splits(config, [f"--data.init_args.test_fold={fold}"], ("testdata",))
+        r = fit_and_test_splits(config, [*extra, f"--data.init_args.test_fold={fold}"], ("testdata",))
         folds.append(r)
         print(f"fold {fold}: test acc {r['test_acc']:.4f}  testdata acc {r['testdata_acc']:.4f}  ({r['fit_seconds']} s)",
               flush=True)
     accs = [r["test_acc"] for r in folds]
-    return {"config": config, "mean_acc": statistics.mean(accs), "std_acc": statistics.stdev(accs),
+    return {"config": config, "extra": list(extra), "mean_acc": statistics.mean(accs), "std_acc": statistics.stdev(accs),
             "mean_f1": statistics.mean(r["test_f1"] for r in folds),
             "testdata_acc_mean": statistics.mean(r["testdata_acc"] for r in folds),
             "fit_seconds_per_fold": statistics.mean(r["fit_seconds"] for r in folds), "folds": folds}
@@ -104,6 +109,23 @@ def gender_char2vec() -> None:
     write("names_gender_char2vec", {"command": "python benchmarks/names.py gender_char2vec", "pretrain": pretrain,
                                     "bigru_10fold": ten_folds("configs/namesex_bigru_char2vec.yaml"),
                                     "total_seconds": round(time.perf_counter() - start, 1)})
+    print(table())
+
+
+FEATURES = ("components", "pinyin")
+
+
+def gender_features() -> None:
+    """Each character followed by its components and pinyin (``char_features``): the BiGRU's 10 folds, and the
+    logistic regression with and without the same tokens."""
+    flag = f"--data.init_args.char_features=[{', '.join(FEATURES)}]"
+    lr_plain, lr_feat = logistic_regression_folds(), logistic_regression_folds(FEATURES)
+    write("names_gender_features", {
+        "command": "python benchmarks/names.py gender_features", "features": list(FEATURES),
+        "bigru_10fold": ten_folds("configs/namesex_bigru.yaml", (flag,)),
+        "logistic_regression_10fold": {"mean_acc": statistics.mean(lr_plain), "std_acc": statistics.stdev(lr_plain)},
+        "logistic_regression_features_10fold": {"mean_acc": statistics.mean(lr_feat),
+                                                "std_acc": statistics.stdev(lr_feat)}})
     print(table())
 
 
@@ -137,6 +159,14 @@ def table() -> str:
                         f"{100 * b2['mean_f1']:.2f}% | testdata.csv {100 * b2['testdata_acc_mean']:.1f}% | "
                         f"{b2['fit_seconds_per_fold']:.0f} s a fold + {x['pretrain']['fit_seconds'] / 60:.1f} min "
                         f"pre-training |")
+        for x in load("names_gender_features.json"):
+            b3, lr3 = x["bigru_10fold"], x["logistic_regression_features_10fold"]
+            rows.append(f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` + `char_features: [components, "
+                        f"pinyin]` (each character followed by its components and pinyin) | 10-fold | "
+                        f"{100 * b3['mean_acc']:.2f}% (std {100 * b3['std_acc']:.2f}) | {100 * b3['mean_f1']:.2f}% | "
+                        f"testdata.csv {100 * b3['testdata_acc_mean']:.1f}% | {b3['fit_seconds_per_fold']:.0f} s a fold |")
+            rows.append(f"| name -> gender (namesex) | logistic regression, char unigrams + name + components + pinyin "
+                        f"(ours) | 10-fold | {100 * lr3['mean_acc']:.2f}% (std {100 * lr3['std_acc']:.2f}) | | | |")
         rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "
                     f"seeded 1,000-name test | {100 * c['test_acc']:.2f}% | {100 * c['test_f1']:.2f}% | | "
                     f"{c['fit_seconds']:.0f} s |")
@@ -153,4 +183,5 @@ def table() -> str:
 
 if __name__ == "__main__":
     arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
-    {"gender": gender, "gender_char2vec": gender_char2vec, "language": language}.get(arg, lambda: print(table()))()
+    {"gender": gender, "gender_char2vec": gender_char2vec, "gender_features": gender_features,
+     "language": language}.get(arg, lambda: print(table()))()

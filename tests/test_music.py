@@ -156,3 +156,30 @@ def test_transposition_moves_inputs_and_targets_together(env):
     assert len(seen) > 1  # different transpositions are drawn
     val_x, val_y, _ = dm.datasets["val"][0]
     assert torch.equal(dm.datasets["val"][0][1], val_y)  # evaluation pieces are never transposed
+
+
+def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_protocol(env):
+    """Bai et al. 2018 feed ``piece[:-1]`` and score ``piece[1:]``: ``val/nll`` leaves each piece's first step out
+    (whatever the padding), ``val/nll_all`` keeps it."""
+    import lightning as L
+
+    from rnnlab.data.batching import pad_collate
+
+    torch.manual_seed(0)
+    dm = PianoRollDataModule(batch_size=3)
+    dm.setup("fit")
+    model = PianoRollModel(hidden_size=8).eval()
+    ds = dm.datasets["val"]
+    per_piece = []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            x, y, _ = ds[i]
+            per_piece.append(step_nll(model(x.unsqueeze(0), torch.tensor([len(x)]))[0][0], y))
+    loader = torch.utils.data.DataLoader([ds[i] for i in range(len(ds))], batch_size=3, collate_fn=pad_collate)
+    assert len({len(p) for p in per_piece}) > 1  # pieces of different lengths: padding in the batches
+    out = L.Trainer(logger=False, enable_progress_bar=False).validate(model, loader, verbose=False)[0]
+    rest = torch.cat([p[1:] for p in per_piece])
+    every = torch.cat(per_piece)
+    assert out["val/nll"] == pytest.approx(rest.mean().item(), rel=1e-5)
+    assert out["val/nll_all"] == pytest.approx(every.mean().item(), rel=1e-5)
+    assert out["val/nll_all"] > out["val/nll"]  # a first step, predicted from silence, is the hardest

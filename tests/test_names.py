@@ -150,3 +150,22 @@ def test_language_cli_predict_top_k(env):
           "--data.init_args.predict_texts", '["Dvorak", "李"]', "--prediction_writer.output", "ascii.jsonl"])
     row = json.loads((env / "ascii.jsonl").read_text().splitlines()[1])
     assert "no usable character" in row["error"]  # ASCII folding leaves nothing of 李
+
+
+def test_character_features_add_components_and_pinyin_and_help_an_unseen_character(env):
+    from rnnlab.data.names import CharFeatures
+
+    features = CharFeatures(["components", "pinyin"])
+    assert features("婷玉").split() == ["婷", "c女", "c亭", "ting2", "玉", "c王", "c丶", "yu4"]
+    assert CharFeatures(["pinyin"])("偉") == "偉 wei3" and CharFeatures(["components"])("A") == "A"
+    with pytest.raises(RnnlabError, match="radicals"):
+        CharFeatures(["radicals"])
+    dm = ChineseNamesDataModule(char_features=["components", "pinyin"], batch_size=8)
+    dm.setup("fit")
+    assert dm.vocab.split(dm.preprocess(" 婷玉 ")) == features("婷玉").split()
+    known = set(dm.vocab.tokenizer.get_vocab())
+    assert {"c女", "ting2"} <= known  # the fixture's names use 婷
+    (item,) = dm.encode_predict(["嬅"])  # never seen, but its 女 side and its sound are
+    assert "嬅" in item["warning"] and "unknown tokens" in item["warning"]
+    ids = item["tokens"].tolist()
+    assert ids[0] == dm.vocab.unk_id and dm.vocab.tokenizer.token_to_id("c女") in ids

@@ -64,6 +64,7 @@ class TextClassificationDataModule(SequenceDataModule):
 
     labels: list[str] = []
     html_breaks = False  # replace <br /> by spaces (IMDB)
+    unit_name: Optional[str] = None  # what predict's messages call a token (default: word or character)
 
     def __init__(
         self,
@@ -144,7 +145,7 @@ class TextClassificationDataModule(SequenceDataModule):
 
     def encode_predict(self, texts: list[str]) -> list[dict]:
         items = []
-        unit = "word" if self.level == "word" else "character"
+        unit = self.unit_name or ("word" if self.level == "word" else "character")
         processed = [self.preprocess(t) for t in texts]
         for raw, text, ids in zip(texts, processed, self.vocab.encode(processed)):
             if not raw.strip():

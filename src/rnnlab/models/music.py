@@ -32,8 +32,11 @@ class PianoRollModel(RnnlabModule):
     strictly lower-triangular ``W``: the fully visible sigmoid belief net, the simplest form of the RNN-NADE idea) --
     a different factorisation, so its figure is reported apart.
 
-    Logs ``{stage}/nll`` (nats per time step, summed over keys, mean over all steps of the split) and
-    ``{stage}/frame_acc`` (Bay et al. 2009: TP / (TP + FP + FN) over all steps, notes on at p > 0.5).
+    Logs ``{stage}/nll``: nats per time step, summed over keys, mean over every step of the split except each piece's
+    first -- the protocol of the published figures (Bai et al. 2018 feed ``piece[:-1]`` and score ``piece[1:]``: the
+    first step is context, never predicted); ``{stage}/nll_all`` also scores the first step, predicted from silence
+    (training does, so that a piece can be generated from scratch). ``{stage}/frame_acc``: Bay et al. 2009,
+    TP / (TP + FP + FN) over the scored steps, notes on at p > 0.5.
     """
 
     inference_hparams = ("generate_steps", "temperature", "sample_seed")
@@ -71,6 +74,7 @@ class PianoRollModel(RnnlabModule):
         self.register_buffer("lower", torch.tril(torch.ones(KEYS, KEYS), diagonal=-1), persistent=False)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_nll", MeanMetric())
+            setattr(self, f"{stage}_nll_all", MeanMetric())
             for part in ("tp", "fp", "fn"):
                 setattr(self, f"{stage}_{part}", SumMetric())
 
@@ -85,22 +89,27 @@ class PianoRollModel(RnnlabModule):
             return logits
         return logits + notes.float() @ (self.within * self.lower).T
 
-    def _nll(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    def _nll(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-step NLL, logits and targets of the real (unpadded) steps, and which of them are a piece's first."""
         logits, _ = self(batch.tokens, batch.lengths)
         logits = self.step_logits(logits, batch.target.clamp(min=0))
         valid = batch.target[..., 0] >= 0  # padding is -100
-        return step_nll(logits, batch.target.clamp(min=0))[valid], logits[valid], batch.target[valid]
+        first = torch.zeros_like(valid)
+        first[:, 0] = True
+        nll = step_nll(logits, batch.target.clamp(min=0))
+        return nll[valid], logits[valid], batch.target[valid], first[valid]
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        nll, _, _ = self._nll(batch)
+        nll, _, _, _ = self._nll(batch)
         loss = nll.mean()
         self.log("train/nll", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=nll.numel())
         return loss
 
     def evaluate(self, batch: Batch, stage: str) -> None:
-        nll, logits, target = self._nll(batch)
-        getattr(self, f"{stage}_nll").update(nll)
-        on, gold = logits > 0, target > 0.5
+        nll, logits, target, first = self._nll(batch)
+        getattr(self, f"{stage}_nll_all").update(nll)
+        getattr(self, f"{stage}_nll").update(nll[~first])
+        on, gold = logits[~first] > 0, target[~first] > 0.5
         getattr(self, f"{stage}_tp").update((on & gold).sum())
         getattr(self, f"{stage}_fp").update((on & ~gold).sum())
         getattr(self, f"{stage}_fn").update((~on & gold).sum())
@@ -108,8 +117,9 @@ class PianoRollModel(RnnlabModule):
     def epoch_end(self, stage: str) -> None:
         tp, fp, fn = (getattr(self, f"{stage}_{p}").compute() for p in ("tp", "fp", "fn"))
         self.log(f"{stage}/nll", getattr(self, f"{stage}_nll").compute(), prog_bar=True)
+        self.log(f"{stage}/nll_all", getattr(self, f"{stage}_nll_all").compute())
         self.log(f"{stage}/frame_acc", tp / (tp + fp + fn).clamp(min=1))
-        for name in ("nll", "tp", "fp", "fn"):
+        for name in ("nll", "nll_all", "tp", "fp", "fn"):
             getattr(self, f"{stage}_{name}").reset()
 
     def predict_step(self, batch, batch_idx: int) -> dict:
