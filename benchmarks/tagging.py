@@ -1,4 +1,5 @@
-"""Tagging benchmarks: CoNLL-2000 POS (with and without a CRF) and Sinica word segmentation (with and without).
+"""Tagging benchmarks: CoNLL-2000 POS (with and without a CRF) and Sinica word segmentation (with and without; with
+and without an external lexicon).
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/tagging.py             # every run below, one process each
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/tagging.py sinica_cws_bilstm_nocrf
@@ -20,6 +21,11 @@ RUNS = {  # name: (config, extra CLI arguments)
     "conll2000_pos_bilstm_crf": ("configs/conll2000_pos_bilstm_crf.yaml", []),
     "sinica_cws_bilstm": ("configs/sinica_cws_bilstm.yaml", []),
     "sinica_cws_bilstm_nocrf": ("configs/sinica_cws_bilstm.yaml", ["--model.init_args.crf=false"]),
+    # + a feature from the SIGHAN 2005 PKU and MSR training word lists (an external lexicon)
+    "sinica_cws_bilstm_lexicon": ("configs/sinica_cws_bilstm_lexicon.yaml", []),
+    "sinica_cws_bilstm_lexicon_nocrf": ("configs/sinica_cws_bilstm_lexicon.yaml", ["--model.init_args.crf=false"]),
+    "sinica_cws_bilstm_lexicon_seed1": ("configs/sinica_cws_bilstm_lexicon.yaml", ["--seed_everything=1"]),
+    "sinica_cws_bilstm_lexicon_seed2": ("configs/sinica_cws_bilstm_lexicon.yaml", ["--seed_everything=2"]),
     # character vectors from the Tang poems (python benchmarks/names.py gender_char2vec trains them first)
     "sinica_cws_bilstm_char2vec": ("configs/sinica_cws_bilstm.yaml",
                                    ["--model.init_args.pretrained_embeddings=runs/word2vec/tang_chars.pt"]),
@@ -35,7 +41,7 @@ def run_one(name: str) -> dict:
         "test": {k.removeprefix("test/"): round(v, 5) for k, v in run.test.items()},
         "best_val": round(run.best_score, 5), "monitor": run.cli.trainer.checkpoint_callback.monitor,
         "epochs": len(run.epochs), "fit_seconds": run.fit_seconds, "train_units_per_s": run.tokens_per_s,
-        "model": dict(run.cli.model.hparams),
+        "model": dict(run.cli.model.hparams), "lexicon": list(getattr(run.cli.datamodule, "lexicon", [])),
     }
     write(f"tagging_{name}", result)
     return result
@@ -45,9 +51,11 @@ def table() -> str:
     rows = ["| run | task | model | test acc | test acc (unseen words) | test F1 | OOV recall | epochs | fit time |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in load("tagging_*.json"):
-        m, t = r["model"], r["test"]
+        m, t, lexicon = r["model"], r["test"], r.get("lexicon", [])
+        bigrams = m["unit_features"] - 1 - bool(lexicon)
         model = (f"Bi{m['cell'].upper()} {m['hidden_size']}" + (f" + char {m['char_encoder']}" if m["char_encoder"] !=
-                 "none" else "") + (f" + {m['unit_features'] - 1} bigrams" if m["unit_features"] > 1 else "")
+                 "none" else "") + (f" + {bigrams} bigrams" if bigrams else "")
+                 + (f" + lexicon ({'+'.join(lexicon)} word lists)" if lexicon else "")
                  + (" + CRF" if m["crf"] else "")
                  + (" + Tang char vectors" if m.get("pretrained_embeddings") else ""))
         task = "POS" if "pos" in r["run"] else "segmentation"

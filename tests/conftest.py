@@ -62,7 +62,7 @@ def local_data(tmp_path_factory) -> Path:
     write_pytorch_names(root / "pytorch_names" / "data" / "names", as_folder=True)
     write_conll2000(root / "conll2000", edition="nltk")
     write_sinica(root / "sinica_treebank" / "sinica_treebank.zip")
-    write_icwb2(root / "icwb2" / "icwb2-data.zip")
+    write_icwb2(root / "icwb2" / "icwb2-data.zip", corpora=("pku", "msr"))
     write_tang(root / "chinese_poetry" / "chinese-poetry-tang.tar.gz")
     write_jsb(root / "jsb_chorales")
     write_multi30k(root / "multi30k")

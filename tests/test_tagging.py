@@ -65,6 +65,26 @@ def test_sighan_loader_uses_gold_test_and_official_word_list(env):
     assert oov_chars == 2 * new_words > 0  # only the word missing from pku_training_words.utf8 is OOV
 
 
+def test_lexicon_feature_marks_words_beginning_ending_and_running_through_each_character(env, tmp_path, monkeypatch):
+    words = tmp_path / "words.txt"
+    words.write_text("北京\n天安门\n北京天安门广场\n门\n", encoding="utf-8")  # 7 characters: over max_len
+    dm = ChineseSegmentationDataModule(lexicon=[str(words)], bigrams=False)
+    keys = dm.unit_keys(list("我爱北京天安门"))
+    assert [k[1] for k in keys] == ["lex:-", "lex:-", "lex:B2", "lex:E2", "lex:B3", "lex:M", "lex:E3"]
+    assert dm.unit_features == 2
+    # the SIGHAN training word list (simplified) read as traditional for a traditional corpus
+    sighan = ChineseSegmentationDataModule(lexicon=["pku"], script="traditional")
+    assert "同一條" in sighan.lexicon_words() and "同一条" not in sighan.lexicon_words()
+    sighan.setup("fit")
+    assert sighan.unit_features == 4 and sighan.datasets["train"][0][0].shape[1] == 4
+    restored = ChineseSegmentationDataModule(lexicon=["pku"], script="traditional")
+    monkeypatch.setattr("rnnlab.data.segmentation.fetch", lambda *a, **k: pytest.fail("read the word list again"))
+    restored._set_state(sighan.state)  # what predict does with a checkpoint's state
+    assert restored.lexicon_words() == sighan.lexicon_words()
+    with pytest.raises(RnnlabError, match="neither one of"):
+        ChineseSegmentationDataModule(lexicon=["nosuch"]).lexicon_words()
+
+
 def test_sighan_without_training_file_says_what_to_do(env, tmp_path):
     write_icwb2(tmp_path / "partial" / "icwb2" / "icwb2-data.zip", with_training=False)
     dm = ChineseSegmentationDataModule(corpus="pku", local_dir=str(tmp_path / "partial"))
@@ -207,7 +227,7 @@ def test_ptb_tokenizer_splits_like_the_treebank():
 
 # ------------------------------------------------------------------ configs end to end
 @pytest.mark.parametrize("config", ["conll2000_pos_bilstm", "conll2000_pos_bilstm_crf", "sinica_cws_bilstm",
-                                    "pku_cws_bilstm"])
+                                    "sinica_cws_bilstm_lexicon", "pku_cws_bilstm"])
 def test_config_fast_dev_run(env, config):
     main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *TINY, "--trainer.fast_dev_run", "true"])
 

@@ -115,6 +115,10 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         script: read every character as ``traditional`` or ``simplified`` (OpenCC, character by character, so the
             output keeps the input's characters): a model trained on traditional Sinica then segments simplified
             input. ``as_is``: no conversion.
+        lexicon: word lists whose matches become one more feature per character (which lexicon words of 2 to
+            ``lexicon_max_len`` characters begin or end at it, or run through it): ``pku`` / ``msr`` (the SIGHAN 2005
+            training word lists, ``gold/<c>_training_words.utf8``, converted to ``script``) or paths of UTF-8 files,
+            one word a line.
         **kwargs: see :class:`~rnnlab.data.tagging.TaggingDataModule` (min_freq, normalize, ...).
     """
 
@@ -123,12 +127,15 @@ class ChineseSegmentationDataModule(TaggingDataModule):
 
     def __init__(self, corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica", bigrams: bool = True,
                  val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 script: Literal["as_is", "traditional", "simplified"] = "as_is", **kwargs) -> None:
+                 script: Literal["as_is", "traditional", "simplified"] = "as_is", lexicon: Sequence[str] = (),
+                 lexicon_max_len: int = 4, **kwargs) -> None:
         if corpus not in ("sinica", *SIGHAN_CORPORA):
             raise RnnlabError(f"corpus must be 'sinica' or one of {SIGHAN_CORPORA}, got {corpus!r}")
         if script not in ("as_is", "traditional", "simplified"):
             raise RnnlabError(f"script must be 'as_is', 'traditional' or 'simplified', got {script!r}")
         self.corpus, self.bigrams, self.script = corpus, bigrams, script
+        self.lexicon, self.lexicon_max_len = list(lexicon), lexicon_max_len
+        self._lexicon_words: set[str] | None = None
         self._convert = _Converter(script)
         self._converted: dict[str, str] = {}
         super().__init__(**kwargs)
@@ -141,7 +148,44 @@ class ChineseSegmentationDataModule(TaggingDataModule):
 
     def encoding_args(self) -> dict:
         return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
-                "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams}
+                "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams,
+                "lexicon": self.lexicon, "lexicon_max_len": self.lexicon_max_len}
+
+    def lexicon_words(self) -> set[str]:
+        """The words of ``lexicon`` (read once), in the corpus's script."""
+        if self._lexicon_words is None:
+            words: set[str] = set()
+            for name in self.lexicon:
+                if name in SIGHAN_CORPORA:
+                    path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
+                    text = _read_member(path, f"gold/{name}_training_words.utf8")
+                    if text is None:
+                        raise RnnlabError(f"{path} has no gold/{name}_training_words.utf8; replace it with {SIGHAN_URL}")
+                elif Path(name).is_file():
+                    text = Path(name).read_text(encoding="utf-8-sig")
+                else:
+                    raise RnnlabError(f"lexicon {name!r} is neither one of {SIGHAN_CORPORA} nor a file")
+                words.update(text.split())
+            if self.script != "as_is":  # Taiwan's character forms (裡, 著) for traditional: Sinica's, and CKIP's
+                import opencc
+
+                cc = opencc.OpenCC("s2tw" if self.script == "traditional" else "t2s")
+                words = {cc.convert(w) for w in words}
+            self._lexicon_words = {w for w in words if 2 <= len(w) <= self.lexicon_max_len}
+        return self._lexicon_words
+
+    def lexicon_key(self, units: Sequence[str], i: int) -> str:
+        """``lex:`` + which lexicon words begin (``B<n>``) or end (``E<n>``) at unit ``i``, or run through it (``M``)."""
+        words, flags = self.lexicon_words(), []
+        for n in range(2, self.lexicon_max_len + 1):
+            if "".join(units[i : i + n]) in words and i + n <= len(units):
+                flags.append(f"B{n}")
+            if i - n + 1 >= 0 and "".join(units[i - n + 1 : i + 1]) in words:
+                flags.append(f"E{n}")
+        if any("".join(units[j : j + n]) in words for n in range(3, self.lexicon_max_len + 1)
+               for j in range(max(0, i - n + 2), i) if j + n <= len(units) and j + n - 1 > i):
+            flags.append("M")
+        return "lex:" + ("".join(flags) or "-")
 
     def read_words(self) -> dict[str, list[list[str]]]:
         """``{split: sentences as word lists}``."""
@@ -167,6 +211,17 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         val, train = seeded_split(read_segmented(train_text), [self.val_fraction], self.seed)
         return {"train": train, "val": val, "test": read_segmented(gold)}
 
+    def build(self, state: dict | None) -> dict:
+        payload = super().build(state)
+        if self.lexicon:  # saved with the vocabulary: predict from a checkpoint needs no word-list files
+            payload["state"]["lexicon"] = sorted(self.lexicon_words())
+        return payload
+
+    def on_state(self, state: dict) -> None:
+        super().on_state(state)
+        if state.get("lexicon") is not None:
+            self._lexicon_words = set(state["lexicon"])
+
     def read_splits(self) -> dict[str, Tagged]:
         return {split: [words_to_bmes(ws) for ws in sentences] for split, sentences in self.read_words().items()}
 
@@ -182,9 +237,14 @@ class ChineseSegmentationDataModule(TaggingDataModule):
     def unit_keys(self, units: Sequence[str]) -> list[list[str]]:
         units = [self._char(c) for c in units]
         if not self.bigrams:
-            return [[c] for c in units]
-        padded = ["<s>", *units, "</s>"]
-        return [[c, padded[i] + c, c + padded[i + 2]] for i, c in enumerate(units)]
+            keys = [[c] for c in units]
+        else:
+            padded = ["<s>", *units, "</s>"]
+            keys = [[c, padded[i] + c, c + padded[i + 2]] for i, c in enumerate(units)]
+        if self.lexicon:
+            for i, k in enumerate(keys):
+                k.append(self.lexicon_key(units, i))
+        return keys
 
     def known_words(self, train: Tagged) -> set[str]:
         if self._training_words is not None:  # the official word list, as the SIGHAN score script uses
