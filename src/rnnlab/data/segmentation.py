@@ -149,7 +149,8 @@ class ChineseSegmentationDataModule(TaggingDataModule):
     def encoding_args(self) -> dict:
         return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
                 "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams,
-                "lexicon": self.lexicon, "lexicon_max_len": self.lexicon_max_len}
+                "lexicon": [[n, Path(n).stat().st_mtime] if Path(n).is_file() else n for n in self.lexicon],
+                "lexicon_max_len": self.lexicon_max_len}  # an edited word-list file re-encodes the data
 
     def lexicon_words(self) -> set[str]:
         """The words of ``lexicon`` (read once), in the corpus's script."""
@@ -245,6 +246,10 @@ class ChineseSegmentationDataModule(TaggingDataModule):
             for i, k in enumerate(keys):
                 k.append(self.lexicon_key(units, i))
         return keys
+
+    @property
+    def unit_features(self) -> int:  # counted without reading the lexicon
+        return 1 + 2 * self.bigrams + bool(self.lexicon)
 
     def known_words(self, train: Tagged) -> set[str]:
         if self._training_words is not None:  # the official word list, as the SIGHAN score script uses
