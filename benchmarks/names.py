@@ -41,10 +41,8 @@ def logistic_regression_folds(char_features: tuple[str, ...] = ()) -> list[float
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from rnnlab.data.names import read_namesex
+    from rnnlab.data.names import CharFeatures, read_namesex
     from rnnlab.data.sources import fetch
-
-    from rnnlab.data.names import CharFeatures
 
     rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
     features = CharFeatures(list(char_features))
