@@ -46,7 +46,7 @@ def logistic_regression_folds(char_features: tuple[str, ...] = ()) -> list[float
 
     rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
     features = CharFeatures(list(char_features))
-    analyzer = lambda name: list(name) + [f"<{name}>"] + [t for t in features(name).split() if t not in name]  # noqa: E731
+    analyzer = lambda name: list(name) + [f"<{name}>"] + [t for c in name for t in features.tokens(c)]  # noqa: E731
     accs = []
     for fold in range(10):
         train = [(n, y) for n, y, f in rows if f != fold]

@@ -176,18 +176,18 @@ class CharFeatures:
                 out.append(part)
         return out
 
-    def __call__(self, name: str) -> str:
-        """``婷玉`` -> ``婷 c女 c亭 ting2 玉 ... yu4``: whitespace-separated tokens for a word-level vocabulary."""
+    def tokens(self, char: str) -> list[str]:
+        """The feature tokens of one character: ``婷`` -> ``["c女", "c亭", "ting2"]``."""
         from pypinyin import Style, lazy_pinyin
 
-        tokens = []
-        for char in name:
-            tokens.append(char)
-            if "components" in self.kinds:
-                tokens += [f"c{part}" for part in self.components(char)]
-            if "pinyin" in self.kinds and not char.isspace():
-                tokens += [p for p in lazy_pinyin(char, style=Style.TONE3, errors="ignore") if p.isalnum()]
-        return " ".join(tokens)
+        out = [f"c{part}" for part in self.components(char)] if "components" in self.kinds else []
+        if "pinyin" in self.kinds and not char.isspace():
+            out += [p for p in lazy_pinyin(char, style=Style.TONE3, errors="ignore") if p.isalnum()]
+        return out
+
+    def __call__(self, name: str) -> str:
+        """``婷玉`` -> ``婷 c女 c亭 ting2 玉 ... yu4``: whitespace-separated tokens for a word-level vocabulary."""
+        return " ".join(token for char in name for token in (char, *self.tokens(char)))
 
 
 class ChineseNamesDataModule(TextClassificationDataModule):

@@ -75,6 +75,11 @@ def _read_member(path: Path, member: str) -> str | None:
     return None
 
 
+def training_words_member(corpus: str) -> str:
+    """The official word list of a SIGHAN corpus's training set (the ``score`` script's OOV reference)."""
+    return f"gold/{corpus}_training_words.utf8"
+
+
 def read_segmented(text: str) -> list[list[str]]:
     """SIGHAN format: one sentence a line, words separated by (ASCII or full-width) spaces; blank lines skipped."""
     return [line.split() for line in text.splitlines() if line.split()]
@@ -159,9 +164,9 @@ class ChineseSegmentationDataModule(TaggingDataModule):
             for name in self.lexicon:
                 if name in SIGHAN_CORPORA:
                     path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
-                    text = _read_member(path, f"gold/{name}_training_words.utf8")
+                    text = _read_member(path, training_words_member(name))
                     if text is None:
-                        raise RnnlabError(f"{path} has no gold/{name}_training_words.utf8; replace it with {SIGHAN_URL}")
+                        raise RnnlabError(f"{path} has no {training_words_member(name)}; replace it with {SIGHAN_URL}")
                 elif Path(name).is_file():
                     text = Path(name).read_text(encoding="utf-8-sig")
                 else:
@@ -207,7 +212,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         gold = _read_member(path, f"gold/{self.corpus}_test_gold.utf8")
         if gold is None:
             raise RnnlabError(f"{path} has no gold/{self.corpus}_test_gold.utf8; replace it with {SIGHAN_URL}")
-        words = _read_member(path, f"gold/{self.corpus}_training_words.utf8")
+        words = _read_member(path, training_words_member(self.corpus))
         self._training_words = set(words.split()) if words else None
         val, train = seeded_split(read_segmented(train_text), [self.val_fraction], self.seed)
         return {"train": train, "val": val, "test": read_segmented(gold)}
