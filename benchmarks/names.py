@@ -2,6 +2,7 @@
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender     # 10 folds + baselines -> names_gender.json
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_features  # + components, pinyin tokens
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_char2vec[_modern]  # pre-trained char vectors
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language   # tutorial recipe vs ours -> names_language.json
     python benchmarks/names.py --table
 
@@ -95,18 +96,51 @@ def ten_folds(config: str, extra: tuple[str, ...] = ()) -> dict:
             "fit_seconds_per_fold": statistics.mean(r["fit_seconds"] for r in folds), "folds": folds}
 
 
-def gender_char2vec() -> None:
-    """Character vectors from the Tang poems (configs/tang_char2vec.yaml), then the BiGRU's 10 folds from them."""
+def modern_chinese_corpus() -> str:
+    """The modern Chinese text here, one sentence a line, in traditional characters: the SIGHAN 2005 PKU and MSR
+    gold test files (OpenCC s2t) and the Sinica Treebank sample (about 0.5M characters; no names of namesex's)."""
+    import opencc
+
+    from rnnlab.data.segmentation import _read_member, read_segmented, read_sinica_raw
+    from rnnlab.data.sources import fetch
+
+    cc, lines = opencc.OpenCC("s2t"), []
+    icwb2 = fetch("icwb2")["icwb2-data.zip"]
+    for corpus in ("pku", "msr"):
+        lines += [cc.convert("".join(s)) for s in read_segmented(_read_member(icwb2, f"gold/{corpus}_test_gold.utf8"))]
+    sinica = fetch("sinica_treebank")["sinica_treebank.zip"]
+    lines += ["".join(s) for s in read_sinica_raw(_read_member(sinica, "sinica_treebank/raw"))]
+    path = Path("data/modern_zh_chars.txt")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+CHAR2VEC = {  # corpus -> extra word2vec arguments (on configs/tang_char2vec.yaml) and the vectors' path
+    "tang": ([], "runs/word2vec/tang_chars.pt"),
+    "modern": (["--trainer.max_epochs=15", "--data.init_args.min_count=2",
+                "--model.init_args.export_path=runs/word2vec/modern_chars.pt"], "runs/word2vec/modern_chars.pt"),
+}
+
+
+def gender_char2vec(corpus: str = "tang") -> None:
+    """Character vectors (configs/tang_char2vec.yaml: from the Tang poems, or ``modern``: from
+    :func:`modern_chinese_corpus`), then the BiGRU's 10 folds from them."""
     import time
 
     start = time.perf_counter()
-    pre = fit_and_test("configs/tang_char2vec.yaml", name="tang_char2vec")
-    pretrain = {"config": "configs/tang_char2vec.yaml", "val_loss": pre.test["test/loss"],
+    extra, vectors = CHAR2VEC[corpus]
+    if corpus == "modern":
+        extra = [*extra, f"--data.init_args.corpus={modern_chinese_corpus()}"]
+    pre = fit_and_test("configs/tang_char2vec.yaml", extra, name=f"{corpus}_char2vec")
+    pretrain = {"config": "configs/tang_char2vec.yaml", "extra": extra, "val_loss": pre.test["test/loss"],
                 "fit_seconds": pre.fit_seconds, "vocab": len(pre.cli.model.words), "neighbours": pre.cli.model.report()}
     print(pretrain["neighbours"], flush=True)
-    write("names_gender_char2vec", {"command": "python benchmarks/names.py gender_char2vec", "pretrain": pretrain,
-                                    "bigru_10fold": ten_folds("configs/namesex_bigru_char2vec.yaml"),
-                                    "total_seconds": round(time.perf_counter() - start, 1)})
+    suffix = "" if corpus == "tang" else f"_{corpus}"
+    folds = ten_folds("configs/namesex_bigru_char2vec.yaml", (f"--model.init_args.pretrained_embeddings={vectors}",))
+    write(f"names_gender_char2vec{suffix}", {"command": f"python benchmarks/names.py gender_char2vec{suffix}",
+                                             "corpus": corpus, "pretrain": pretrain, "bigru_10fold": folds,
+                                             "total_seconds": round(time.perf_counter() - start, 1)})
     print(table())
 
 
@@ -150,10 +184,11 @@ def table() -> str:
         for method, (acc, std) in r["published"].items():
             rows.append(f"| name -> gender (namesex) | {method} | 10-fold | {100 * acc:.2f}%"
                         + (f" (std {100 * std:.2f})" if std else "") + " | | published | |")
-        for x in load("names_gender_char2vec.json"):
+        for x in load("names_gender_char2vec*.json"):
             b2 = x["bigru_10fold"]
-            rows.append(f"| name -> gender (namesex) | `{b2['config']}` (char BiGRU, embedding from Tang-poem "
-                        f"character vectors) | 10-fold | {100 * b2['mean_acc']:.2f}% (std {100 * b2['std_acc']:.2f}) | "
+            source = {"tang": "Tang-poem character vectors", "modern": "character vectors of 0.5M characters of "
+                      "modern Chinese (SIGHAN PKU + MSR test text, Sinica sample)"}[x.get("corpus", "tang")]
+            rows.append(f"| name -> gender (namesex) | `{b2['config']}` (char BiGRU, embedding from {source}) | 10-fold | {100 * b2['mean_acc']:.2f}% (std {100 * b2['std_acc']:.2f}) | "
                         f"{100 * b2['mean_f1']:.2f}% | testdata.csv {100 * b2['testdata_acc_mean']:.1f}% | "
                         f"{b2['fit_seconds_per_fold']:.0f} s a fold + {x['pretrain']['fit_seconds'] / 60:.1f} min "
                         f"pre-training |")
@@ -181,5 +216,6 @@ def table() -> str:
 
 if __name__ == "__main__":
     arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
-    {"gender": gender, "gender_char2vec": gender_char2vec, "gender_features": gender_features,
+    {"gender": gender, "gender_char2vec": gender_char2vec, "gender_char2vec_modern": lambda: gender_char2vec("modern"),
+     "gender_features": gender_features,
      "language": language}.get(arg, lambda: print(table()))()
