@@ -188,7 +188,8 @@ def table() -> str:
             b2 = x["bigru_10fold"]
             source = {"tang": "Tang-poem character vectors", "modern": "character vectors of 0.5M characters of "
                       "modern Chinese (SIGHAN PKU + MSR test text, Sinica sample)"}[x.get("corpus", "tang")]
-            rows.append(f"| name -> gender (namesex) | `{b2['config']}` (char BiGRU, embedding from {source}) | 10-fold | {100 * b2['mean_acc']:.2f}% (std {100 * b2['std_acc']:.2f}) | "
+            rows.append(f"| name -> gender (namesex) | `{b2['config']}` (char BiGRU, embedding from {source}) | "
+                        f"10-fold | {100 * b2['mean_acc']:.2f}% (std {100 * b2['std_acc']:.2f}) | "
                         f"{100 * b2['mean_f1']:.2f}% | testdata.csv {100 * b2['testdata_acc_mean']:.1f}% | "
                         f"{b2['fit_seconds_per_fold']:.0f} s a fold + {x['pretrain']['fit_seconds'] / 60:.1f} min "
                         f"pre-training |")
