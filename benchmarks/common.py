@@ -56,7 +56,7 @@ class Run:
 def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None) -> Run:
     """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint.
     ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g. ``--trainer.max_epochs=1`` for a smoke test)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 
     from rnnlab.callbacks import ThroughputMonitor
     from rnnlab.cli import RnnlabCLI
@@ -80,7 +80,12 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_seconds = time.perf_counter() - start
     ckpt = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    ckpt_path = "best"
+    if any(isinstance(c, WeightAveraging) for c in callbacks):  # in this process Lightning would restore the raw
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)  # weights: test the average
+        cli.model.load_state_dict(state["state_dict"])
+        ckpt_path = None
+    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     return Run(cli, {k: float(v) for k, v in test.items()}, round(fit_seconds, 1), epochs, best)
 
