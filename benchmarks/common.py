@@ -56,7 +56,7 @@ class Run:
 def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None) -> Run:
     """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint.
     ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g. ``--trainer.max_epochs=1`` for a smoke test)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from rnnlab.callbacks import ThroughputMonitor
     from rnnlab.cli import RnnlabCLI
@@ -80,14 +80,23 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_seconds = time.perf_counter() - start
     ckpt = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
-    ckpt_path = "best"
-    if any(isinstance(c, WeightAveraging) for c in callbacks):  # in this process Lightning would restore the raw
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)  # weights: test the average
-        cli.model.load_state_dict(state["state_dict"])
-        ckpt_path = None
-    test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    test = test_best(cli, datamodule=cli.datamodule)
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     return Run(cli, {k: float(v) for k, v in test.items()}, round(fit_seconds, 1), epochs, best)
+
+
+def test_best(cli, **loaders) -> dict:
+    """``trainer.test`` of the best checkpoint of the run ``cli`` has just fitted (``loaders``: ``datamodule=`` or
+    ``dataloaders=``). With Lightning's WeightAveraging (EMA) callback the checkpoint holds the averaged weights, but
+    a ``test(ckpt_path="best")`` in the process that trained restores the raw ones: load the averaged ones here."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+
+    callbacks = cli.trainer.callbacks
+    if not any(isinstance(c, WeightAveraging) for c in callbacks):
+        return cli.trainer.test(cli.model, ckpt_path="best", verbose=False, **loaders)[0]
+    best = next(c for c in callbacks if isinstance(c, ModelCheckpoint)).best_model_path
+    cli.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    return cli.trainer.test(cli.model, verbose=False, **loaders)[0]
 
 
 def main(script: str, run_one: Callable[[str], dict], table: Callable[[], str], names: list[str]) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fit_and_test, load, write  # noqa: E402
+from common import fit_and_test, load, test_best, write  # noqa: E402
 
 PUBLISHED = {"random forest, word2vec features (namesex README)": (0.9486, 0.0071),
              "L2 logistic regression (namesex README)": (0.8957, None)}
@@ -31,7 +31,7 @@ def fit_and_test_splits(config: str, extra: list[str], extra_splits: tuple[str, 
            "test_acc": run.test["test/acc"], "test_f1": run.test["test/f1"]}
     for split in extra_splits:
         loader = run.cli.datamodule._loader(split, shuffle=False)
-        res = run.cli.trainer.test(run.cli.model, dataloaders=loader, ckpt_path="best", verbose=False)[0]
+        res = test_best(run.cli, dataloaders=loader)
         out.update({f"{split}_acc": res["test/acc"], f"{split}_f1": res["test/f1"]})
     return out
 
@@ -186,9 +186,12 @@ def table() -> str:
                         + (f" (std {100 * std:.2f})" if std else "") + " | | published | |")
         for x in load("names_gender_char2vec*.json"):
             b2 = x["bigru_10fold"]
+            corpus = x.get("corpus", "tang")
             source = {"tang": "Tang-poem character vectors", "modern": "character vectors of 0.5M characters of "
-                      "modern Chinese (SIGHAN PKU + MSR test text, Sinica sample)"}[x.get("corpus", "tang")]
-            rows.append(f"| name -> gender (namesex) | `{b2['config']}` (char BiGRU, embedding from {source}) | "
+                      "modern Chinese (SIGHAN PKU + MSR test text, Sinica sample), `python benchmarks/names.py "
+                      "gender_char2vec_modern`"}[corpus]
+            flag = "" if corpus == "tang" else f" `{' '.join(b2['extra'])}`"
+            rows.append(f"| name -> gender (namesex) | `{b2['config']}`{flag} (char BiGRU, embedding from {source}) | "
                         f"10-fold | {100 * b2['mean_acc']:.2f}% (std {100 * b2['std_acc']:.2f}) | "
                         f"{100 * b2['mean_f1']:.2f}% | testdata.csv {100 * b2['testdata_acc_mean']:.1f}% | "
                         f"{b2['fit_seconds_per_fold']:.0f} s a fold + {x['pretrain']['fit_seconds'] / 60:.1f} min "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fit_and_test, load, main, write  # noqa: E402
+from common import fit_and_test, load, main, test_best, write  # noqa: E402
 
 NO_ATTN = ["--model.init_args.attention=none"]
 RUNS = {  # name: (config, extra CLI arguments, extra Multi30k test sets)
@@ -29,10 +29,9 @@ BEAMS = (1, 5)
 
 
 def _test(run, datamodule, beam: int) -> dict:
-    model = run.cli.model
-    model.hparams.beam_size = beam
+    run.cli.model.hparams.beam_size = beam
     start = time.perf_counter()
-    out = run.cli.trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+    out = test_best(run.cli, datamodule=datamodule)
     return {"bleu": round(out["test/bleu"], 2), "chrf": round(out["test/chrf"], 2),
             "ppl": round(out["test/ppl"], 3), "seconds": round(time.perf_counter() - start, 1)}
 
