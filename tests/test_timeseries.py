@@ -84,13 +84,14 @@ def test_linear_rnn_configured_as_var1_equals_statsmodels_var1():
     assert np.allclose(ours4, res.forecast(y[-2:-1], 4), atol=1e-3)
 
 
-def test_macro_config_fits_and_tests(env):
-    config = str(ROOT / "configs" / "macro_var_gru.yaml")
+@pytest.mark.parametrize("name", ["macro_var_gru", "macro_gru_local_level"])
+def test_macro_config_fits_and_tests(env, name):
+    config = str(ROOT / "configs" / f"{name}.yaml")
     main(["fit", "--config", config, "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false"])
-    ckpt = env / "runs" / "macro_var_gru" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = env / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
     main(["test", "--config", config, "--ckpt_path", str(ckpt), "--trainer.enable_progress_bar", "false"])
-    header = (env / "runs" / "macro_var_gru" / "version_1" / "metrics.csv").read_text().splitlines()[0]
+    header = (env / "runs" / name / "version_1" / "metrics.csv").read_text().splitlines()[0]
     assert "test/rmse_h4/realinv" in header and "test/mae_h1" in header
 
 
@@ -111,3 +112,28 @@ def test_residual_regressor_with_a_zero_head_is_the_naive_forecast():
     pred, _ = model(x, torch.tensor([5, 5]))
     assert pred.shape == (2, 5, 4, 3)
     assert torch.equal(pred, x.unsqueeze(2).expand(-1, -1, 4, -1))  # every horizon repeats the last value
+
+
+def test_local_level_anchor_is_the_causal_mean_and_forecasts_shift_with_the_level():
+    from rnnlab.errors import RnnlabError
+    from rnnlab.models import SequenceRegressor
+
+    torch.manual_seed(0)
+    model = SequenceRegressor(num_features=3, horizon=4, residual=True, anchor_window=3, relative_inputs=True,
+                              hidden_size=8)
+    x = torch.randn(2, 6, 3)
+    by_hand = torch.stack([x[:, max(0, t - 2) : t + 1].mean(1) for t in range(6)], 1)  # never a later step
+    assert torch.allclose(model.anchor(x), by_hand, atol=1e-6)
+    lengths = torch.tensor([6, 6])
+    pred, _ = model(x, lengths)
+    shifted, _ = model(x + 5.0, lengths)  # a new level: the network reads the same inputs, forecasts move with it
+    assert torch.allclose(shifted, pred + 5.0, atol=1e-5)
+    plain = SequenceRegressor(num_features=3, horizon=4, residual=True, anchor_window=3, hidden_size=8)
+    assert not torch.allclose(plain(x + 5.0, lengths)[0], plain(x, lengths)[0] + 5.0, atol=1e-3)
+
+    for kwargs, message in (({"relative_inputs": True}, "set residual: true"),
+                            ({"residual": True, "relative_inputs": True}, "anchor_window >= 2"),
+                            ({"residual": True, "anchor_window": 0}, "anchor_window must be >= 1"),
+                            ({"residual": True, "anchor_window": 4, "forecast": "iterated"}, "forecast 'direct'")):
+        with pytest.raises(RnnlabError, match=message):
+            SequenceRegressor(num_features=3, horizon=4, **kwargs)

@@ -27,8 +27,12 @@ class SequenceRegressor(RnnlabModule):
     transformed series' own units (``{stage}/rmse_h1`` ... averaged over variables, ``{stage}/rmse_h1/<variable>``).
 
     ``forecast="iterated"`` evaluates multi-step forecasts by feeding the 1-step prediction back as the next input
-    instead of reading the direct ``h``-step head. ``residual=True`` adds the last observation to every prediction:
-    the network learns the correction to the naive forecast (0 output = naive), needs inputs = targets.
+    instead of reading the direct ``h``-step head. ``residual=True`` adds an anchor to every prediction, so the
+    network learns a correction to it (needs inputs = targets): the mean of the last ``anchor_window`` observations
+    up to each step (1: the last value, so a 0 output is the naive forecast). ``relative_inputs=True`` also subtracts
+    the anchor from the inputs, as reversible instance normalisation does (Kim et al. 2022, causal here): the network
+    sees the series relative to its recent level, so a level that drifts away from the training span's mean (growth
+    was lower after 2000) does not take it off the inputs it was trained on.
     """
 
     def __init__(
@@ -44,6 +48,8 @@ class SequenceRegressor(RnnlabModule):
         dropout: float = 0.0,
         forecast: Literal["direct", "iterated"] = "direct",
         residual: bool = False,
+        anchor_window: int = 1,
+        relative_inputs: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         optimizer: OptimizerName = "adamw",
@@ -55,6 +61,16 @@ class SequenceRegressor(RnnlabModule):
         if num_features < 1:
             raise RnnlabError("SequenceRegressor needs a time-series DataModule (num_features >= 1)")
         D = num_features
+        if anchor_window < 1:
+            raise RnnlabError(f"anchor_window must be >= 1 (observations averaged into the anchor), got {anchor_window}")
+        if relative_inputs and not residual:
+            raise RnnlabError("relative_inputs subtracts the residual anchor from the inputs: set residual: true too")
+        if relative_inputs and anchor_window == 1:
+            raise RnnlabError("relative_inputs with anchor_window 1 leaves the network only zeros to read (each input "
+                              "minus itself): use anchor_window >= 2, e.g. 8")
+        if residual and (mode == "var1" or (anchor_window > 1 and forecast == "iterated")):
+            raise RnnlabError("residual anchors need mode 'rnn' and, with anchor_window > 1, forecast 'direct' (an "
+                              "iterated step sees one observation, not the window the anchor averages)")
         if mode == "var1":
             if horizon != 1 and forecast == "direct":
                 raise RnnlabError("mode 'var1' predicts one step: use horizon 1 or forecast 'iterated'")
@@ -78,14 +94,26 @@ class SequenceRegressor(RnnlabModule):
 
     def forward(self, x: Tensor, lengths: Tensor, state=None):
         """``x [B, T, D]`` -> predictions ``[B, T, H, D]`` (``H = 1`` for ``var1``) and the final state."""
-        out, state = self.rnn(x, lengths, state)
+        hp = self.hparams
+        anchor = self.anchor(x) if hp.residual else None
+        out, state = self.rnn(x - anchor if hp.relative_inputs else x, lengths, state)
         if self.head is None:
             return out.unsqueeze(2), state
         B, T, _ = out.shape
-        pred = self.head(out).view(B, T, -1, self.hparams.num_features)
-        if self.hparams.residual:  # the network predicts the change from the last observation (naive + correction)
-            pred = pred + x.unsqueeze(2)
+        pred = self.head(out).view(B, T, -1, hp.num_features)
+        if hp.residual:  # the network predicts the change from the anchor (the naive forecast + a correction)
+            pred = pred + anchor.unsqueeze(2)
         return pred, state
+
+    def anchor(self, x: Tensor) -> Tensor:
+        """The mean of the last ``anchor_window`` observations up to and including each step (fewer at a window's
+        start): ``[B, T, D]``. Causal, so a step's anchor never sees the values it is trained to predict."""
+        k = self.hparams.anchor_window
+        if k == 1:
+            return x  # exactly the last value (running-sum differences would round)
+        total = F.pad(x.cumsum(1), (0, 0, k, 0))  # k zero steps before the running sums
+        count = torch.arange(1, x.shape[1] + 1, device=x.device).clamp(max=k).view(1, -1, 1)
+        return (total[:, k:] - total[:, :-k]) / count
 
     @torch.no_grad()
     def forecast_from(self, x: Tensor, steps: int, method: str = "direct") -> Tensor:
