@@ -91,11 +91,12 @@ def test_generation_length_seed_and_temperature():
     assert model.generate(0, torch.zeros(5, KEYS)).shape == (5, KEYS)
 
 
-def test_jsb_config_fits_tests_and_writes_midi(env):
-    config = str(ROOT / "configs" / "jsb_chorales_gru.yaml")
+@pytest.mark.parametrize("name", ["jsb_chorales_gru", "jsb_chorales_gru_conv"])
+def test_jsb_config_fits_tests_and_writes_midi(env, name):
+    config = str(ROOT / "configs" / f"{name}.yaml")
     main(["fit", "--config", config, *QUIET, "--trainer.max_epochs", "2", "--model.init_args.hidden_size", "16",
           "--trainer.callbacks.init_args.every_n_epochs", "1"])
-    run = env / "runs" / "jsb_chorales_gru" / "version_0"
+    run = env / "runs" / name / "version_0"
     assert (run / "samples" / "epoch1.mid").is_file() and (run / "samples" / "epoch1.png").is_file()
     ckpt = str(run / "checkpoints" / "last.ckpt")
     main(["test", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.hidden_size", "16"])
@@ -183,3 +184,21 @@ def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_p
     assert out["val/nll"] == pytest.approx(rest.mean().item(), rel=1e-5)
     assert out["val/nll_all"] == pytest.approx(every.mean().item(), rel=1e-5)
     assert out["val/nll_all"] != pytest.approx(out["val/nll"], rel=1e-4)  # the two protocols do differ here
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_pitch_conv_term_is_the_same_in_every_key(refine):
+    torch.manual_seed(0)
+    model = PianoRollModel(hidden_size=16, conv_kernel=25, conv_channels=8, conv_refine=refine).eval()
+    torch.nn.init.zeros_(model.head.weight)  # the recurrent head says the same for every key: only the conv differs
+    torch.nn.init.constant_(model.head.bias, -2.0)
+    x = torch.zeros(1, 3, KEYS)
+    x[0, :, [30, 34, 37, 42, 49]] = 1.0  # notes well inside the keyboard
+    lengths = torch.tensor([3])
+    logits, _ = model(x, lengths)
+    shifted, _ = model(torch.roll(x, 5, -1), lengths)  # the same music 5 semitones higher
+    inner = slice(12 + 5, KEYS - 12)  # keys whose 25-key window never reaches past the keyboard's ends
+    assert torch.allclose(shifted[..., inner], logits[..., 12 : KEYS - 12 - 5], atol=1e-5)
+    assert not torch.allclose(logits[..., 5:], logits[..., :-5], atol=1e-3)  # and it does depend on the key
+    with pytest.raises(RnnlabError, match="odd number of semitones"):
+        PianoRollModel(conv_kernel=24)

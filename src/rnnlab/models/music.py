@@ -32,6 +32,13 @@ class PianoRollModel(RnnlabModule):
     strictly lower-triangular ``W``: the fully visible sigmoid belief net, the simplest form of the RNN-NADE idea) --
     a different factorisation, so its figure is reported apart.
 
+    ``conv_kernel > 0`` adds a pitch-relative term to the logits: a convolution over the keys of the previous step
+    (``conv_kernel`` semitones wide, ``conv_channels`` ReLU detectors, then one output per key), the same weights at
+    every key, so what it learns about a chord or a voice moving by a step holds in every key; the recurrent state
+    and its linear head keep everything that depends on the past beyond one step. ``conv_refine`` also shows it the
+    head's own probabilities, so a key's logit can follow what the head expects around it. With 229 training
+    chorales this shared term is what moves JSB below 8 nats (see the README).
+
     Logs ``{stage}/nll``: nats per time step, summed over keys, mean over every step of the split except each piece's
     first -- the protocol of the published figures (Bai et al. 2018 feed ``piece[:-1]`` and score ``piece[1:]``: the
     first step is context, never predicted); ``{stage}/nll_all`` also scores the first step, predicted from silence
@@ -51,6 +58,9 @@ class PianoRollModel(RnnlabModule):
         dropout: float = 0.3,
         input_dropout: float = 0.1,
         head: Literal["independent", "autoregressive"] = "independent",
+        conv_kernel: int = 0,
+        conv_channels: int = 128,
+        conv_refine: bool = False,
         generate_steps: int = 64,
         temperature: float = 1.0,
         sample_seed: Optional[int] = 0,
@@ -70,6 +80,11 @@ class PianoRollModel(RnnlabModule):
         self.head = nn.Linear(hidden_size, KEYS)
         if head not in ("independent", "autoregressive"):
             raise RnnlabError(f"head must be 'independent' or 'autoregressive', got {head!r}")
+        if conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
+            raise RnnlabError(f"conv_kernel must be 0 (off) or an odd number of semitones, got {conv_kernel}")
+        self.conv = nn.Sequential(  # the same weights at every key: what the notes around a key say, in any key
+            nn.Conv1d(2 if conv_refine else 1, conv_channels, conv_kernel, padding=conv_kernel // 2), nn.ReLU(),
+            nn.Conv1d(conv_channels, 1, 1)) if conv_kernel else None
         self.within = nn.Parameter(torch.zeros(KEYS, KEYS)) if head == "autoregressive" else None
         self.register_buffer("lower", torch.tril(torch.ones(KEYS, KEYS), diagonal=-1), persistent=False)
         for stage in ("val", "test"):
@@ -81,7 +96,14 @@ class PianoRollModel(RnnlabModule):
     def forward(self, x: Tensor, lengths: Tensor, state=None):
         """``x [B, T, 88]`` (steps before each target step) -> logits ``[B, T, 88]`` and the final state."""
         out, state = self.rnn(self.input_dropout(x.float()), lengths, state)
-        return self.head(self.dropout(out)), state
+        logits = self.head(self.dropout(out))
+        if self.conv is not None:
+            B, T, K = x.shape
+            z = x.float().reshape(B * T, 1, K)
+            if self.hparams.conv_refine:  # the recurrent head's own probabilities, as a second channel
+                z = torch.cat([z, torch.sigmoid(logits).reshape(B * T, 1, K)], 1)
+            logits = logits + self.conv(z).view(B, T, K)
+        return logits, state
 
     def step_logits(self, logits: Tensor, notes: Tensor) -> Tensor:
         """Per-key logits given the step's own notes below each key (autoregressive head; identity otherwise)."""
