@@ -153,6 +153,16 @@ def test_config_mistakes_are_the_first_line(env, capsys, arg, expected):
     assert expected in err.splitlines()[0] and "usage:" not in err
 
 
+@pytest.mark.parametrize("config,arg,expected", [
+    ("jsb_chorales_gru_conv.yaml", "--model.init_args.conv_kernel=96", "error: conv_kernel must be 0 (off) or an odd"),
+    ("macro_gru_local_level.yaml", "--model.init_args.forecast=iterated", "error: residual anchors need mode 'rnn'"),
+])
+def test_invalid_model_arguments_are_one_clear_line(env, capsys, config, arg, expected):
+    """An RnnlabError raised in a model's __init__ reaches the user as its own message, not jsonargparse's traceback."""
+    err = fails(capsys, "fit", "--config", str(ROOT / "configs" / config), arg)
+    assert err.splitlines()[0].startswith(expected) and "Traceback" not in err
+
+
 def test_typo_in_a_config_file(env, capsys):
     (env / "bad.yaml").write_text("model:\n  init_args:\n    hiden_size: 32\n")
     err = fails(capsys, "fit", "--config", IMDB, "--config", "bad.yaml")

@@ -179,11 +179,26 @@ class RnnlabCLI(LightningCLI):
         return str(found) if found else None
 
 
+def _rnnlab_error(err: BaseException) -> RnnlabError | None:
+    """The RnnlabError behind ``err``: jsonargparse wraps one raised by a model's or datamodule's ``__init__`` (e.g.
+    an invalid combination of arguments) in a ValueError of its own."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, RnnlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(args=None) -> None:
     try:
         RnnlabCLI(args=args)
-    except RnnlabError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (RnnlabError, ValueError) as err:
+        cause = _rnnlab_error(err)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
         if err.errno != errno.ENOSPC:
