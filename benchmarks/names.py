@@ -101,15 +101,15 @@ def modern_chinese_corpus() -> str:
     gold test files (OpenCC s2t) and the Sinica Treebank sample (about 0.5M characters; no names of namesex's)."""
     import opencc
 
-    from rnnlab.data.segmentation import _read_member, read_segmented, read_sinica_raw
+    from rnnlab.data.segmentation import read_member, read_segmented, read_sinica_raw
     from rnnlab.data.sources import fetch
 
     cc, lines = opencc.OpenCC("s2t"), []
     icwb2 = fetch("icwb2")["icwb2-data.zip"]
     for corpus in ("pku", "msr"):
-        lines += [cc.convert("".join(s)) for s in read_segmented(_read_member(icwb2, f"gold/{corpus}_test_gold.utf8"))]
+        lines += [cc.convert("".join(s)) for s in read_segmented(read_member(icwb2, f"gold/{corpus}_test_gold.utf8"))]
     sinica = fetch("sinica_treebank")["sinica_treebank.zip"]
-    lines += ["".join(s) for s in read_sinica_raw(_read_member(sinica, "sinica_treebank/raw"))]
+    lines += ["".join(s) for s in read_sinica_raw(read_member(sinica, "sinica_treebank/raw"))]
     path = Path("data/modern_zh_chars.txt")
     path.parent.mkdir(exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -31,14 +31,14 @@ def max_match(text: str, words: set[str], longest: int) -> list[str]:
 
 
 def run(corpus: str) -> dict:
-    from rnnlab.data.segmentation import _read_member, read_segmented
+    from rnnlab.data.segmentation import read_member, read_segmented
     from rnnlab.data.sources import fetch
     from rnnlab.data.tagging import words_to_bmes
     from rnnlab.metrics import scores, span_counts
 
     path = fetch("icwb2")["icwb2-data.zip"]
-    gold = read_segmented(_read_member(path, f"gold/{corpus}_test_gold.utf8"))
-    words = set(_read_member(path, f"gold/{corpus}_training_words.utf8").split())
+    gold = read_segmented(read_member(path, f"gold/{corpus}_test_gold.utf8"))
+    words = set(read_member(path, f"gold/{corpus}_training_words.utf8").split())
     longest = max(map(len, words))
     total = [0] * 5
     for sentence in gold:

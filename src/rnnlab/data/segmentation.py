@@ -63,8 +63,9 @@ def _listing(path: Path) -> set[str]:
         raise RnnlabError(f"{path} is not a zip archive; replace it with the official file") from None
 
 
-def _read_member(path: Path, member: str) -> str | None:
-    """A member's UTF-8 text from a zip (under ``icwb2-data/`` or not) or an extracted folder; None if absent."""
+def read_member(path: Path, member: str) -> str | None:
+    """A member's UTF-8 text from a zip (under ``icwb2-data/`` or not) or an extracted folder; None if absent.
+    Shared by the segmentation loaders and the benchmarks that read the SIGHAN and Sinica archives."""
     if path.is_dir():
         f = path / member
         return f.read_bytes().decode("utf-8-sig") if f.is_file() else None
@@ -164,7 +165,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
             for name in self.lexicon:
                 if name in SIGHAN_CORPORA:
                     path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
-                    text = _read_member(path, training_words_member(name))
+                    text = read_member(path, training_words_member(name))
                     if text is None:
                         raise RnnlabError(f"{path} has no {training_words_member(name)}; replace it with {SIGHAN_URL}")
                 elif Path(name).is_file():
@@ -203,16 +204,16 @@ class ChineseSegmentationDataModule(TaggingDataModule):
             return {"train": train, "val": val, "test": test}
         path = fetch("icwb2", self.root, self.local_dir)["icwb2-data.zip"]
         member = f"training/{self.corpus}_training.utf8"
-        train_text = _read_member(path, member)
+        train_text = read_member(path, member)
         if train_text is None:
             raise RnnlabError(
                 f"{path} has no {member}: this copy of the SIGHAN 2005 data holds only the test and gold files. "
                 f"Place the full icwb2-data.zip ({SIGHAN_URL}) there, or segment with --data.init_args.corpus sinica"
             )
-        gold = _read_member(path, f"gold/{self.corpus}_test_gold.utf8")
+        gold = read_member(path, f"gold/{self.corpus}_test_gold.utf8")
         if gold is None:
             raise RnnlabError(f"{path} has no gold/{self.corpus}_test_gold.utf8; replace it with {SIGHAN_URL}")
-        words = _read_member(path, training_words_member(self.corpus))
+        words = read_member(path, training_words_member(self.corpus))
         self._training_words = set(words.split()) if words else None
         val, train = seeded_split(read_segmented(train_text), [self.val_fraction], self.seed)
         return {"train": train, "val": val, "test": read_segmented(gold)}
