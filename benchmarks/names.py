@@ -4,6 +4,7 @@
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_features  # + components, pinyin tokens
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_char2vec[_modern]  # pre-trained char vectors
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language   # tutorial recipe vs ours -> names_language.json
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language_splits  # ours on 5 split seeds
     python benchmarks/names.py --table
 
 Gender: every fold trains ``configs/namesex_bigru.yaml`` on the nine other folds (5% of them held out to pick the
@@ -161,13 +162,92 @@ def gender_features() -> None:
     print(table())
 
 
+def char_ngram_naive_bayes(train: list[tuple[str, int]], test: list[tuple[str, int]], num_classes: int,
+                           order: int = 3, discount: float = 0.9) -> dict:
+    """A classical baseline: one character ``order``-gram language model per class (interpolated absolute
+    discounting), ``argmax_c log p(name | c) + log p(c)``. Order and discount were chosen on the seed-42 validation
+    split (orders 3-5, discounts 0.5-0.9)."""
+    import math
+    from collections import Counter, defaultdict
+
+    from sklearn.metrics import f1_score
+
+    counts = [defaultdict(Counter) for _ in range(num_classes)]
+    prior, symbols = Counter(y for _, y in train), set()
+    for name, y in train:
+        s = "^" * (order - 1) + name + "$"
+        for i in range(order - 1, len(s)):
+            symbols.add(s[i])
+            for k in range(order):
+                counts[y][s[i - k:i]][s[i]] += 1
+    totals = [{h: sum(c.values()) for h, c in by_class.items()} for by_class in counts]
+
+    def log_p(name: str, y: int) -> float:
+        s, total = "^" * (order - 1) + name + "$", math.log(prior[y] / len(train))
+        for i in range(order - 1, len(s)):
+            p = 1.0 / (len(symbols) + 1)
+            for k in range(order):  # from the unigram up: discounted counts, the rest to the shorter history
+                h = s[i - k:i]
+                if h not in counts[y]:
+                    break
+                c = counts[y][h]
+                p = (max(c.get(s[i], 0) - discount, 0) + discount * len(c) * p) / totals[y][h]
+            total += math.log(p)
+        return total
+
+    pred = [max(range(num_classes), key=lambda y: log_p(name, y)) for name, _ in test]
+    gold = [y for _, y in test]
+    return {"order": order, "discount": discount, "test_acc": sum(p == g for p, g in zip(pred, gold)) / len(gold),
+            "test_f1": float(f1_score(gold, pred, average="macro"))}
+
+
+def naive_bayes_language(seed: int = 42) -> dict:
+    from rnnlab.data.names import NameLanguageDataModule
+
+    splits, labels = NameLanguageDataModule(ascii=False, seed=seed).read_splits()
+    return char_ngram_naive_bayes(splits["train"], splits["test"], len(labels))
+
+
 def language() -> None:
     results = {}
-    for name in ("names_rnn", "names_lstm"):
+    for name in ("names_rnn", "names_lstm", "names_hybrid"):
         results[name] = fit_and_test_splits(f"configs/{name}.yaml", [])
         print(name, results[name], flush=True)
+    results["naive_bayes_trigram"] = naive_bayes_language()
     write("names_language", {"command": "python benchmarks/names.py language", **results})
     print(table())
+
+
+SPLIT_SEEDS = (42, 1, 2, 3, 4)
+
+
+def language_splits() -> None:
+    """``names_lstm`` and ``names_hybrid`` on five stratified splits (``--data.init_args.seed`` =
+    ``--seed_everything``), and the n-gram baseline on each: the spread between splits is larger than most changes."""
+    results: dict = {}
+    for name in ("names_lstm", "names_hybrid"):
+        runs = []
+        for seed in SPLIT_SEEDS:
+            runs.append({"seed": seed, **fit_and_test_splits(f"configs/{name}.yaml", [
+                f"--data.init_args.seed={seed}", f"--seed_everything={seed}"])})
+            print(name, runs[-1], flush=True)
+        results[name] = summarise(runs)
+    results["naive_bayes_trigram"] = summarise([{"seed": seed, **naive_bayes_language(seed)} for seed in SPLIT_SEEDS])
+    write("names_language_splits", {"command": "python benchmarks/names.py language_splits", "seeds": SPLIT_SEEDS,
+                                     **results})
+    print(table())
+
+
+def summarise(runs: list[dict]) -> dict:
+    acc, f1 = [r["test_acc"] for r in runs], [r["test_f1"] for r in runs]
+    return {"mean_acc": statistics.mean(acc), "std_acc": statistics.stdev(acc), "mean_f1": statistics.mean(f1),
+            "std_f1": statistics.stdev(f1), "min_acc": min(acc), "min_f1": min(f1), "runs": runs}
+
+
+LANGUAGE_ROWS = (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
+                 ("names_lstm", "Unicode chars, BiGRU 256, sqrt class weights"),
+                 ("names_hybrid", "the BiGRU times a GRU language model of the name given the language"),
+                 ("naive_bayes_trigram", "character trigram language model per language, naive Bayes (baseline)"))
 
 
 def table() -> str:
@@ -207,14 +287,24 @@ def table() -> str:
         rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "
                     f"seeded 1,000-name test | {100 * c['test_acc']:.2f}% | {100 * c['test_f1']:.2f}% | | "
                     f"{c['fit_seconds']:.0f} s |")
+    if not rows:
+        rows += ["| task | method | protocol | accuracy | macro-F1 | other | time |", "|---|---|---|---|---|---|---|"]
+    splits = {k: v for r in load("names_language_splits.json") for k, v in r.items() if isinstance(v, dict)}
     for r in load("names_language.json"):
-        if not rows:
-            rows += ["| task | method | protocol | accuracy | macro-F1 | other | time |", "|---|---|---|---|---|---|---|"]
-        for name, label in (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
-                            ("names_lstm", "Unicode chars, BiGRU 256, sqrt class weights")):
-            x = r[name]
-            rows.append(f"| name -> language (18) | `configs/{name}.yaml` ({label}) | stratified 80/10/10 | "
-                        f"{100 * x['test_acc']:.2f}% | {100 * x['test_f1']:.2f}% | | {x['fit_seconds']:.0f} s |")
+        for name, label in LANGUAGE_ROWS:
+            x, fit = r.get(name), ""
+            if x is None:
+                continue
+            if "fit_seconds" in x:
+                fit = f"{x['fit_seconds']:.0f} s"
+            method = f"`configs/{name}.yaml` ({label})" if name.startswith("names_") else label
+            other = ""
+            if name in splits:
+                m = splits[name]
+                other = (f"5 split seeds: {100 * m['mean_acc']:.2f}% / {100 * m['mean_f1']:.2f}% (worst "
+                         f"{100 * m['min_acc']:.2f}% / {100 * m['min_f1']:.2f}%)")
+            rows.append(f"| name -> language (18) | {method} | stratified 80/10/10 (seed 42) | "
+                        f"{100 * x['test_acc']:.2f}% | {100 * x['test_f1']:.2f}% | {other} | {fit} |")
     return "\n".join(rows)
 
 
@@ -222,4 +312,4 @@ if __name__ == "__main__":
     arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
     {"gender": gender, "gender_char2vec": gender_char2vec, "gender_char2vec_modern": lambda: gender_char2vec("modern"),
      "gender_features": gender_features,
-     "language": language}.get(arg, lambda: print(table()))()
+     "language": language, "language_splits": language_splits}.get(arg, lambda: print(table()))()

@@ -169,3 +169,74 @@ def test_character_features_add_components_and_pinyin_and_help_an_unseen_charact
     assert "嬅" in item["warning"] and "unknown tokens" in item["warning"]
     ids = item["tokens"].tolist()
     assert ids[0] == dm.vocab.unk_id and dm.vocab.tokenizer.token_to_id("c女") in ids
+
+
+def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
+    from rnnlab.models.classifier import ConditionalLM
+
+    torch.manual_seed(0)
+    lm = ConditionalLM(vocab_size=12, num_classes=3, pad_id=0, embedding_dim=8, class_dim=4, hidden_size=16,
+                       cell="gru", impl="torch", dropout=0.0).eval()
+    short, long_ = torch.tensor([5, 6]), torch.tensor([4, 7, 9, 3, 2])
+    batch = torch.zeros(2, 5, dtype=torch.long)
+    batch[0, :2], batch[1] = short, long_
+    lengths = torch.tensor([2, 5])
+    with torch.no_grad():
+        together = lm.log_likelihood(batch, lengths, torch.tensor([1, 2]))
+        alone = lm.log_likelihood(short[None], torch.tensor([2]), torch.tensor([1]))
+        scores = lm.scores(batch, lengths)
+        # by hand: log p(x1 | <bos>) + log p(x2 | <bos> x1) + log p(<eos> | <bos> x1 x2), one step at a time
+        x = torch.tensor([[12, 5, 6]])
+        emb = torch.cat([lm.embedding(x), lm.category(torch.tensor([1]))[:, None].expand(-1, 3, -1)], -1)
+        out, _ = lm.rnn(emb, torch.tensor([3]))
+        logp = torch.log_softmax(lm.head(out), -1)[0]
+        by_hand = logp[0, 5] + logp[1, 6] + logp[2, 12]
+    assert torch.allclose(together[0], alone[0], atol=1e-5)  # the padding of a shorter name changes nothing
+    assert torch.allclose(together[0], by_hand, atol=1e-5)
+    assert scores.shape == (2, 3) and torch.allclose(scores[1, 2], together[1], atol=1e-5)
+    assert (scores < 0).all()
+
+
+def test_generative_classifier_multiplies_the_two_posteriors_with_the_training_prior(env):
+    dm = NameLanguageDataModule(batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = SequenceClassifier(dm.vocab_size, dm.num_classes, hidden_size=16, embedding_dim=8, generative=True,
+                               generative_hidden_size=16, generative_embedding_dim=8, generative_class_dim=4)
+
+    class FakeTrainer:
+        datamodule = dm
+
+    model._trainer = FakeTrainer()
+    model.setup("fit")
+    prior = torch.tensor([16, 16, 16, 16, 48.0]) / 112
+    assert torch.allclose(model.log_prior, prior.log())
+    model.eval()
+    batch = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        combined = model(batch.tokens, batch.lengths)
+        disc = torch.log_softmax(model.discriminate(batch.tokens, batch.lengths), -1)
+        gen = torch.log_softmax(model.generative.scores(batch.tokens, batch.lengths) + prior.log(), -1)
+    assert torch.allclose(combined, disc + gen, atol=1e-5)
+    # the class prior matters: a uniform one changes the generative posterior
+    with torch.no_grad():
+        model.log_prior.zero_()
+        assert not torch.allclose(model(batch.tokens, batch.lengths), combined)
+
+
+def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
+    config = str(ROOT / "configs" / "names_hybrid.yaml")
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
+    main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "2"])
+    run = env / "runs" / "names_hybrid" / "version_0"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    prior = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["log_prior"]
+    assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
+    main(["test", "--config", config, *tiny, "--ckpt_path", str(ckpt)])
+    assert (run.parent / "version_1" / "confusion_matrix.png").exists()
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
+          '["Dvořák", "Novak"]', "--prediction_writer.output", "hybrid.jsonl"])
+    rows = [json.loads(line) for line in (env / "hybrid.jsonl").read_text().splitlines()]
+    for row in rows:
+        probs = [float(part.rsplit(" ", 1)[1]) for part in row["top"].split(", ")]
+        assert row["label"] == row["top"].split(" ")[0] and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.001

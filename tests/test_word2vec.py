@@ -246,6 +246,8 @@ def test_word2vec_trains_under_two_process_ddp(env):
     assert "apple" in words and torch.isfinite(vectors).all()
     ckpt = torch.load(next((env / "runs").rglob("last.ckpt")), weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] > 0
+    # dense gradients under DDP (NCCL cannot all-reduce sparse ones): Adam's state, not SparseAdam's
+    assert "amsgrad" in ckpt["optimizer_states"][0]["param_groups"][0]
 
 
 def test_evaluation_stream_splits_every_batch_across_ranks():

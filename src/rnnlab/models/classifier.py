@@ -30,6 +30,42 @@ class OneHot(nn.Module):
         return out
 
 
+class ConditionalLM(nn.Module):
+    """``log p(text | class)``: a unidirectional character (or word) language model with the class embedding beside
+    every input step -- the generative half of :class:`SequenceClassifier`'s ``generative`` option. It reads the
+    classifier's own token ids; id ``vocab_size`` is the boundary symbol (``<bos>`` in, ``<eos>`` out)."""
+
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int, embedding_dim: int, class_dim: int,
+                 hidden_size: int, cell: str, impl: str, dropout: float) -> None:
+        super().__init__()
+        self.boundary, self.num_classes = vocab_size, num_classes
+        self.embedding = nn.Embedding(vocab_size + 1, embedding_dim, padding_idx=pad_id)
+        self.category = nn.Embedding(num_classes, class_dim)
+        self.rnn = Recurrent(embedding_dim + class_dim, hidden_size, cell=cell, impl=impl)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size + 1)
+
+    def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
+        """``tokens [B, T]`` (right-padded), ``lengths [B]``, ``classes [B]`` -> ``log p(tokens, <eos> | class)`` ``[B]``."""
+        B, T = tokens.shape
+        boundary = tokens.new_full((B, 1), self.boundary)
+        inputs = torch.cat([boundary, tokens], 1)  # <bos> x1 .. xn
+        targets = torch.cat([tokens, tokens.new_zeros(B, 1)], 1)  # x1 .. xn <eos>
+        lengths = lengths.to(tokens.device)
+        targets[torch.arange(B, device=tokens.device), lengths] = self.boundary
+        x = torch.cat([self.embedding(inputs), self.category(classes)[:, None].expand(-1, T + 1, -1)], -1)
+        out, _ = self.rnn(x, lengths + 1)
+        logp = torch.log_softmax(self.head(self.dropout(out)).float(), -1).gather(-1, targets[..., None])[..., 0]
+        mask = torch.arange(T + 1, device=tokens.device)[None] <= lengths[:, None]
+        return (logp * mask).sum(1)
+
+    def scores(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``log p(tokens | c)`` for every class ``c``: ``[B, num_classes]`` (the batch is run once per class)."""
+        B, K = len(tokens), self.num_classes
+        classes = torch.arange(K, device=tokens.device).repeat(B)
+        return self.log_likelihood(tokens.repeat_interleave(K, 0), lengths.repeat_interleave(K, 0), classes).view(B, K)
+
+
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
@@ -38,6 +74,14 @@ class SequenceClassifier(RnnlabModule):
     ``pretrained_embeddings``: a ``.pt`` or word2vec text file (e.g. written by :class:`~rnnlab.models.word2vec.Word2Vec`)
     whose vectors initialise the embedding rows of the same words when ``fit`` starts (other words: random, see
     :func:`~rnnlab.models.word2vec.align_embeddings`); ``freeze_embeddings`` keeps them fixed.
+
+    ``generative``: a hybrid of a discriminative and a generative classifier. Beside the network above, a
+    :class:`ConditionalLM` learns ``p(text | class)`` (trained on the true class, at the same time); predictions and
+    every evaluation metric come from the product of the two experts,
+    ``log p_disc(c | x) + log p_gen(c | x)`` with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior
+    from the training data), so the class probabilities of ``predict`` are that product, normalised. Training
+    metrics are the discriminative network's alone. ``generative_hidden_size``, ``generative_embedding_dim`` and
+    ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and ``dropout``.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -68,6 +112,10 @@ class SequenceClassifier(RnnlabModule):
         class_weighting: Literal["none", "balanced", "sqrt"] = "none",
         pretrained_embeddings: Optional[str] = None,
         freeze_embeddings: bool = False,
+        generative: bool = False,
+        generative_hidden_size: int = 256,
+        generative_embedding_dim: int = 32,
+        generative_class_dim: int = 32,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -84,6 +132,11 @@ class SequenceClassifier(RnnlabModule):
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
+        self.generative: Optional[ConditionalLM] = None
+        if generative:
+            self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
+                                            generative_class_dim, generative_hidden_size, cell, impl, dropout)
+        self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data (generative)
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                     "f1": MulticlassF1Score(num_classes, average="macro")})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -92,7 +145,16 @@ class SequenceClassifier(RnnlabModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]``."""
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``: the two experts'
+        summed log-posteriors)."""
+        logits = self.discriminate(tokens, lengths)
+        if self.generative is None:
+            return logits
+        generative = torch.log_softmax(self.generative.scores(tokens, lengths) + self.log_prior, -1)
+        return torch.log_softmax(logits.float(), -1) + generative
+
+    def discriminate(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """The discriminative network's logits ``[B, num_classes]``."""
         x = self.embedding_dropout(self.embedding(tokens))
         outputs, state = self.encoder(x, lengths)
         h_n = state[0] if isinstance(state, tuple) else state
@@ -105,6 +167,9 @@ class SequenceClassifier(RnnlabModule):
         if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
         counts = getattr(dm, "class_counts", None)
+        if stage == "fit" and self.generative is not None and counts:
+            freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+            self.log_prior.copy_((freq / freq.sum()).log())
         if stage == "fit" and self.hparams.class_weighting != "none" and counts:
             freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
             w = freq.sum() / (len(freq) * freq)
@@ -120,9 +185,14 @@ class SequenceClassifier(RnnlabModule):
         self.pretrained_coverage = init_embedding(self.embedding, path, vocab, self.hparams.pad_id)
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
-        logits = self(batch.tokens, batch.lengths)
         weight = self.class_weights if stage == "train" else None
-        loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
+        if stage == "train" and self.generative is not None:  # each expert's own loss: cross-entropy + NLL per token
+            logits = self.discriminate(batch.tokens, batch.lengths)
+            nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
+            loss = F.cross_entropy(logits.float(), batch.target, weight=weight) + nll / (batch.lengths + 1).sum()
+        else:
+            logits = self(batch.tokens, batch.lengths)
+            loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
         metrics.update(logits.detach(), batch.target)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(batch),

@@ -60,6 +60,9 @@ class Word2Vec(RnnlabModule):
         negatives: noise words per positive pair (``K``).
         optimizer: ``sgd`` (plain SGD on the sum of the pair losses: ``lr`` is the step per pair, as word2vec's ``alpha``;
             sparse updates, the fastest) or ``sparse_adam`` (Adam on the rows a batch touches; mean loss).
+            Under multi-process training (DDP) the gradients are dense: NCCL has no sparse all-reduce, and gloo's
+            is fragile (a heap corruption seen here once in about a dozen 2-process runs). ``sgd`` updates the same
+            rows either way; ``sparse_adam`` becomes ``torch.optim.Adam``, whose moments move every row.
         lr: learning rate, decayed linearly to ``lr * min_lr_ratio`` over ``max_epochs`` (per epoch).
         probe_words / analogies: shown after every epoch (analogies as ``"a b c d"``: ``a - b + c`` should give ``d``;
             those with a word outside the vocabulary are skipped).
@@ -126,6 +129,8 @@ class Word2Vec(RnnlabModule):
                               f"(model.init_args.mode and data.init_args.mode) to the same value")
         if stage == "fit":
             self.noise.copy_(noise_distribution(dm.counts))
+        if self.trainer.world_size > 1:  # before DDP wraps the model: it reads `sparse` to plan the all-reduce
+            self.in_embed.sparse = self.out_embed.sparse = False
         self.words = dm.words
 
     def on_train_epoch_start(self) -> None:
@@ -149,6 +154,8 @@ class Word2Vec(RnnlabModule):
     def configure_optimizers(self):
         if self.hparams.optimizer == "sgd":
             opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        elif self.hparams.optimizer == "sparse_adam" and not self.in_embed.sparse:  # dense gradients (DDP)
+            opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         elif self.hparams.optimizer == "sparse_adam":
             opt = torch.optim.SparseAdam(list(self.parameters()), lr=self.hparams.lr)
         else:
