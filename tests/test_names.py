@@ -112,13 +112,19 @@ def test_class_weighting_comes_from_training_counts(env):
     assert torch.allclose(w[:4], w[0].expand(4)) and torch.isclose(w[0] / w[4], torch.tensor(3.0))
 
 
-def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_characters(env):
-    config = str(ROOT / "configs" / "namesex_bigru.yaml")
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8"]
+def fit_and_test_tiny(env: Path, name: str, tiny: list[str]) -> tuple[str, Path, Path]:
+    """``fit`` (2 epochs) then ``test`` ``configs/<name>.yaml`` with ``tiny`` overrides: (config, run dir, last.ckpt)."""
+    config = str(ROOT / "configs" / f"{name}.yaml")
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "2"])
-    run = env / "runs" / "namesex_bigru" / "version_0"
+    run = env / "runs" / name / "version_0"
     ckpt = run / "checkpoints" / "last.ckpt"
     main(["test", "--config", config, *tiny, "--ckpt_path", str(ckpt)])
+    return config, run, ckpt
+
+
+def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_characters(env):
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8"]
+    config, run, ckpt = fit_and_test_tiny(env, "namesex_bigru", tiny)
     assert (run.parent / "version_1" / "confusion_matrix.png").stat().st_size > 1000
     report = (run.parent / "version_1" / "classification_report.txt").read_text()
     assert "female" in report and "male" in report and "f1-score" in report
@@ -225,14 +231,10 @@ def test_generative_classifier_multiplies_the_two_posteriors_with_the_training_p
 
 
 def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
-    config = str(ROOT / "configs" / "names_hybrid.yaml")
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
-    main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "2"])
-    run = env / "runs" / "names_hybrid" / "version_0"
-    ckpt = run / "checkpoints" / "last.ckpt"
+    config, run, ckpt = fit_and_test_tiny(env, "names_hybrid", tiny)
     prior = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["log_prior"]
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
-    main(["test", "--config", config, *tiny, "--ckpt_path", str(ckpt)])
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
     main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
           '["Dvořák", "Novak"]', "--prediction_writer.output", "hybrid.jsonl"])
