@@ -203,7 +203,7 @@ def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
     assert (scores < 0).all()
 
 
-def test_generative_classifier_multiplies_the_two_posteriors_with_the_training_prior(env):
+def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_with_the_training_prior(env):
     dm = NameLanguageDataModule(batch_size=8)
     dm.setup("fit")
     torch.manual_seed(0)
@@ -223,7 +223,8 @@ def test_generative_classifier_multiplies_the_two_posteriors_with_the_training_p
         combined = model(batch.tokens, batch.lengths)
         disc = torch.log_softmax(model.discriminate(batch.tokens, batch.lengths), -1)
         gen = torch.log_softmax(model.generative.scores(batch.tokens, batch.lengths) + prior.log(), -1)
-    assert torch.allclose(combined, disc + gen, atol=1e-5)
+    assert torch.allclose(combined, torch.log_softmax((disc + gen) / 2, -1), atol=1e-5)
+    assert torch.equal(combined.argmax(-1), (disc + gen).argmax(-1))  # the product's decisions
     # the class prior matters: a uniform one changes the generative posterior
     with torch.no_grad():
         model.log_prior.zero_()

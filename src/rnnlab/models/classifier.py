@@ -77,10 +77,10 @@ class SequenceClassifier(RnnlabModule):
 
     ``generative``: a hybrid of a discriminative and a generative classifier. Beside the network above, a
     :class:`ConditionalLM` learns ``p(text | class)`` (trained on the true class, at the same time); predictions and
-    every evaluation metric come from the product of the two experts,
-    ``log p_disc(c | x) + log p_gen(c | x)`` with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior
-    from the training data), so the class probabilities of ``predict`` are that product, normalised. Training
-    metrics are the discriminative network's alone. ``generative_hidden_size``, ``generative_embedding_dim`` and
+    every evaluation metric come from the two experts' geometric mean, ``(log p_disc(c | x) + log p_gen(c | x)) / 2``
+    normalised, with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior from the training data).
+    The argmax is the product's; the square root keeps the probabilities calibrated (the plain product is
+    overconfident). Training metrics are the discriminative network's alone. ``generative_hidden_size``, ``generative_embedding_dim`` and
     ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and ``dropout``.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
@@ -145,13 +145,13 @@ class SequenceClassifier(RnnlabModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``: the two experts'
-        summed log-posteriors)."""
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``: the log of the two
+        experts' normalised geometric mean)."""
         logits = self.discriminate(tokens, lengths)
         if self.generative is None:
             return logits
         generative = torch.log_softmax(self.generative.scores(tokens, lengths) + self.log_prior, -1)
-        return torch.log_softmax(logits.float(), -1) + generative
+        return torch.log_softmax((torch.log_softmax(logits.float(), -1) + generative) / 2, -1)
 
     def discriminate(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The discriminative network's logits ``[B, num_classes]``."""
