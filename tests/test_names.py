@@ -243,3 +243,10 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     for row in rows:
         probs = [float(part.rsplit(" ", 1)[1]) for part in row["top"].split(", ")]
         assert row["label"] == row["top"].split(" ")[0] and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.001
+
+
+def test_a_plain_classifier_has_no_generative_state_so_older_checkpoints_still_load():
+    plain = SequenceClassifier(vocab_size=20, num_classes=3)
+    assert not any(k.startswith(("generative", "log_prior")) for k in plain.state_dict())
+    hybrid = SequenceClassifier(vocab_size=20, num_classes=3, generative=True)
+    assert "log_prior" in hybrid.state_dict() and any(k.startswith("generative.") for k in hybrid.state_dict())

@@ -80,8 +80,9 @@ class SequenceClassifier(RnnlabModule):
     every evaluation metric come from the two experts' geometric mean, ``(log p_disc(c | x) + log p_gen(c | x)) / 2``
     normalised, with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior from the training data).
     The argmax is the product's; the square root keeps the probabilities calibrated (the plain product is
-    overconfident). Training metrics are the discriminative network's alone. ``generative_hidden_size``, ``generative_embedding_dim`` and
-    ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and ``dropout``.
+    overconfident). Training metrics are the discriminative network's alone. ``generative_hidden_size``,
+    ``generative_embedding_dim`` and ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and
+    ``dropout``.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -133,10 +134,10 @@ class SequenceClassifier(RnnlabModule):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         self.generative: Optional[ConditionalLM] = None
-        if generative:
+        if generative:  # (only then a `log_prior` buffer: checkpoints of plain classifiers keep their keys)
             self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
                                             generative_class_dim, generative_hidden_size, cell, impl, dropout)
-        self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data (generative)
+            self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                     "f1": MulticlassF1Score(num_classes, average="macro")})
         self.train_metrics = metrics.clone(prefix="train/")
