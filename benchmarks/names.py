@@ -246,7 +246,8 @@ def summarise(runs: list[dict]) -> dict:
 
 LANGUAGE_ROWS = (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
                  ("names_lstm", "Unicode chars, BiGRU 256, sqrt class weights"),
-                 ("names_hybrid", "the BiGRU without class weights, times a GRU language model of the name given the language; EMA"),
+                 ("names_hybrid", "the BiGRU without class weights, times a GRU language model of the name given "
+                                  "the language; EMA"),
                  ("naive_bayes_trigram", "character trigram language model per language, naive Bayes (baseline)"))
 
 

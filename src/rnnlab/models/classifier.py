@@ -46,7 +46,8 @@ class ConditionalLM(nn.Module):
         self.head = nn.Linear(hidden_size, vocab_size + 1)
 
     def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
-        """``tokens [B, T]`` (right-padded), ``lengths [B]``, ``classes [B]`` -> ``log p(tokens, <eos> | class)`` ``[B]``."""
+        """``tokens [B, T]`` (right-padded), ``lengths [B]``, ``classes [B]`` -> ``[B]``:
+        ``log p(tokens, <eos> | class)``."""
         B, T = tokens.shape
         boundary = tokens.new_full((B, 1), self.boundary)
         inputs = torch.cat([boundary, tokens], 1)  # <bos> x1 .. xn
