@@ -146,8 +146,8 @@ def gender_char2vec(corpus: str = "tang") -> None:
 
 
 def gender_hybrid() -> None:
-    """``configs/namesex_bigru.yaml`` with ``generative: true``: the BiGRU times a GRU language model of the name
-    given the sex, namesex's 10 folds."""
+    """``configs/namesex_bigru.yaml`` with ``generative: true``: the geometric mean of the BiGRU's posterior and that
+    of a GRU language model of the name given the sex, namesex's 10 folds."""
     flag = "--model.init_args.generative=true"
     write("names_gender_hybrid", {"command": "python benchmarks/names.py gender_hybrid",
                                   "bigru_10fold": ten_folds("configs/namesex_bigru.yaml", (flag,))})
@@ -246,8 +246,8 @@ def summarise(runs: list[dict]) -> dict:
 
 LANGUAGE_ROWS = (("names_rnn", "tutorial recipe: one-hot, RNN 128"),
                  ("names_lstm", "Unicode chars, BiGRU 256, sqrt class weights"),
-                 ("names_hybrid", "the BiGRU without class weights, times a GRU language model of the name given "
-                                  "the language; EMA"),
+                 ("names_hybrid", "the BiGRU without class weights and a GRU language model of the name given the "
+                                  "language, geometric mean of their posteriors; EMA"),
                  ("naive_bayes_trigram", "character trigram language model per language, naive Bayes (baseline)"))
 
 
@@ -288,7 +288,7 @@ def table() -> str:
         for x in load("names_gender_hybrid.json"):
             b4 = x["bigru_10fold"]
             rows.append(f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` `--model.init_args.generative=true` "
-                        f"(the BiGRU times a GRU language model of the name given the sex) | 10-fold | "
+                        f"(the BiGRU and a GRU language model of the name given the sex, geometric mean) | 10-fold | "
                         f"{100 * b4['mean_acc']:.2f}% (std {100 * b4['std_acc']:.2f}) | {100 * b4['mean_f1']:.2f}% | "
                         f"testdata.csv {100 * b4['testdata_acc_mean']:.1f}% | {b4['fit_seconds_per_fold']:.0f} s a fold |")
         rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "

@@ -164,16 +164,18 @@ class SequenceClassifier(RnnlabModule):
         return self.head(self.dropout(pooled))
 
     def setup(self, stage: str) -> None:
-        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root."""
+        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
+        ``generative``: the class prior. Both from the DataModule's training ``class_counts``."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
         counts = getattr(dm, "class_counts", None)
-        if stage == "fit" and self.generative is not None and counts:
-            freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        if stage != "fit" or not counts:
+            return
+        freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        if self.generative is not None:
             self.log_prior.copy_((freq / freq.sum()).log())
-        if stage == "fit" and self.hparams.class_weighting != "none" and counts:
-            freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        if self.hparams.class_weighting != "none":
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
 
