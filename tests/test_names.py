@@ -75,6 +75,21 @@ def test_stratified_language_split_keeps_every_class(env):
     assert len(dm.datasets["test"]) == 14  # 10% of each language: 6 + 4 * 2
 
 
+def test_train_on_val_trains_on_both_and_keeps_the_test_split_apart(env):
+    held_out = NameLanguageDataModule(batch_size=8)
+    held_out.setup("fit")
+    refit = NameLanguageDataModule(batch_size=8, train_on_val=True)
+    refit.setup("fit")
+
+    def rows(dm, split):
+        ds = dm.datasets[split]
+        return sorted(("".join(dm.vocab.decode(s.tolist())), int(y)) for s, y in zip(ds.sequences, ds.targets))
+
+    assert rows(refit, "train") == sorted(rows(held_out, "train") + rows(held_out, "val"))
+    assert rows(refit, "test") == rows(held_out, "test")
+    assert refit.class_counts == [a + b for a, b in zip(held_out.class_counts, [2, 2, 2, 2, 6])]
+
+
 @pytest.mark.parametrize("encoding", ["onehot", "embedding"])
 def test_onehot_and_embedding_inputs_have_the_same_shapes_and_train(encoding, env):
     dm = NameLanguageDataModule(batch_size=32)
@@ -234,8 +249,10 @@ def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_wi
 def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
     config, run, ckpt = fit_and_test_tiny(env, "names_hybrid", tiny)
-    prior = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["log_prior"]
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    prior = saved["state_dict"]["log_prior"]
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
+    assert saved["ngram"]["order"] == 3 and saved["ngram"]["tables"]["event_counts"].sum() > 0  # the trigram counts
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
     main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
           '["Dvořák", "Novak"]', "--prediction_writer.output", "hybrid.jsonl"])

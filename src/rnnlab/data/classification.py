@@ -59,6 +59,8 @@ class TextClassificationDataModule(SequenceDataModule):
         max_length: truncate to this many tokens (None: keep all); ``predict`` truncates too, with a warning.
         truncation: which part of a long text to keep: ``head``, ``tail`` or ``both``.
         lowercase: lower-case before tokenising.
+        train_on_val: also train on the validation split -- the final refit of a recipe whose epochs were chosen on
+            it (use a fixed ``max_epochs`` and no early stopping: validation metrics are then not held out).
         **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule` (root, local_dir, batch_size, seed, ...).
     """
 
@@ -74,9 +76,11 @@ class TextClassificationDataModule(SequenceDataModule):
         max_length: Optional[int] = None,
         truncation: Literal["head", "tail", "both"] = "head",
         lowercase: bool = True,
+        train_on_val: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.train_on_val = train_on_val
         if truncation not in ("head", "tail", "both"):
             raise RnnlabError(f"truncation must be 'head', 'tail' or 'both', got {truncation!r}")
         if level not in ("word", "char"):
@@ -97,7 +101,7 @@ class TextClassificationDataModule(SequenceDataModule):
 
     def encoding_args(self) -> dict:
         return {"level": self.level, "max_vocab": self.max_vocab, "min_freq": self.min_freq,
-                "lowercase": self.lowercase}
+                "lowercase": self.lowercase, "train_on_val": self.train_on_val}
 
     # ----------------------------------------------------------------- building
     def build(self, state: Optional[dict]) -> dict:
@@ -105,6 +109,8 @@ class TextClassificationDataModule(SequenceDataModule):
         for required in ("train", "val", "test"):
             if not splits.get(required):
                 raise RnnlabError(f"{self.name}: the {required!r} split is empty; check the data and the split sizes")
+        if self.train_on_val:
+            splits = {**splits, "train": splits["train"] + splits["val"]}
         if state is None:
             vocab = Vocabulary.build((t for t, _ in splits["train"]), level=self.level, lowercase=self.lowercase,
                                      html_breaks=self.html_breaks, max_size=self.max_vocab, min_freq=self.min_freq)

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from rnnlab.data.batching import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.ngram import NgramLM
 from rnnlab.nn.pooling import Pooling
 from rnnlab.nn.recurrent import Recurrent
 
@@ -85,6 +86,12 @@ class SequenceClassifier(RnnlabModule):
     ``generative_embedding_dim`` and ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and
     ``dropout``.
 
+    ``ngram_order`` > 0 adds a third expert, counted rather than trained: a class-conditional character (or word)
+    n-gram model of that order with interpolated absolute discounting ``ngram_discount``
+    (:class:`~rnnlab.models.ngram.NgramLM`), counted on the training split when ``fit`` starts and kept in the
+    checkpoint. Its posterior ``p_ngram(x | c) p(c)`` joins the geometric mean with the same weight as the others
+    (``ngram_order`` also works without ``generative``).
+
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
     ``val/acc_best``. ``vocab_size``, ``num_classes`` and ``pad_id`` are linked from the DataModule by the CLI.
@@ -118,6 +125,8 @@ class SequenceClassifier(RnnlabModule):
         generative_hidden_size: int = 256,
         generative_embedding_dim: int = 32,
         generative_class_dim: int = 32,
+        ngram_order: int = 0,
+        ngram_discount: float = 0.9,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -135,9 +144,11 @@ class SequenceClassifier(RnnlabModule):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         self.generative: Optional[ConditionalLM] = None
-        if generative:  # (only then a `log_prior` buffer: checkpoints of plain classifiers keep their keys)
+        if generative:
             self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
                                             generative_class_dim, generative_hidden_size, cell, impl, dropout)
+        self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
+        if generative or ngram_order:  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
             self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                     "f1": MulticlassF1Score(num_classes, average="macro")})
@@ -147,13 +158,15 @@ class SequenceClassifier(RnnlabModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``: the log of the two
-        experts' normalised geometric mean)."""
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative`` or ``ngram_order``:
+        the log of the experts' normalised geometric mean)."""
         logits = self.discriminate(tokens, lengths)
-        if self.generative is None:
+        likelihoods = [m.scores(tokens, lengths) for m in (self.generative, self.ngram) if m is not None]
+        if not likelihoods:
             return logits
-        generative = torch.log_softmax(self.generative.scores(tokens, lengths) + self.log_prior, -1)
-        return torch.log_softmax((torch.log_softmax(logits.float(), -1) + generative) / 2, -1)
+        posteriors = [torch.log_softmax(logits.float(), -1)]
+        posteriors += [torch.log_softmax(ll + self.log_prior, -1) for ll in likelihoods]
+        return torch.log_softmax(sum(posteriors) / len(posteriors), -1)
 
     def discriminate(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The discriminative network's logits ``[B, num_classes]``."""
@@ -165,7 +178,8 @@ class SequenceClassifier(RnnlabModule):
 
     def setup(self, stage: str) -> None:
         """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
-        ``generative``: the class prior. Both from the DataModule's training ``class_counts``."""
+        ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
+        n-gram counts from its training split."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
@@ -173,8 +187,11 @@ class SequenceClassifier(RnnlabModule):
         if stage != "fit" or not counts:
             return
         freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
-        if self.generative is not None:
+        if self.generative is not None or self.ngram is not None:
             self.log_prior.copy_((freq / freq.sum()).log())
+        if self.ngram is not None:
+            train = dm.datasets["train"]
+            self.ngram.fit(list(train.sequences), train.targets)
         if self.hparams.class_weighting != "none":
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
@@ -190,10 +207,12 @@ class SequenceClassifier(RnnlabModule):
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None
-        if stage == "train" and self.generative is not None:  # each expert's own loss: cross-entropy + NLL per token
+        if stage == "train" and (self.generative is not None or self.ngram is not None):  # each on its own loss
             logits = self.discriminate(batch.tokens, batch.lengths)
-            nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
-            loss = F.cross_entropy(logits.float(), batch.target, weight=weight) + nll / (batch.lengths + 1).sum()
+            loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
+            if self.generative is not None:  # + its NLL per token
+                nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
+                loss = loss + nll / (batch.lengths + 1).sum()
         else:
             logits = self(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
@@ -218,6 +237,17 @@ class SequenceClassifier(RnnlabModule):
     def test_step(self, batch: Batch, batch_idx: int) -> dict:
         _, logits = self._step(batch, self.test_metrics, "test")
         return {"preds": logits.argmax(-1), "target": batch.target}  # for the confusion-matrix callback
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.ngram is not None:
+            checkpoint["ngram"] = self.ngram.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.ngram is not None:
+            if "ngram" not in checkpoint:
+                raise RnnlabError("this checkpoint has no n-gram counts: it was not trained with ngram_order; "
+                                  "use the config it was trained with")
+            self.ngram.load_state_dict(checkpoint["ngram"])
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}
