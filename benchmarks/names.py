@@ -145,15 +145,19 @@ def gender_char2vec(corpus: str = "tang") -> None:
     print(table())
 
 
-def gender_hybrid() -> None:
+def gender_hybrid(ngram_order: int = 0) -> None:
     """``configs/namesex_bigru.yaml`` with ``generative: true``: the geometric mean of the BiGRU's posterior and that
-    of a GRU language model of the name given the sex, namesex's 10 folds."""
-    flag = "--model.init_args.generative=true"
-    write("names_gender_hybrid", {"command": "python benchmarks/names.py gender_hybrid",
-                                  "bigru_10fold": ten_folds("configs/namesex_bigru.yaml", (flag,))})
+    of a GRU language model of the name given the sex, namesex's 10 folds; ``ngram_order`` > 0 adds the counted
+    n-gram expert of that order (results in ``names_gender_hybrid_ngram<order>.json``)."""
+    flags = ("--model.init_args.generative=true", f"--model.init_args.ngram_order={ngram_order}")
+    suffix = f"_ngram{ngram_order}" if ngram_order else ""
+    write(f"names_gender_hybrid{suffix}", {
+        "command": f"python benchmarks/names.py gender_hybrid {ngram_order or ''}".strip(), "ngram_order": ngram_order,
+        "bigru_10fold": ten_folds("configs/namesex_bigru.yaml", flags)})
     print(table())
 
 
+NGRAM = {1: "unigram", 2: "bigram", 3: "trigram"}
 FEATURES = ("components", "pinyin")
 
 
@@ -229,6 +233,10 @@ LANGUAGE_RUNS = {
                      "posteriors; EMA"),
     "names_hybrid_no_ngram": ("names_hybrid", ["--model.init_args.ngram_order=0"],
                               "the same without the trigram expert: BiGRU and GRU language model"),
+    "names_hybrid_refit": ("names_hybrid", ["--data.init_args.train_on_val=true", "--trainer.max_epochs=12",
+                                            "--early_stopping.patience=1000", "--checkpoint.monitor=null"],
+                           "the three experts trained on train + val (the 90% of a 90/10 split) for a fixed 12 "
+                           "epochs, the last checkpoint"),
 }
 
 
@@ -303,10 +311,13 @@ def table() -> str:
                         f"testdata.csv {100 * b3['testdata_acc_mean']:.1f}% | {b3['fit_seconds_per_fold']:.0f} s a fold |")
             rows.append(f"| name -> gender (namesex) | logistic regression, char unigrams + name + components + pinyin "
                         f"(ours) | 10-fold | {100 * lr3['mean_acc']:.2f}% (std {100 * lr3['std_acc']:.2f}) | | | |")
-        for x in load("names_gender_hybrid.json"):
-            b4 = x["bigru_10fold"]
-            rows.append(f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` `--model.init_args.generative=true` "
-                        f"(the BiGRU and a GRU language model of the name given the sex, geometric mean) | 10-fold | "
+        for x in load("names_gender_hybrid*.json"):
+            b4, order = x["bigru_10fold"], x.get("ngram_order", 0)
+            flag, expert = (f" `--model.init_args.ngram_order={order}`", f", and a counted character {NGRAM[order]} "
+                            "model of it") if order else ("", "")
+            rows.append(f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` `--model.init_args.generative=true`"
+                        f"{flag} (the BiGRU and a GRU language model of the name given the sex{expert}, geometric "
+                        "mean) | 10-fold | "
                         f"{100 * b4['mean_acc']:.2f}% (std {100 * b4['std_acc']:.2f}) | {100 * b4['mean_f1']:.2f}% | "
                         f"testdata.csv {100 * b4['testdata_acc_mean']:.1f}% | {b4['fit_seconds_per_fold']:.0f} s a fold |")
         rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "
@@ -327,7 +338,8 @@ def table() -> str:
                 continue
             fit = statistics.mean(run["fit_seconds"] for run in x["runs"]) if "fit_seconds" in x["runs"][0] else None
             b = "**" if name == "names_hybrid" else ""
-            rows.append(f"| name -> language (18) | {method} | stratified 80/10/10, mean of 5 splits (seeds "
+            split = "90/10 (val trained on)" if "--data.init_args.train_on_val=true" in extra else "80/10/10"
+            rows.append(f"| name -> language (18) | {method} | stratified {split}, mean of 5 splits (seeds "
                         f"{', '.join(str(run['seed']) for run in x['runs'])}) | {b}{100 * x['mean_acc']:.2f}%{b} "
                         f"(std {100 * x['std_acc']:.2f}, worst {100 * x['min_acc']:.2f}) | {b}{100 * x['mean_f1']:.2f}%{b} "
                         f"(std {100 * x['std_f1']:.2f}, worst {100 * x['min_f1']:.2f}) | seed 42: "
@@ -339,5 +351,6 @@ def table() -> str:
 if __name__ == "__main__":
     arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
     {"gender": gender, "gender_char2vec": gender_char2vec, "gender_char2vec_modern": lambda: gender_char2vec("modern"),
-     "gender_features": gender_features, "gender_hybrid": gender_hybrid,
+     "gender_features": gender_features,
+     "gender_hybrid": lambda: gender_hybrid(int(sys.argv[2]) if len(sys.argv) > 2 else 0),
      "language": lambda: language(sys.argv[2:])}.get(arg, lambda: print(table()))()
