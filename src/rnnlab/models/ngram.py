@@ -92,7 +92,9 @@ class NgramLM:
         if self.tables is None:
             raise RnnlabError("the n-gram expert has no counts yet: fit the model first, or load a checkpoint "
                               "(--ckpt_path) that has them")
-        t = {k: v.to(tokens.device) for k, v in self.tables.items()}
+        if self.tables["event_keys"].device != tokens.device:  # moved once, not at every batch
+            self.tables = {k: v.to(tokens.device) for k, v in self.tables.items()}
+        t = self.tables
         B, K, d = len(tokens), self.num_classes, self.discount
         classes = torch.arange(K, device=tokens.device).expand(B, K)
         history, event, mask = self._keys(tokens, lengths, classes)
@@ -106,7 +108,8 @@ class NgramLM:
         return (p.log() * mask[:, None]).sum(-1).float()
 
     def state_dict(self) -> dict:
-        return {"order": self.order, "discount": self.discount, "tables": self.tables}
+        tables = None if self.tables is None else {k: v.cpu() for k, v in self.tables.items()}
+        return {"order": self.order, "discount": self.discount, "tables": tables}
 
     def load_state_dict(self, state: dict) -> None:
         if (state["order"], state["discount"]) != (self.order, self.discount):
