@@ -75,10 +75,11 @@ def test_stratified_language_split_keeps_every_class(env):
     assert len(dm.datasets["test"]) == 14  # 10% of each language: 6 + 4 * 2
 
 
-def test_train_on_val_trains_on_both_and_keeps_the_test_split_apart(env):
+def test_train_on_val_trains_on_both_and_keeps_the_test_split_apart(env, caplog):
     held_out = NameLanguageDataModule(batch_size=8)
     held_out.setup("fit")
     refit = NameLanguageDataModule(batch_size=8, train_on_val=True)
+    assert "not held out" in caplog.text
     refit.setup("fit")
 
     def rows(dm, split):

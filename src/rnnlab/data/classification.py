@@ -6,6 +6,7 @@ encoding (once, cached), truncation, class counts and ``predict`` on raw text ar
 
 from __future__ import annotations
 
+import logging
 from typing import Literal, Optional
 
 import torch
@@ -14,6 +15,8 @@ from rnnlab.data.base import SequenceDataModule, pack_sequences, unpack_sequence
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.text import Vocabulary
 from rnnlab.errors import RnnlabError
+
+log = logging.getLogger(__name__)
 
 Labelled = list[tuple[str, int]]
 
@@ -81,6 +84,9 @@ class TextClassificationDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.train_on_val = train_on_val
+        if train_on_val:
+            log.warning("train_on_val: the validation split is trained on, so its metrics are not held out (choose "
+                        "the epochs beforehand; no early stopping or best-checkpoint choice on them)")
         if truncation not in ("head", "tail", "both"):
             raise RnnlabError(f"truncation must be 'head', 'tail' or 'both', got {truncation!r}")
         if level not in ("word", "char"):
