@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,12 +126,18 @@ def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
     import wandb
 
     fit("--config", str(ROOT / "configs" / "logger" / "wandb.yaml"), "--trainer.max_epochs", "1")
-    wandb.finish()  # a CLI process finishes its run at exit; here the test process lives on
+    # A CLI process finishes its run and stops W&B's service process at exit; the test process lives on, so do both
+    # here: wandb-core writes the run log in that service process, and only its shutdown guarantees the file is whole.
+    wandb.finish()
+    wandb.teardown()
     assert "logging offline" in capsys.readouterr().out
     runs = list((env / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run_id = runs[0].name.rsplit("-", 1)[1]
-    record = (runs[0] / f"run-{run_id}.wandb").read_bytes()  # the offline run log `wandb sync` uploads
+    log = runs[0] / f"run-{run_id}.wandb"  # the offline run log `wandb sync` uploads
+    deadline = time.monotonic() + 60
+    while b"val/acc" not in (record := log.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # a loaded machine may still be writing it
     for metric in (b"val/acc", b"train/loss_epoch", b"train/tokens_per_s"):
         assert metric in record, f"{metric} logged"
     assert f"model-{run_id}".encode() in record, "best checkpoint logged as an artifact"

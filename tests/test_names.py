@@ -264,6 +264,17 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
         assert 0 < sum(probs) <= 1.001
 
 
+def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
+    refit = str(ROOT / "configs" / "trainer" / "refit.yaml")
+    tiny = [*QUIET, "--config", refit, "--model.init_args.hidden_size", "16",
+            "--model.init_args.generative_hidden_size", "16"]
+    _, run, _ = fit_and_test_tiny(env, "names_hybrid", tiny)
+    saved = (run / "config.yaml").read_text()
+    assert "train_on_val: true" in saved and "class_path: rnnlab.data.names.NameLanguageDataModule" in saved
+    kept = sorted(p.name for p in (run / "checkpoints").glob("epoch*.ckpt"))
+    assert kept == ["epoch1-step4.ckpt"], kept  # the last epoch (2 x 2 batches of the 128 train + val names)
+
+
 def test_a_plain_classifier_has_no_generative_state_so_older_checkpoints_still_load():
     plain = SequenceClassifier(vocab_size=20, num_classes=3)
     assert not any(k.startswith(("generative", "log_prior")) for k in plain.state_dict())
