@@ -155,6 +155,21 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
     assert "unknown" in rows[4]["warning"]
 
 
+def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_pinyin(env):
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
+    config, run, ckpt = fit_and_test_tiny(env, "namesex_hybrid", tiny)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert state["bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
+    assert "generative.head.weight" in state and "log_prior" in state
+    assert (run.parent / "version_1" / "classification_report.txt").exists()
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
+          '["文偉", "文伟", ""]', "--prediction_writer.output", "four.jsonl"])
+    rows = [json.loads(line) for line in (env / "four.jsonl").read_text().splitlines()]
+    probs = [float(part.rsplit(" ", 1)[1]) for part in rows[0]["top"].split(", ")]
+    assert rows[0]["label"] in ("female", "male") and abs(sum(probs) - 1) < 0.01
+    assert rows[1]["top"] == rows[0]["top"] and "empty" in rows[2]["error"]
+
+
 def test_language_cli_predict_top_k(env):
     config = str(ROOT / "configs" / "names_lstm.yaml")
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.num_layers", "1"]

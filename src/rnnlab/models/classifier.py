@@ -68,6 +68,39 @@ class ConditionalLM(nn.Module):
         return self.log_likelihood(tokens.repeat_interleave(K, 0), lengths.repeat_interleave(K, 0), classes).view(B, K)
 
 
+class TokenBag(nn.Module):
+    """A logistic regression on the bag of a text's tokens and the whole text: one weight row per token id, and one
+    per hashed token sequence (``buckets`` rows; the whole name is what a name's second sighting is recognised by).
+    The ``bag`` expert of :class:`SequenceClassifier`; :meth:`l2` is scikit-learn's ``LogisticRegression`` penalty
+    ``||w||^2 / 2``."""
+
+    PRIME = 1_000_003
+
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int, buckets: int) -> None:
+        super().__init__()
+        if buckets < 1:
+            raise RnnlabError(f"bag_buckets must be at least 1, got {buckets}")
+        self.vocab_size, self.pad_id, self.buckets = vocab_size, pad_id, buckets
+        self.weight = nn.EmbeddingBag(vocab_size + buckets, num_classes, mode="sum")
+        nn.init.zeros_(self.weight.weight)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def whole(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """``[B]`` bucket of each row's token sequence: ``sum_t x_t P^t mod buckets`` over its real tokens."""
+        powers = torch.tensor([pow(self.PRIME, t, self.buckets) for t in range(tokens.shape[1])], device=tokens.device)
+        return ((tokens * powers) % self.buckets * mask).sum(1) % self.buckets
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]``."""
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
+        ids = torch.cat([tokens, (self.vocab_size + self.whole(tokens, mask))[:, None]], 1)
+        weights = torch.cat([mask, mask.new_ones(len(tokens), 1)], 1).to(self.bias.dtype)
+        return self.weight(ids, per_sample_weights=weights) + self.bias
+
+    def l2(self) -> Tensor:
+        return self.weight.weight.float().pow(2).sum() / 2
+
+
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
@@ -91,6 +124,12 @@ class SequenceClassifier(RnnlabModule):
     (:class:`~rnnlab.models.ngram.NgramLM`), counted on the training split when ``fit`` starts and kept in the
     checkpoint. Its posterior ``p_ngram(x | c) p(c)`` joins the geometric mean with the same weight as the others
     (``ngram_order`` also works without ``generative``).
+
+    ``bag`` adds a discriminative expert beside the network: a logistic regression on the bag of the text's tokens
+    and the whole text (hashed into ``bag_buckets`` rows; :class:`TokenBag`), trained on its own cross-entropy plus
+    ``bag_l2 * ||w||^2 / 2`` divided by the number of training examples -- scikit-learn's
+    ``LogisticRegression(C=1/bag_l2)`` objective per example. Its posterior joins the geometric mean with the same
+    weight. With ``char_features`` in the data it sees each character's components and pinyin too.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -127,6 +166,9 @@ class SequenceClassifier(RnnlabModule):
         generative_class_dim: int = 32,
         ngram_order: int = 0,
         ngram_discount: float = 0.9,
+        bag: bool = False,
+        bag_buckets: int = 1 << 18,
+        bag_l2: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -148,6 +190,8 @@ class SequenceClassifier(RnnlabModule):
             self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
                                             generative_class_dim, generative_hidden_size, cell, impl, dropout)
         self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
+        self.bag = TokenBag(vocab_size, num_classes, pad_id, bag_buckets) if bag else None
+        self.num_train_examples = 1  # set from the DataModule's class_counts in setup("fit"): scales bag_l2
         if generative or ngram_order:  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
             self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -158,13 +202,15 @@ class SequenceClassifier(RnnlabModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative`` or ``ngram_order``:
-        the log of the experts' normalised geometric mean)."""
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``, ``ngram_order`` or
+        ``bag``: the log of the experts' normalised geometric mean)."""
         logits = self.discriminate(tokens, lengths)
         likelihoods = [m.scores(tokens, lengths) for m in (self.generative, self.ngram) if m is not None]
-        if not likelihoods:
+        if not likelihoods and self.bag is None:
             return logits
         posteriors = [torch.log_softmax(logits.float(), -1)]
+        if self.bag is not None:
+            posteriors.append(torch.log_softmax(self.bag(tokens, lengths).float(), -1))
         posteriors += [torch.log_softmax(ll + self.log_prior, -1) for ll in likelihoods]
         return torch.log_softmax(sum(posteriors) / len(posteriors), -1)
 
@@ -187,6 +233,7 @@ class SequenceClassifier(RnnlabModule):
         if stage != "fit" or not counts:
             return
         freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        self.num_train_examples = int(sum(counts))
         if self.generative is not None or self.ngram is not None:
             self.log_prior.copy_((freq / freq.sum()).log())
         if self.ngram is not None:
@@ -207,9 +254,12 @@ class SequenceClassifier(RnnlabModule):
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None
-        if stage == "train" and (self.generative is not None or self.ngram is not None):  # each on its own loss
+        if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):  # each on its own loss
             logits = self.discriminate(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
+            if self.bag is not None:  # + the logistic regression's loss per example, with its share of the L2 penalty
+                bag = F.cross_entropy(self.bag(batch.tokens, batch.lengths).float(), batch.target, weight=weight)
+                loss = loss + bag + self.hparams.bag_l2 * self.bag.l2() / self.num_train_examples
             if self.generative is not None:  # + its NLL per token
                 nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
                 loss = loss + nll / (batch.lengths + 1).sum()

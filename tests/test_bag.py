@@ -1,0 +1,104 @@
+"""The bag-of-tokens expert (:class:`rnnlab.models.classifier.TokenBag`): the same model and objective as
+scikit-learn's logistic regression, and its place in the classifier's geometric mean."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import csr_matrix
+from sklearn.linear_model import LogisticRegression
+
+from rnnlab.errors import RnnlabError
+from rnnlab.models import SequenceClassifier
+from rnnlab.models.classifier import TokenBag
+
+# token ids of a 12-token vocabulary (0 = padding); classes 0/1/2
+TEXTS = [[2, 3], [3, 2], [2, 4], [5, 6, 7], [5, 7], [8, 9], [9, 8, 9], [2, 3], [6, 5], [10, 11], [11], [4, 3, 2]]
+LABELS = [0, 1, 0, 1, 1, 2, 2, 1, 1, 2, 2, 0]
+
+
+def padded(texts):
+    tokens = torch.zeros(len(texts), max(map(len, texts)), dtype=torch.long)
+    for i, t in enumerate(texts):
+        tokens[i, : len(t)] = torch.tensor(t)
+    return tokens, torch.tensor([len(t) for t in texts])
+
+
+def test_bag_logits_are_the_sum_of_the_token_rows_and_the_whole_text_row():
+    torch.manual_seed(0)
+    bag = TokenBag(vocab_size=12, num_classes=3, pad_id=0, buckets=97)
+    torch.nn.init.normal_(bag.weight.weight)
+    torch.nn.init.normal_(bag.bias)
+    tokens, lengths = padded([[2, 3], [3, 2], [5, 6, 7]])
+    logits = bag(tokens, lengths)
+    w = bag.weight.weight
+    for i, text in enumerate([[2, 3], [3, 2], [5, 6, 7]]):
+        whole = sum(t * pow(TokenBag.PRIME, k, 97) for k, t in enumerate(text)) % 97
+        assert torch.allclose(logits[i], w[text].sum(0) + w[12 + whole] + bag.bias, atol=1e-6)
+    assert not torch.allclose(logits[0], logits[1]), "the same tokens in another order are another whole text"
+    alone = bag(*padded([[2, 3]]))  # padding to the batch's longest text changes nothing
+    assert torch.allclose(alone[0], logits[0], atol=1e-6)
+    with pytest.raises(RnnlabError, match="bag_buckets must be at least 1"):
+        TokenBag(12, 3, 0, buckets=0)
+
+
+@pytest.mark.parametrize("l2", [1.0, 4.0])
+def test_bag_objective_is_scikit_learns_logistic_regression(l2):
+    """Minimised to convergence, the bag's loss (mean cross-entropy + l2 ||w||^2 / 2N) lands on the solution of
+    ``LogisticRegression(C=1/l2)`` over the same features: each token's count and a one-hot of the whole text."""
+    tokens, lengths = padded(TEXTS)
+    y = torch.tensor(LABELS)
+    torch.manual_seed(0)
+    bag = TokenBag(vocab_size=12, num_classes=3, pad_id=0, buckets=1009)
+    opt = torch.optim.LBFGS(bag.parameters(), lr=1, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(bag(tokens, lengths), y) + l2 * bag.l2() / len(TEXTS)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    # the same features by hand: token counts, then one column per distinct whole text
+    wholes = sorted({tuple(t) for t in TEXTS})
+    x = np.zeros((len(TEXTS), 12 + len(wholes)))
+    for i, t in enumerate(TEXTS):
+        for tok in t:
+            x[i, tok] += 1
+        x[i, 12 + wholes.index(tuple(t))] = 1
+    clf = LogisticRegression(C=1 / l2, tol=1e-10, max_iter=10000).fit(csr_matrix(x), LABELS)
+    with torch.no_grad():
+        ours = torch.softmax(bag(tokens, lengths), -1).numpy()
+    np.testing.assert_allclose(ours, clf.predict_proba(x), atol=2e-4)
+
+
+def test_classifier_with_a_bag_takes_the_geometric_mean_and_trains_it_on_its_own_loss():
+    torch.manual_seed(0)
+    model = SequenceClassifier(vocab_size=12, num_classes=3, hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101,
+                               ngram_order=1, bag_l2=2.0)
+    model.ngram.fit([torch.tensor(t) for t in TEXTS], torch.tensor(LABELS))
+    model.log_prior.copy_(torch.tensor([0.25, 0.4, 0.35]).log())
+    torch.nn.init.normal_(model.bag.weight.weight)
+    model.eval()
+    tokens, lengths = padded(TEXTS[:4])
+    with torch.no_grad():
+        posteriors = [torch.log_softmax(model.discriminate(tokens, lengths), -1),
+                      torch.log_softmax(model.bag(tokens, lengths), -1),
+                      torch.log_softmax(model.ngram.scores(tokens, lengths) + model.log_prior, -1)]
+        assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
+    # the training loss: the network's cross-entropy + the bag's + its L2 share (N from setup's class counts)
+    from rnnlab.data.batching import Batch
+
+    model.train()
+    model.num_train_examples = 12
+    target = torch.tensor(LABELS[:4])
+    batch = Batch(tokens=tokens, lengths=lengths, target=target, index=torch.arange(4))
+    model.log = model.log_dict = lambda *a, **k: None
+    model.dropout.p = model.embedding_dropout.p = 0.0
+    loss, _ = model._step(batch, model.train_metrics, "train")
+    expected = (torch.nn.functional.cross_entropy(model.discriminate(tokens, lengths), target)
+                + torch.nn.functional.cross_entropy(model.bag(tokens, lengths), target)
+                + 2.0 * model.bag.weight.weight.pow(2).sum() / 2 / 12)
+    assert torch.allclose(loss, expected, atol=1e-5)
+    plain = SequenceClassifier(vocab_size=12, num_classes=3)
+    assert plain.bag is None and not any(k.startswith("bag") for k in plain.state_dict())
