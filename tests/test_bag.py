@@ -25,7 +25,7 @@ def padded(texts):
 
 def test_bag_logits_are_the_sum_of_the_token_rows_and_the_whole_text_row():
     torch.manual_seed(0)
-    bag = TokenBag(vocab_size=12, num_classes=3, pad_id=0, buckets=97)
+    bag = TokenBag(vocab_size=12, num_classes=3, buckets=97)
     torch.nn.init.normal_(bag.weight.weight)
     torch.nn.init.normal_(bag.bias)
     tokens, lengths = padded([[2, 3], [3, 2], [5, 6, 7]])
@@ -38,7 +38,7 @@ def test_bag_logits_are_the_sum_of_the_token_rows_and_the_whole_text_row():
     alone = bag(*padded([[2, 3]]))  # padding to the batch's longest text changes nothing
     assert torch.allclose(alone[0], logits[0], atol=1e-6)
     with pytest.raises(RnnlabError, match="bag_buckets must be at least 1"):
-        TokenBag(12, 3, 0, buckets=0)
+        TokenBag(12, 3, buckets=0)
 
 
 @pytest.mark.parametrize("l2", [1.0, 4.0])
@@ -48,7 +48,7 @@ def test_bag_objective_is_scikit_learns_logistic_regression(l2):
     tokens, lengths = padded(TEXTS)
     y = torch.tensor(LABELS)
     torch.manual_seed(0)
-    bag = TokenBag(vocab_size=12, num_classes=3, pad_id=0, buckets=1009)
+    bag = TokenBag(vocab_size=12, num_classes=3, buckets=1009)
     opt = torch.optim.LBFGS(bag.parameters(), lr=1, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12,
                             line_search_fn="strong_wolfe")
 
@@ -90,11 +90,13 @@ def test_classifier_with_a_bag_takes_the_geometric_mean_and_trains_it_on_its_own
     from rnnlab.data.batching import Batch
 
     model.train()
-    model.num_train_examples = 12
     target = torch.tensor(LABELS[:4])
     batch = Batch(tokens=tokens, lengths=lengths, target=target, index=torch.arange(4))
     model.log = model.log_dict = lambda *a, **k: None
     model.dropout.p = model.embedding_dropout.p = 0.0
+    with pytest.raises(RnnlabError, match="number of training examples"):  # no DataModule told it N
+        model._step(batch, model.train_metrics, "train")
+    model.num_train_examples = 12
     loss, _ = model._step(batch, model.train_metrics, "train")
     expected = (torch.nn.functional.cross_entropy(model.discriminate(tokens, lengths), target)
                 + torch.nn.functional.cross_entropy(model.bag(tokens, lengths), target)

@@ -76,11 +76,11 @@ class TokenBag(nn.Module):
 
     PRIME = 1_000_003
 
-    def __init__(self, vocab_size: int, num_classes: int, pad_id: int, buckets: int) -> None:
+    def __init__(self, vocab_size: int, num_classes: int, buckets: int) -> None:
         super().__init__()
         if buckets < 1:
             raise RnnlabError(f"bag_buckets must be at least 1, got {buckets}")
-        self.vocab_size, self.pad_id, self.buckets = vocab_size, pad_id, buckets
+        self.vocab_size, self.buckets = vocab_size, buckets
         self.weight = nn.EmbeddingBag(vocab_size + buckets, num_classes, mode="sum")
         nn.init.zeros_(self.weight.weight)
         self.bias = nn.Parameter(torch.zeros(num_classes))
@@ -190,8 +190,8 @@ class SequenceClassifier(RnnlabModule):
             self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
                                             generative_class_dim, generative_hidden_size, cell, impl, dropout)
         self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
-        self.bag = TokenBag(vocab_size, num_classes, pad_id, bag_buckets) if bag else None
-        self.num_train_examples = 1  # set from the DataModule's class_counts in setup("fit"): scales bag_l2
+        self.bag = TokenBag(vocab_size, num_classes, bag_buckets) if bag else None
+        self.num_train_examples: Optional[int] = None  # from the DataModule's class_counts in setup("fit"): scales bag_l2
         if generative or ngram_order:  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
             self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -258,6 +258,9 @@ class SequenceClassifier(RnnlabModule):
             logits = self.discriminate(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
             if self.bag is not None:  # + the logistic regression's loss per example, with its share of the L2 penalty
+                if not self.num_train_examples:
+                    raise RnnlabError("bag: the L2 penalty is scaled by the number of training examples, which comes "
+                                      "from the DataModule's class_counts; use a classification DataModule that has them")
                 bag = F.cross_entropy(self.bag(batch.tokens, batch.lengths).float(), batch.target, weight=weight)
                 loss = loss + bag + self.hparams.bag_l2 * self.bag.l2() / self.num_train_examples
             if self.generative is not None:  # + its NLL per token
