@@ -167,7 +167,7 @@ def gender_config(name: str) -> None:
 
 GENDER_CONFIGS = {"namesex_hybrid": "four experts, geometric mean: the BiGRU, a GRU language model of the name given "
                                     "the sex, a counted character unigram model of it, and a logistic regression on "
-                                    "the bag of tokens and the whole name; each character followed by its components "
+                                    "the bag of tokens and the whole name, fitted when fit starts; each character followed by its components "
                                     "and pinyin"}
 NGRAM = {1: "unigram", 2: "bigram", 3: "trigram"}
 FEATURES = ("components", "pinyin")

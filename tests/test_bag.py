@@ -1,5 +1,5 @@
-"""The bag-of-tokens expert (:class:`rnnlab.models.classifier.TokenBag`): the same model and objective as
-scikit-learn's logistic regression, and its place in the classifier's geometric mean."""
+"""The bag-of-tokens expert (:class:`rnnlab.models.classifier.TokenBag`): the same model and solution as
+scikit-learn's logistic regression, fitted in the classifier's setup, and its place in the geometric mean."""
 
 import numpy as np
 import pytest
@@ -42,23 +42,13 @@ def test_bag_logits_are_the_sum_of_the_token_rows_and_the_whole_text_row():
 
 
 @pytest.mark.parametrize("l2", [1.0, 4.0])
-def test_bag_objective_is_scikit_learns_logistic_regression(l2):
-    """Minimised to convergence, the bag's loss (mean cross-entropy + l2 ||w||^2 / 2N) lands on the solution of
+def test_bag_fit_is_scikit_learns_logistic_regression_and_then_frozen(l2):
+    """``fit`` minimises mean cross-entropy + l2 ||w||^2 / 2N and lands on the solution of
     ``LogisticRegression(C=1/l2)`` over the same features: each token's count and a one-hot of the whole text."""
     tokens, lengths = padded(TEXTS)
-    y = torch.tensor(LABELS)
-    torch.manual_seed(0)
     bag = TokenBag(vocab_size=12, num_classes=3, buckets=1009)
-    opt = torch.optim.LBFGS(bag.parameters(), lr=1, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(bag(tokens, lengths), y) + l2 * bag.l2() / len(TEXTS)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    bag.fit(tokens, lengths, torch.tensor(LABELS), l2)
+    assert not any(p.requires_grad for p in bag.parameters()), "fitted once, then left alone by the optimiser"
     # the same features by hand: token counts, then one column per distinct whole text
     wholes = sorted({tuple(t) for t in TEXTS})
     x = np.zeros((len(TEXTS), 12 + len(wholes)))
@@ -72,35 +62,42 @@ def test_bag_objective_is_scikit_learns_logistic_regression(l2):
     np.testing.assert_allclose(ours, clf.predict_proba(x), atol=2e-4)
 
 
-def test_classifier_with_a_bag_takes_the_geometric_mean_and_trains_it_on_its_own_loss():
+def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
+    from rnnlab.data.names import NameLanguageDataModule
+
+    dm = NameLanguageDataModule(batch_size=8)
+    dm.setup("fit")
     torch.manual_seed(0)
-    model = SequenceClassifier(vocab_size=12, num_classes=3, hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101,
-                               ngram_order=1, bag_l2=2.0)
-    model.ngram.fit([torch.tensor(t) for t in TEXTS], torch.tensor(LABELS))
-    model.log_prior.copy_(torch.tensor([0.25, 0.4, 0.35]).log())
-    torch.nn.init.normal_(model.bag.weight.weight)
+    model = SequenceClassifier(dm.vocab_size, dm.num_classes, hidden_size=8, embedding_dim=4, bag=True,
+                               bag_buckets=101, ngram_order=1, bag_l2=2.0)
+
+    class FakeTrainer:
+        datamodule = dm
+
+    model._trainer = FakeTrainer()
+    model.setup("fit")
+    train = dm.datasets["train"]
+    reference = TokenBag(dm.vocab_size, dm.num_classes, buckets=101)
+    tokens = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True)
+    reference.fit(tokens, torch.tensor([len(s) for s in train.sequences]), torch.as_tensor(train.targets), 2.0)
+    assert torch.allclose(model.bag.weight.weight, reference.weight.weight, atol=1e-5)  # fitted on the training split
+    assert model.bag.weight.weight.abs().sum() > 0 and not model.bag.weight.weight.requires_grad
     model.eval()
-    tokens, lengths = padded(TEXTS[:4])
+    batch = next(iter(dm.val_dataloader()))
+    tokens, lengths = batch.tokens, batch.lengths
     with torch.no_grad():
         posteriors = [torch.log_softmax(model.discriminate(tokens, lengths), -1),
                       torch.log_softmax(model.bag(tokens, lengths), -1),
                       torch.log_softmax(model.ngram.scores(tokens, lengths) + model.log_prior, -1)]
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
-    # the training loss: the network's cross-entropy + the bag's + its L2 share (N from setup's class counts)
-    from rnnlab.data.batching import Batch
-
+    # training: only the network learns (its cross-entropy is the whole loss); the bag gets no gradient
     model.train()
-    target = torch.tensor(LABELS[:4])
-    batch = Batch(tokens=tokens, lengths=lengths, target=target, index=torch.arange(4))
     model.log = model.log_dict = lambda *a, **k: None
     model.dropout.p = model.embedding_dropout.p = 0.0
-    with pytest.raises(RnnlabError, match="number of training examples"):  # no DataModule told it N
-        model._step(batch, model.train_metrics, "train")
-    model.num_train_examples = 12
     loss, _ = model._step(batch, model.train_metrics, "train")
-    expected = (torch.nn.functional.cross_entropy(model.discriminate(tokens, lengths), target)
-                + torch.nn.functional.cross_entropy(model.bag(tokens, lengths), target)
-                + 2.0 * model.bag.weight.weight.pow(2).sum() / 2 / 12)
-    assert torch.allclose(loss, expected, atol=1e-5)
+    expected = torch.nn.functional.cross_entropy(model.discriminate(tokens, lengths), batch.target)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    loss.backward()
+    assert model.bag.weight.weight.grad is None and model.head.weight.grad is not None
     plain = SequenceClassifier(vocab_size=12, num_classes=3)
     assert plain.bag is None and not any(k.startswith("bag") for k in plain.state_dict())

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -71,8 +72,8 @@ class ConditionalLM(nn.Module):
 class TokenBag(nn.Module):
     """A logistic regression on the bag of a text's tokens and the whole text: one weight row per token id, and one
     per hashed token sequence (``buckets`` rows; the whole name is what a name's second sighting is recognised by).
-    The ``bag`` expert of :class:`SequenceClassifier`; :meth:`l2` is scikit-learn's ``LogisticRegression`` penalty
-    ``||w||^2 / 2``."""
+    The ``bag`` expert of :class:`SequenceClassifier`. :meth:`fit` minimises scikit-learn's
+    ``LogisticRegression(C=1/l2)`` objective to convergence (full-batch L-BFGS) and freezes the weights."""
 
     PRIME = 1_000_003
 
@@ -98,7 +99,35 @@ class TokenBag(nn.Module):
         return self.weight(ids, per_sample_weights=weights) + self.bias
 
     def l2(self) -> Tensor:
+        """The penalty ``||w||^2 / 2`` (not on the bias, as in scikit-learn)."""
         return self.weight.weight.float().pow(2).sum() / 2
+
+    def objective(self, tokens: Tensor, lengths: Tensor, targets: Tensor, l2: float) -> Tensor:
+        """Mean cross-entropy + ``l2 ||w||^2 / 2N``: scikit-learn's objective divided by the ``N`` examples."""
+        return F.cross_entropy(self(tokens, lengths).float(), targets) + l2 * self.l2() / len(targets)
+
+    def fit(self, tokens: Tensor, lengths: Tensor, targets: Tensor, l2: float, max_iter: int = 500) -> float:
+        """Fit on all examples at once, from zero weights; returns the final objective. The weights are then
+        frozen: the optimiser of the model around it leaves them alone."""
+        tokens, lengths, targets = (t.to(self.bias.device) for t in (tokens, lengths, targets))
+        nn.init.zeros_(self.weight.weight)
+        nn.init.zeros_(self.bias)
+        self.requires_grad_(True)
+        opt = torch.optim.LBFGS(self.parameters(), lr=1, max_iter=max_iter, tolerance_grad=1e-7,
+                                tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = self.objective(tokens, lengths, targets, l2)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+            loss = float(self.objective(tokens, lengths, targets, l2))
+        opt.zero_grad(set_to_none=True)
+        self.requires_grad_(False)
+        return loss
 
 
 class SequenceClassifier(RnnlabModule):
@@ -126,10 +155,11 @@ class SequenceClassifier(RnnlabModule):
     (``ngram_order`` also works without ``generative``).
 
     ``bag`` adds a discriminative expert beside the network: a logistic regression on the bag of the text's tokens
-    and the whole text (hashed into ``bag_buckets`` rows; :class:`TokenBag`), trained on its own cross-entropy plus
-    ``bag_l2 * ||w||^2 / 2`` divided by the number of training examples -- scikit-learn's
-    ``LogisticRegression(C=1/bag_l2)`` objective per example. Its posterior joins the geometric mean with the same
-    weight. With ``char_features`` in the data it sees each character's components and pinyin too.
+    and the whole text (hashed into ``bag_buckets`` rows; :class:`TokenBag`). Like the n-gram counts it is not
+    trained with the network: ``setup("fit")`` fits it to convergence on the training split, on scikit-learn's
+    ``LogisticRegression(C=1/bag_l2)`` objective (seconds for 10k names), and freezes it; the checkpoint keeps it.
+    Its posterior joins the geometric mean with the same weight. With ``char_features`` in the data it sees each
+    character's components and pinyin too.
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -191,7 +221,6 @@ class SequenceClassifier(RnnlabModule):
                                             generative_class_dim, generative_hidden_size, cell, impl, dropout)
         self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
         self.bag = TokenBag(vocab_size, num_classes, bag_buckets) if bag else None
-        self.num_train_examples: Optional[int] = None  # from the DataModule's class_counts in setup("fit"): scales bag_l2
         if generative or ngram_order:  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
             self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -225,7 +254,7 @@ class SequenceClassifier(RnnlabModule):
     def setup(self, stage: str) -> None:
         """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
         ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
-        n-gram counts from its training split."""
+        n-gram counts and the ``bag`` from its training split."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
@@ -233,12 +262,17 @@ class SequenceClassifier(RnnlabModule):
         if stage != "fit" or not counts:
             return
         freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
-        self.num_train_examples = int(sum(counts))
         if self.generative is not None or self.ngram is not None:
             self.log_prior.copy_((freq / freq.sum()).log())
+        train = dm.datasets["train"]
         if self.ngram is not None:
-            train = dm.datasets["train"]
             self.ngram.fit(list(train.sequences), train.targets)
+        if self.bag is not None:
+            tokens = nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True,
+                                               padding_value=self.hparams.pad_id)
+            lengths = torch.tensor([len(s) for s in train.sequences])
+            loss = self.bag.fit(tokens, lengths, torch.as_tensor(train.targets), self.hparams.bag_l2)
+            rank_zero_info(f"bag: logistic regression fitted on {len(lengths)} training examples, objective {loss:.4f}")
         if self.hparams.class_weighting != "none":
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
@@ -255,14 +289,9 @@ class SequenceClassifier(RnnlabModule):
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None
         if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):  # each on its own loss
+            # (the counts and the bag are fitted in setup: only the network and the language model learn here)
             logits = self.discriminate(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
-            if self.bag is not None:  # + the logistic regression's loss per example, with its share of the L2 penalty
-                if not self.num_train_examples:
-                    raise RnnlabError("bag: the L2 penalty is scaled by the number of training examples, which comes "
-                                      "from the DataModule's class_counts; use a classification DataModule that has them")
-                bag = F.cross_entropy(self.bag(batch.tokens, batch.lengths).float(), batch.target, weight=weight)
-                loss = loss + bag + self.hparams.bag_l2 * self.bag.l2() / self.num_train_examples
             if self.generative is not None:  # + its NLL per token
                 nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
                 loss = loss + nll / (batch.lengths + 1).sum()
