@@ -116,6 +116,33 @@ LANGUAGE_STEMS = {"Russian": ["ov", "ev", "in", "sky"], "Japanese": ["moto", "mu
                   "Czech": ["ak", "ek", "ova"], "German": ["mann", "er", "ber"], "Polish": ["ski", "cz"]}
 
 
+def setup_for_fit(model, datamodule) -> None:
+    """``model.setup("fit")`` as the Trainer calls it, with ``datamodule`` (already set up) as the trainer's."""
+
+    class FakeTrainer:
+        pass
+
+    FakeTrainer.datamodule = datamodule
+    model._trainer = FakeTrainer()
+    model.setup("fit")
+
+
+def language_classifier(**kwargs):
+    """A seeded ``SequenceClassifier(**kwargs)`` on the names -> language fixture (under the ``env`` fixture), set up
+    for ``fit``: ``(model, datamodule)``."""
+    import torch
+
+    from rnnlab.data.names import NameLanguageDataModule
+    from rnnlab.models import SequenceClassifier
+
+    dm = NameLanguageDataModule(batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = SequenceClassifier(dm.vocab_size, dm.num_classes, **kwargs)
+    setup_for_fit(model, dm)
+    return model, dm
+
+
 def write_pytorch_names(path: Path, seed: int = 0, as_folder: bool = False) -> Path:
     """The tutorial's ``data.zip`` (``data/names/<Language>.txt``), or its extracted folder; non-ASCII names."""
     rng = random.Random(seed)

@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
 from rnnlab.models.classifier import TokenBag
+from conftest import language_classifier
 
 # token ids of a 12-token vocabulary (0 = padding); classes 0/1/2
 TEXTS = [[2, 3], [3, 2], [2, 4], [5, 6, 7], [5, 7], [8, 9], [9, 8, 9], [2, 3], [6, 5], [10, 11], [11], [4, 3, 2]]
@@ -63,19 +64,8 @@ def test_bag_fit_is_scikit_learns_logistic_regression_and_then_frozen(l2):
 
 
 def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
-    from rnnlab.data.names import NameLanguageDataModule
-
-    dm = NameLanguageDataModule(batch_size=8)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    model = SequenceClassifier(dm.vocab_size, dm.num_classes, hidden_size=8, embedding_dim=4, bag=True,
-                               bag_buckets=101, ngram_order=1, bag_l2=2.0)
-
-    class FakeTrainer:
-        datamodule = dm
-
-    model._trainer = FakeTrainer()
-    model.setup("fit")
+    model, dm = language_classifier(hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101, ngram_order=1,
+                                    bag_l2=2.0)
     train = dm.datasets["train"]
     reference = TokenBag(dm.vocab_size, dm.num_classes, buckets=101)
     tokens = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True)

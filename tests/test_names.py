@@ -11,7 +11,7 @@ from rnnlab.data.names import (ChineseNamesDataModule, NameLanguageDataModule, r
                                read_pytorch_names, to_ascii)
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
-from conftest import write_pytorch_names
+from conftest import language_classifier, setup_for_fit, write_pytorch_names
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -118,12 +118,7 @@ def test_class_weighting_comes_from_training_counts(env):
     dm.setup("fit")
     assert dm.class_counts == [16, 16, 16, 16, 48]
     model = SequenceClassifier(dm.vocab_size, dm.num_classes, class_weighting="balanced")
-
-    class FakeTrainer:
-        datamodule = dm
-
-    model._trainer = FakeTrainer()
-    model.setup("fit")
+    setup_for_fit(model, dm)
     w = model.class_weights
     assert torch.allclose(w[:4], w[0].expand(4)) and torch.isclose(w[0] / w[4], torch.tensor(3.0))
 
@@ -235,17 +230,8 @@ def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
 
 
 def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_with_the_training_prior(env):
-    dm = NameLanguageDataModule(batch_size=8)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    model = SequenceClassifier(dm.vocab_size, dm.num_classes, hidden_size=16, embedding_dim=8, generative=True,
-                               generative_hidden_size=16, generative_embedding_dim=8, generative_class_dim=4)
-
-    class FakeTrainer:
-        datamodule = dm
-
-    model._trainer = FakeTrainer()
-    model.setup("fit")
+    model, dm = language_classifier(hidden_size=16, embedding_dim=8, generative=True, generative_hidden_size=16,
+                                    generative_embedding_dim=8, generative_class_dim=4)
     prior = torch.tensor([16, 16, 16, 16, 48.0]) / 112
     assert torch.allclose(model.log_prior, prior.log())
     model.eval()
