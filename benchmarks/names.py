@@ -165,10 +165,10 @@ def gender_config(name: str) -> None:
     print(table())
 
 
-GENDER_CONFIGS = {"namesex_hybrid": "four experts, geometric mean: the BiGRU, a GRU language model of the name given "
-                                    "the sex, a counted character unigram model of it, and a logistic regression on "
-                                    "the bag of tokens and the whole name, fitted when fit starts; each character followed by its components "
-                                    "and pinyin"}
+GENDER_CONFIGS = {  # configs/<name>.yaml -> what the README table calls it
+    "namesex_hybrid": "four experts, geometric mean: the BiGRU, a GRU language model of the name given the sex, a "
+                      "counted character unigram model of it, and a logistic regression on the bag of tokens and the "
+                      "whole name, fitted when fit starts; each character followed by its components and pinyin"}
 NGRAM = {1: "unigram", 2: "bigram", 3: "trigram"}
 FEATURES = ("components", "pinyin")
 
@@ -336,7 +336,8 @@ def table() -> str:
             for x in load(f"names_gender_{name}.json"):
                 b5 = x["bigru_10fold"]
                 rows.append(f"| name -> gender (namesex) | `configs/{name}.yaml` ({label}) | 10-fold | "
-                            f"**{100 * b5['mean_acc']:.2f}%** (std {100 * b5['std_acc']:.2f}) | {100 * b5['mean_f1']:.2f}% | "
+                            f"**{100 * b5['mean_acc']:.2f}%** (std {100 * b5['std_acc']:.2f}) | "
+                            f"{100 * b5['mean_f1']:.2f}% | "
                             f"testdata.csv {100 * b5['testdata_acc_mean']:.1f}% | "
                             f"{b5['fit_seconds_per_fold']:.0f} s a fold |")
         rows.append(f"| name -> gender (namesex) | `configs/chinese_names_rnn.yaml` (course recipe: one-hot, RNN) | "

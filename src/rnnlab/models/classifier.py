@@ -288,8 +288,9 @@ class SequenceClassifier(RnnlabModule):
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None
-        if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):  # each on its own loss
-            # (the counts and the bag are fitted in setup: only the network and the language model learn here)
+        if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):
+            # each on its own loss (the counts and the bag are fitted in setup: only the network and the language
+            # model learn here)
             logits = self.discriminate(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
             if self.generative is not None:  # + its NLL per token
