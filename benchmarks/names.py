@@ -5,6 +5,7 @@
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_char2vec[_modern]  # pre-trained char vectors
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_hybrid  # + a generative expert p(name | sex)
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_config namesex_hybrid  # a config's 10 folds
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py gender_learning_curve  # accuracy vs training names
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/names.py language   # tutorial recipe vs ours (5 splits)
     python benchmarks/names.py --table
 
@@ -38,9 +39,13 @@ def fit_and_test_splits(config: str, extra: list[str], extra_splits: tuple[str, 
     return out
 
 
-def logistic_regression_folds(char_features: tuple[str, ...] = ()) -> list[float]:
-    """Character unigrams + the whole name (+ the ``char_features`` tokens of each character), L2 logistic
-    regression, namesex's 10 folds."""
+def logistic_regression_folds(char_features: tuple[str, ...] = (), positions: bool = False,
+                              train_size: int | None = None) -> list[float]:
+    """Character unigrams + the whole name (+ the ``char_features`` tokens of each character, + each character
+    marked with its position if ``positions``), L2 logistic regression, namesex's 10 folds; ``train_size``: that
+    many of the nine training folds' names (seeded sample), else all."""
+    import random
+
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -49,14 +54,20 @@ def logistic_regression_folds(char_features: tuple[str, ...] = ()) -> list[float
 
     rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
     features = CharFeatures(list(char_features))
-    analyzer = lambda name: list(name) + [f"<{name}>"] + [t for c in name for t in features.tokens(c)]  # noqa: E731
+
+    def analyzer(name: str) -> list[str]:
+        marked = [f"{i}:{c}" for i, c in enumerate(name)] if positions else []
+        return list(name) + [f"<{name}>"] + marked + [t for c in name for t in features.tokens(c)]
+
     accs = []
     for fold in range(10):
         train = [(n, y) for n, y, f in rows if f != fold]
+        if train_size is not None and train_size < len(train):
+            train = random.Random(42).sample(train, train_size)
         test = [(n, y) for n, y, f in rows if f == fold]
         vec = CountVectorizer(analyzer=analyzer)
         x = vec.fit_transform([n for n, _ in train])
-        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x, [y for _, y in train])
+        clf = LogisticRegression(C=1.0, max_iter=3000).fit(x, [y for _, y in train])
         accs.append(float(clf.score(vec.transform([n for n, _ in test]), [y for _, y in test])))
     return accs
 
@@ -185,6 +196,70 @@ def gender_features() -> None:
         "logistic_regression_features_10fold": {"mean_acc": statistics.mean(lr_feat),
                                                 "std_acc": statistics.stdev(lr_feat)}})
     print(table())
+
+
+CURVE_SIZES = (1200, 2400, 4800)  # training names (validation included) below all of the nine folds
+
+
+def names_for(sizes: list[float], means: list[float], target: float = 0.92) -> tuple[float, float | None]:
+    """The accuracy gained by the last doubling of the training names, and how many names ``target`` would take if
+    every further doubling gained as much: a lower bound, since learning curves flatten (None: already there)."""
+    import math
+
+    gain = (means[-1] - means[-2]) / math.log2(sizes[-1] / sizes[-2])
+    if means[-1] >= target:
+        return gain, None
+    return gain, sizes[-1] * 2 ** ((target - means[-1]) / gain) if gain > 0 else math.inf
+
+
+def gender_learning_curve() -> None:
+    """Accuracy against the number of training names on namesex's 10 folds (same test folds, seeded samples of the
+    nine training folds): the best linear model (characters, their positions, the whole name, components, pinyin)
+    at 1/8, 1/4, 1/2 and all of them, and ``configs/namesex_hybrid.yaml`` at the three smaller sizes beside its
+    full-data 10 folds (``names_gender_namesex_hybrid.json``); :func:`names_for` reads off how many names 92% would
+    take at least."""
+    from rnnlab.data.names import read_namesex
+    from rnnlab.data.sources import fetch
+
+    rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
+    full = statistics.mean(sum(f != fold for *_, f in rows) for fold in range(10))  # 9,657 names on average
+    sizes = [*CURVE_SIZES, full]
+    linear = [logistic_regression_folds(FEATURES, positions=True, train_size=n) for n in CURVE_SIZES]
+    linear.append(logistic_regression_folds(FEATURES, positions=True))
+    for n, accs in zip(sizes, linear):
+        print(f"linear, {n:.0f} names: {statistics.mean(accs):.4f}", flush=True)
+    hybrid = [[f["test_acc"] for f in ten_folds("configs/namesex_hybrid.yaml",
+                                                 (f"--data.init_args.train_size={n}",))["folds"]] for n in CURVE_SIZES]
+    measured = load("names_gender_namesex_hybrid.json")
+    if not measured:
+        raise SystemExit("run `python benchmarks/names.py gender_config namesex_hybrid` first (the full-data point)")
+    hybrid.append([f["test_acc"] for f in measured[0]["bigru_10fold"]["folds"]])
+    curves = {}
+    for key, accs in (("linear", linear), ("namesex_hybrid", hybrid)):
+        means = [statistics.mean(a) for a in accs]
+        gain, need = names_for(sizes, means)
+        curves[key] = {"sizes": sizes, "mean_acc": means, "std_acc": [statistics.stdev(a) for a in accs],
+                       "folds": accs, "gain_per_doubling": gain, "names_for_92_at_least": need}
+    write("names_gender_learning_curve", {"command": "python benchmarks/names.py gender_learning_curve", **curves})
+    print(curve_table())
+
+
+def curve_table() -> str:
+    r = load("names_gender_learning_curve.json")
+    if not r:
+        return "(not measured yet)"
+    x = r[0]
+    sizes = x["linear"]["sizes"]
+    rows = ["| model | " + " | ".join(f"{n:,.0f} names" for n in sizes) + " | gained by the last doubling | names "
+            "for 92% if each further doubling gained as much (a lower bound) |", "|---|" + "---|" * (len(sizes) + 2)]
+    for key, label in (("linear", "logistic regression: characters, their positions, the whole name, components, "
+                                  "pinyin"), ("namesex_hybrid", "`configs/namesex_hybrid.yaml` (four experts)")):
+        c = x[key]
+        gain, need = names_for(c["sizes"], c["mean_acc"])
+        rows.append(f"| {label} | " + " | ".join(f"{100 * m:.2f}% (std {100 * s:.2f})" for m, s in
+                                                 zip(c["mean_acc"], c["std_acc"]))
+                    + f" | {100 * gain:+.2f} points | " + (f"{need:,.0f}" if need else "reached") + " |")
+    return "\n".join(rows)
 
 
 def char_ngram_naive_bayes(train: list[tuple[str, int]], test: list[tuple[str, int]], num_classes: int,
@@ -373,5 +448,6 @@ if __name__ == "__main__":
     arg = sys.argv[1] if len(sys.argv) > 1 else "--table"
     {"gender": gender, "gender_char2vec": gender_char2vec, "gender_char2vec_modern": lambda: gender_char2vec("modern"),
      "gender_features": gender_features, "gender_config": lambda: gender_config(sys.argv[2]),
+     "gender_learning_curve": gender_learning_curve,
      "gender_hybrid": lambda: gender_hybrid(int(sys.argv[2]) if len(sys.argv) > 2 else 0),
      "language": lambda: language(sys.argv[2:])}.get(arg, lambda: print(table()))()

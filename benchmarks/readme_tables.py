@@ -80,7 +80,7 @@ def shakespeare_sample() -> str:
 
 
 BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells-table": cells_table,
-          "names-table": names.table, "tagging-table": tagging.table, "charlm-table": charlm.table,
+          "names-table": names.table, "names-curve-table": names.curve_table, "tagging-table": tagging.table, "charlm-table": charlm.table,
           "name-samples": name_samples, "shakespeare-sample": shakespeare_sample, "poem-samples": poems,
           "timeseries-table": timeseries.table, "sighan-table": sighan_baseline.table,
           "charlm-cross": charlm.cross_table, "music-table": music.table, "music-samples": music.samples_table,

@@ -58,6 +58,26 @@ def test_fold_protocol_never_trains_on_the_test_fold(env, local_data):
         assert len(dm.datasets["testdata"]) == 20
 
 
+def test_fold_protocol_train_size_subsamples_the_nine_folds_only(env, local_data):
+    rows = read_namesex(local_data / "namesex" / "namesex_data_v2.csv")
+    train_val = {n for n, _, f in rows if f != 3}
+    decode = lambda dm, s: ["".join(dm.vocab.decode(x.tolist())) for x in dm.datasets[s].sequences]  # noqa: E731
+    picked = []
+    for _ in range(2):
+        dm = ChineseNamesDataModule(test_fold=3, train_size=100, batch_size=8)
+        dm.setup("fit")
+        names = decode(dm, "train") + decode(dm, "val")
+        assert len(names) == 100 and set(names) <= train_val  # a sample of the nine folds, never the test fold
+        assert len(dm.datasets["test"]) == sum(f == 3 for _, _, f in rows)  # the test fold is whole
+        picked.append(sorted(names))
+    assert picked[0] == picked[1]  # the same seed draws the same names
+    other = ChineseNamesDataModule(test_fold=3, train_size=100, batch_size=8, seed=7)
+    other.setup("fit")
+    assert sorted(decode(other, "train") + decode(other, "val")) != picked[0]
+    with pytest.raises(RnnlabError, match="train_size"):
+        ChineseNamesDataModule(train_size=0)
+
+
 def test_top_k_character_vocabulary_maps_the_rest_to_unk(env):
     dm = ChineseNamesDataModule(max_vocab=7, batch_size=8)
     dm.setup("fit")

@@ -199,6 +199,8 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         protocol: ``folds`` -- namesex's fixed 10-fold assignment, test on ``test_fold``, train on the other nine
             (minus ``val_fraction`` of them, stratified, for checkpoint selection); ``sample`` -- the course's recipe:
             ``test_size`` test and ``train_size`` training names drawn with the seed (validation carved from train).
+        train_size: training names (validation included), drawn with the seed; None: 10,000 for ``sample``, all of
+            the nine folds for ``folds`` (a smaller number there measures a learning curve on the same test fold).
         test_fold: the held-out fold (0-9) for ``protocol=folds``.
         script: convert every name (training and ``predict`` input) to ``traditional`` or ``simplified`` characters
             with OpenCC, or keep them ``as_is``. The namesex configs use ``traditional``, so simplified input works.
@@ -216,7 +218,7 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         protocol: Literal["folds", "sample"] = "folds",
         test_fold: int = 0,
         val_fraction: float = 0.05,
-        train_size: int = 10000,
+        train_size: Optional[int] = None,
         test_size: int = 1000,
         script: Literal["as_is", "traditional", "simplified"] = "as_is",
         max_vocab: Optional[int] = None,
@@ -233,6 +235,8 @@ class ChineseNamesDataModule(TextClassificationDataModule):
             raise RnnlabError("protocol=folds needs namesex's fold column: use protocol=sample with cncorpus")
         if not 0 <= test_fold <= 9:
             raise RnnlabError(f"test_fold must be 0-9, got {test_fold}")
+        if train_size is not None and train_size < 2:
+            raise RnnlabError(f"train_size must be at least 2 names (or null for all), got {train_size}")
         self.name = "namesex" if source == "namesex" else "chinese_names"
         self.source, self.protocol, self.test_fold, self.val_fraction = source, protocol, test_fold, val_fraction
         self.train_size, self.test_size, self.script = train_size, test_size, script
@@ -263,11 +267,13 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         if self.protocol == "folds":
             test = [(n, y) for n, y, f in rows if f == self.test_fold]
             pool = [(n, y) for n, y, f in rows if f != self.test_fold]
+            if self.train_size is not None and self.train_size < len(pool):
+                pool = random.Random(self.seed).sample(pool, self.train_size)
         else:  # the course's recipe: test_size test names, then a seeded sample of train_size from the rest
             test_idx, rest = stratified_split([y for _, y, _ in rows], [self.test_size / len(rows)], self.seed)
             test = [rows[i][:2] for i in test_idx]
             rest_rows = [rows[i][:2] for i in rest]
-            pool = random.Random(self.seed).sample(rest_rows, min(self.train_size, len(rest_rows)))
+            pool = random.Random(self.seed).sample(rest_rows, min(self.train_size or 10000, len(rest_rows)))
         val_idx, train_idx = stratified_split([y for _, y in pool], [self.val_fraction], self.seed)
         splits = {"train": [pool[i] for i in train_idx], "val": [pool[i] for i in val_idx], "test": test, **extra}
         return splits, list(self.labels)
