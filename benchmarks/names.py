@@ -44,15 +44,11 @@ def logistic_regression_folds(char_features: tuple[str, ...] = (), positions: bo
     """Character unigrams + the whole name (+ the ``char_features`` tokens of each character, + each character
     marked with its position if ``positions``), L2 logistic regression, namesex's 10 folds; ``train_size``: that
     many of the nine training folds' names (seeded sample), else all."""
-    import random
-
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from rnnlab.data.names import CharFeatures, read_namesex
-    from rnnlab.data.sources import fetch
+    from rnnlab.data.names import CharFeatures, ChineseNamesDataModule
 
-    rows = read_namesex(fetch("namesex")["namesex_data_v2.csv"])
     features = CharFeatures(list(char_features))
 
     def analyzer(name: str) -> list[str]:
@@ -60,11 +56,9 @@ def logistic_regression_folds(char_features: tuple[str, ...] = (), positions: bo
         return list(name) + [f"<{name}>"] + marked + [t for c in name for t in features.tokens(c)]
 
     accs = []
-    for fold in range(10):
-        train = [(n, y) for n, y, f in rows if f != fold]
-        if train_size is not None and train_size < len(train):
-            train = random.Random(42).sample(train, train_size)
-        test = [(n, y) for n, y, f in rows if f == fold]
+    for fold in range(10):  # the datamodule's splits: the same (sampled) names as the networks train on
+        splits, _ = ChineseNamesDataModule(test_fold=fold, train_size=train_size).read_splits()
+        train, test = splits["train"] + splits["val"], splits["test"]
         vec = CountVectorizer(analyzer=analyzer)
         x = vec.fit_transform([n for n, _ in train])
         clf = LogisticRegression(C=1.0, max_iter=3000).fit(x, [y for _, y in train])
@@ -255,7 +249,7 @@ def curve_table() -> str:
     for key, label in (("linear", "logistic regression: characters, their positions, the whole name, components, "
                                   "pinyin"), ("namesex_hybrid", "`configs/namesex_hybrid.yaml` (four experts)")):
         c = x[key]
-        gain, need = names_for(c["sizes"], c["mean_acc"])
+        gain, need = c["gain_per_doubling"], c["names_for_92_at_least"]
         rows.append(f"| {label} | " + " | ".join(f"{100 * m:.2f}% (std {100 * s:.2f})" for m, s in
                                                  zip(c["mean_acc"], c["std_acc"]))
                     + f" | {100 * gain:+.2f} points | " + (f"{need:,.0f}" if need else "reached") + " |")

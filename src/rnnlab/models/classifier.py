@@ -268,11 +268,9 @@ class SequenceClassifier(RnnlabModule):
         if self.ngram is not None:
             self.ngram.fit(list(train.sequences), train.targets)
         if self.bag is not None:
-            tokens = nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True,
-                                               padding_value=self.hparams.pad_id)
-            lengths = torch.tensor([len(s) for s in train.sequences])
-            loss = self.bag.fit(tokens, lengths, torch.as_tensor(train.targets), self.hparams.bag_l2)
-            rank_zero_info(f"bag: logistic regression fitted on {len(lengths)} training examples, objective {loss:.4f}")
+            batch = dm.collate([train[i] for i in range(len(train))])  # the whole split as one padded batch
+            loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.hparams.bag_l2)
+            rank_zero_info(f"bag: logistic regression fitted on {len(train)} training examples, objective {loss:.4f}")
         if self.hparams.class_weighting != "none":
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
