@@ -306,7 +306,7 @@ SPLIT_SEEDS = (42, 1, 2, 3, 4)
 
 
 # key -> (config, its extra arguments, what the README table calls it)
-REFIT = "configs/trainer/refit.yaml"  # train on train + val, no early stopping, keep the last epoch
+REFIT = "configs/recipes/refit.yaml"  # train on train + val, no early stopping, keep the last epoch
 LANGUAGE_RUNS = {
     "names_rnn": ("names_rnn", [], "tutorial recipe: one-hot, RNN 128"),
     "names_lstm": ("names_lstm", [], "Unicode chars, BiGRU 256, sqrt class weights"),

@@ -67,6 +67,8 @@ def local_data(tmp_path_factory) -> Path:
     write_jsb(root / "jsb_chorales")
     write_multi30k(root / "multi30k")
     write_cmn(root / "cmn_eng" / "cmn.txt")
+    write_eng_fra(root / "eng_fra" / "data.zip", extra=200)
+    write_shakespeare(root / "tinyshakespeare" / "input.txt")
     return root
 
 
@@ -346,9 +348,28 @@ def write_cmn(path: Path, n: int = 300) -> Path:
     return path
 
 
-def write_eng_fra(path: Path) -> Path:
-    """The PyTorch tutorial's ``data.zip`` holding ``data/eng-fra.txt`` (English TAB French)."""
-    lines = ["Go.\tVa !", "I am cold.\tJ'ai froid.", "I'm tired.\tJe suis fatigué.", "He is tall.\tIl est grand.",
+SHAKESPEARE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+               "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nO Romeo, Romeo!\n\n")
+
+
+def write_shakespeare(path: Path, copies: int = 1000) -> Path:
+    """tiny shakespeare's ``input.txt``: speeches, a speaker's name and a colon on a line of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SHAKESPEARE * copies, encoding="utf-8")
+    return path
+
+
+def write_eng_fra(path: Path, extra: int = 0, seed: int = 0) -> Path:
+    """The PyTorch tutorial's ``data.zip`` holding ``data/eng-fra.txt`` (English TAB French); ``extra`` more pairs
+    that the tutorial's filter keeps (they start with "I am", "he is", ...)."""
+    rng = random.Random(seed)
+    prefixes = [("I am", "Je suis"), ("He is", "Il est"), ("We are", "Nous sommes"), ("They are", "Ils sont")]
+    generated = []
+    for _ in range(extra):
+        en, fr = rng.choice(prefixes)
+        words = [rng.choice(sorted(LEXICON)) for _ in range(rng.randint(1, 4))]
+        generated.append(f"{en} {' '.join(words)}.\t{fr} {' '.join(LEXICON[w][1] for w in words)}.")
+    lines = generated + ["Go.\tVa !", "I am cold.\tJ'ai froid.", "I'm tired.\tJe suis fatigué.", "He is tall.\tIl est grand.",
              "She's a very good teacher and everyone likes her a lot.\tC'est une très bonne enseignante et tout le "
              "monde l'aime beaucoup.", "We are here.\tNous sommes ici.", "You're late!\tTu es en retard !",
              "They are busy.\tIls sont occupés.", "Tom runs.\tTom court."]

@@ -269,3 +269,12 @@ def test_predict_with_nothing_readable(env, capsys, imdb_checkpoint):
     err = fails(capsys, "predict", "--config", IMDB, *TINY, "--ckpt_path", str(imdb_checkpoint),
                 "--data.init_args.predict_texts=['', '   ']", "--prediction_writer.output=out.jsonl")
     assert "none of the 2 inputs can be predicted (line 1: empty input" in err
+
+
+def test_an_error_raised_in_a_loader_worker_is_reported_by_its_message_alone():
+    from rnnlab.cli import _worker_message
+
+    wrapped = ("Caught RnnlabError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1\nrnnlab.errors.RnnlabError: lower data.batch_size\n')
+    assert _worker_message(wrapped) == "lower data.batch_size"
+    assert _worker_message("plain message") == "plain message"

@@ -286,7 +286,7 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
 
 
 def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
-    refit = str(ROOT / "configs" / "trainer" / "refit.yaml")
+    refit = str(ROOT / "configs" / "recipes" / "refit.yaml")
     tiny = [*QUIET, "--config", refit, "--model.init_args.hidden_size", "16",
             "--model.init_args.generative_hidden_size", "16"]
     _, run, _ = fit_and_test_tiny(env, "names_hybrid", tiny)

@@ -191,6 +191,15 @@ def _rnnlab_error(err: BaseException) -> RnnlabError | None:
     return None
 
 
+def _worker_message(message: str) -> str:
+    """A DataLoader worker's error arrives as ``Caught RnnlabError in DataLoader worker process 0. Original
+    Traceback ...``: keep the message it ends with."""
+    marker = "rnnlab.errors.RnnlabError: "
+    if message.startswith("Caught ") and marker in message:
+        return message.rsplit(marker, 1)[1].strip()
+    return message
+
+
 def main(args=None) -> None:
     try:
         RnnlabCLI(args=args)
@@ -198,7 +207,7 @@ def main(args=None) -> None:
         cause = _rnnlab_error(err)
         if cause is None:
             raise
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {_worker_message(str(cause))}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
         if err.errno != errno.ENOSPC:

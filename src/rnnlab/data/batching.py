@@ -97,7 +97,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
         if len(lengths) < num_replicas:
-            raise ValueError(f"{len(lengths)} samples cannot be shared by {num_replicas} ranks")
+            from rnnlab.errors import RnnlabError
+
+            raise RnnlabError(f"a split of {len(lengths)} samples cannot be shared by {num_replicas} DDP ranks (each "
+                              f"needs one): use fewer devices, or give the split more data")
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
         self.max_batch = batch_size
         self.shuffle, self.seed = shuffle, seed

@@ -27,10 +27,22 @@ from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.data.text import BOS, EOS, Vocabulary
 from rnnlab.errors import RnnlabError
 
+def _check_text(path: Path) -> str:
+    """A usable text corpus: UTF-8, not empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RnnlabError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): not the official file; "
+                          f"download it again") from None
+    if not text.strip():
+        raise RnnlabError(f"{path} is empty: not the official file; download it again")
+    return f"{len(text)} characters"
+
+
 register(Source("tinyshakespeare", files=(RemoteFile(
     "input.txt", "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
     "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),),
-    homepage="https://github.com/karpathy/char-rnn"))
+    homepage="https://github.com/karpathy/char-rnn", check=_check_text))
 
 
 class StreamWindows(Dataset):

@@ -133,6 +133,8 @@ class TokenBag(nn.Module):
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
+    ``packed``: None (the default) runs torch's packed-sequence kernels when the batch is on a CUDA device (cuDNN)
+    and the padded driver on the CPU, where it is faster; True or False forces one.
     ``input_encoding="onehot"`` feeds one-hot vectors instead of a learned embedding (``embedding_dim`` unused).
     ``class_weighting`` weights the training loss against class imbalance (from the DataModule's ``class_counts``).
     ``pretrained_embeddings``: a ``.pt`` or word2vec text file (e.g. written by :class:`~rnnlab.models.word2vec.Word2Vec`)
@@ -178,7 +180,7 @@ class SequenceClassifier(RnnlabModule):
         cell: Literal["lstm", "gru", "rnn"] = "lstm",
         impl: Literal["torch", "handwritten"] = "torch",
         bidirectional: bool = True,
-        packed: bool = False,
+        packed: Optional[bool] = None,
         pooling: Literal["last", "max", "mean", "attention"] = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,

@@ -63,7 +63,8 @@ class Recurrent(nn.Module):
         num_layers, bidirectional, dropout: as in ``nn.LSTM`` (dropout between layers, training only).
         nonlinearity: ``"tanh"``, ``"relu"`` or ``"identity"`` (a linear RNN; torch has no kernel for it, so it
             always runs the handwritten cell) for ``cell="rnn"``.
-        packed: run torch's kernels on a ``PackedSequence`` instead of padded tensors (same result).
+        packed: run torch's kernels on a ``PackedSequence`` instead of padded tensors (same result); None: packed
+            when the input is on a CUDA device (cuDNN's packed kernels) and ``impl="torch"``, padded otherwise.
     """
 
     def __init__(
@@ -76,7 +77,7 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         nonlinearity: Literal["tanh", "relu", "identity"] = "tanh",
-        packed: bool = False,
+        packed: Optional[bool] = False,
     ) -> None:
         super().__init__()
         if cell not in GATES:
@@ -88,7 +89,7 @@ class Recurrent(nn.Module):
         if nonlinearity == "identity":
             if cell != "rnn" or packed:
                 raise RnnlabError("nonlinearity='identity' is for cell='rnn' without packing")
-            impl = "handwritten"
+            impl, packed = "handwritten", False
         if packed and impl != "torch":
             raise RnnlabError("packed=True runs torch's kernels: use it with impl='torch'")
         if not 0.0 <= dropout < 1.0:
@@ -130,8 +131,8 @@ class Recurrent(nn.Module):
             s += ", bidirectional=True"
         if self.dropout:
             s += f", dropout={self.dropout}"
-        if self.packed:
-            s += ", packed=True"
+        if self.packed is not False:
+            s += f", packed={'auto' if self.packed is None else True}"
         return s
 
     # ------------------------------------------------------------------ forward
@@ -142,7 +143,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"lengths must be [B]={B}, got {tuple(lengths.shape)}")
         lengths = lengths.to(device=x.device, dtype=torch.long)
         h0, c0 = self._initial_state(state, B, x)
-        if self.packed:
+        if self.packed or (self.packed is None and x.is_cuda and self.impl == "torch"):
             return self._forward_packed(x, lengths, h0, c0)
         hs, cs = [], []
         out = x

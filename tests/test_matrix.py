@@ -1,0 +1,172 @@
+"""Every experiment config x every preset: each pair parses; every experiment trains one step on the tests'
+official-format fixtures under the ``cpu`` and ``bf16`` presets and under 2-process DDP (gloo), and predicts from
+its checkpoint. The lists are read from ``configs/``: a new config or preset is covered without editing this file.
+
+The GPU presets (``gpu``, ``ddp``, ``multinode``, ``fp16``) cannot run here: they are checked at parse level, and
+``ddp.yaml`` runs with ``--trainer.accelerator=cpu --trainer.devices=2`` (gloo)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnlab.cli import _import, main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+PRESETS = sorted(str(p.relative_to(ROOT / "configs").with_suffix("")) for p in
+                 [*(ROOT / "configs" / "trainer").glob("*.yaml"), *(ROOT / "configs" / "logger").glob("*.yaml")])
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+# split and batch sizes of the real datasets that the tiny fixtures cannot fill: given to every datamodule that
+# takes them (a batch of 8 leaves every split at least one batch per DDP rank)
+FIXTURE_SIZES = {"val_size": 20, "train_size": 100, "test_size": 20, "val_docs": 2, "batch_size": 8}
+
+
+def config_path(name: str) -> str:
+    return str(ROOT / "configs" / f"{name}.yaml")
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load(Path(config_path(name)).read_text())
+
+
+def experiment_args(name: str) -> list[str]:
+    """``--config configs/<name>.yaml`` and the split sizes the fixtures can fill (for the args the datamodule has)."""
+    data = _yaml(name)["data"]
+    accepted = set()
+    cls = _import(data["class_path"])
+    for klass in cls.__mro__:  # **kwargs pass on to the base class
+        if "__init__" in vars(klass):
+            accepted |= set(inspect.signature(klass.__init__).parameters)
+    sizes = [f"--data.init_args.{k}={v}" for k, v in FIXTURE_SIZES.items() if k in accepted]
+    return ["--config", config_path(name), *QUIET, *sizes]
+
+
+def producers() -> dict[str, str]:
+    """``{exported file: experiment}`` for experiments that write vectors others read (word2vec -> classifiers)."""
+    out = {}
+    for name in EXPERIMENTS:
+        path = (_yaml(name)["model"].get("init_args") or {}).get("export_path")
+        if path:
+            out[path] = name
+    return out
+
+
+def needs(name: str) -> str | None:
+    """The experiment whose export this one reads as ``pretrained_embeddings`` (None if none)."""
+    path = (_yaml(name)["model"].get("init_args") or {}).get("pretrained_embeddings")
+    return producers().get(path) if path else None
+
+
+def in_dependency_order(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: (needs(n) is not None, n))
+
+
+def provide_inputs(name: str, cwd: Path) -> None:
+    """Run the experiment whose vectors ``name`` reads (one step), in ``cwd``, if they are not there yet."""
+    producer = needs(name)
+    if producer and not (cwd / (_yaml(name)["model"]["init_args"]["pretrained_embeddings"])).is_file():
+        main(["fit", *experiment_args(producer), "--trainer.fast_dev_run=true"])
+
+
+def test_the_matrix_is_not_empty():
+    assert len(EXPERIMENTS) >= 30 and {"trainer/cpu", "trainer/bf16", "trainer/ddp", "logger/wandb"} <= set(PRESETS)
+    assert not (ROOT / "configs" / "trainer" / "refit.yaml").exists(), "refit is a recipe (configs/recipes/)"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_experiment_parses_with_every_preset(env, preset, capsys):
+    """Parse level for all pairs (``--print_config``: every key the preset sets must be accepted)."""
+    values = yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text())
+    failures = {}
+    for name in EXPERIMENTS:
+        capsys.readouterr()
+        try:
+            main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml"),
+                  "--print_config"])
+        except SystemExit as exit_:
+            captured = capsys.readouterr()
+            if exit_.code != 0:
+                failures[name] = captured.err.strip()[-300:]
+                continue
+            resolved = yaml.safe_load(captured.out)
+            for key, value in (values.get("trainer") or {}).items():
+                if key != "logger" and resolved["trainer"][key] != value:
+                    failures[name] = f"trainer.{key} = {resolved['trainer'][key]!r}, preset says {value!r}"
+    assert not failures, f"{len(failures)} experiments do not compose with {preset}: {failures}"
+
+
+@pytest.mark.parametrize("preset", ["trainer/cpu", "trainer/bf16"])
+@pytest.mark.parametrize("name", in_dependency_order(EXPERIMENTS))
+def test_every_experiment_trains_a_step(env, name, preset):
+    provide_inputs(name, env)
+    main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml"),
+          "--trainer.fast_dev_run=true"])
+
+
+DDP_DRIVER = ROOT / "tests" / "ddp_matrix.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_experiment_trains_a_step_under_two_process_ddp(env, local_data):
+    """``configs/trainer/ddp.yaml`` on the CPU: one torchrun launch of 2 processes (gloo) runs a ``fast_dev_run`` of
+    every experiment in turn; each rank reports each experiment's outcome."""
+    report = env / "ddp_report"
+    names = in_dependency_order(EXPERIMENTS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           str(DDP_DRIVER), str(report), *names]
+    environ = {**os.environ, "RNNLAB_LOCAL_DATA": str(local_data), "PYTHONPATH": str(ROOT / "tests"),
+               "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=env, env=environ, capture_output=True, text=True, timeout=900)
+    results = {}
+    for rank in (0, 1):
+        path = report.with_name(f"{report.name}-{rank}.jsonl")
+        assert path.is_file(), f"rank {rank} wrote nothing:\n{out.stderr[-3000:]}"
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            results[(row["name"], rank)] = row["status"]
+    failed = {k: v for k, v in results.items() if v != "ok"}
+    assert not failed, failed
+    assert {n for n, _ in results} == set(names), f"not run: {set(names) - {n for n, _ in results}}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+PREDICT_SKIP = {}  # experiment -> reason; none: every task predicts
+
+
+@pytest.mark.parametrize("name", in_dependency_order(EXPERIMENTS))
+def test_every_experiment_predicts_from_its_checkpoint(env, name):
+    """One training step with a checkpoint, then ``predict`` from it with the datamodule's own examples and a bad
+    line: a row per input line, an error on the bad line only, and no new run folder for the predict call."""
+    provide_inputs(name, env)
+    args = experiment_args(name)
+    main(["fit", *args, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    ckpts = sorted(env.glob("runs/*/version_0/checkpoints/last.ckpt"))
+    assert len(ckpts) == 1, ckpts
+    runs_before = sorted(p for p in env.glob("runs/**/*") if p.is_dir())
+    cls = _import(_yaml(name)["data"]["class_path"])
+    examples = list(cls.predict_examples)
+    assert examples, f"{cls.__name__}.predict_examples is empty"
+    inputs = env / "inputs.txt"
+    inputs.write_text("\n".join([*examples, cls.predict_bad_example]) + "\n", encoding="utf-8")
+    main(["predict", *args, "--ckpt_path", str(ckpts[0]), "--data.init_args.predict_file", str(inputs),
+          "--prediction_writer.output", "out.jsonl"])
+    rows = [json.loads(line) for line in (env / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, len(examples) + 2))
+    assert all("error" not in r for r in rows[:-1]), rows
+    assert "error" in rows[-1] and rows[-1]["error"], rows[-1]
+    assert sorted(p for p in env.glob("runs/**/*") if p.is_dir()) == runs_before, "predict made a run folder"
