@@ -145,9 +145,6 @@ def test_every_experiment_trains_a_step_under_two_process_ddp(env, local_data):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-PREDICT_SKIP = {}  # experiment -> reason; none: every task predicts
-
-
 @pytest.mark.parametrize("name", in_dependency_order(EXPERIMENTS))
 def test_every_experiment_predicts_from_its_checkpoint(env, name):
     """One training step with a checkpoint, then ``predict`` from it with the datamodule's own examples and a bad
@@ -158,11 +155,12 @@ def test_every_experiment_predicts_from_its_checkpoint(env, name):
     ckpts = sorted(env.glob("runs/*/version_0/checkpoints/last.ckpt"))
     assert len(ckpts) == 1, ckpts
     runs_before = sorted(p for p in env.glob("runs/**/*") if p.is_dir())
-    cls = _import(_yaml(name)["data"]["class_path"])
-    examples = list(cls.predict_examples)
-    assert examples, f"{cls.__name__}.predict_examples is empty"
+    data = _yaml(name)["data"]
+    dm = _import(data["class_path"])(**(data.get("init_args") or {}))
+    examples = list(dm.predict_examples)
+    assert examples, f"{type(dm).__name__}.predict_examples is empty"
     inputs = env / "inputs.txt"
-    inputs.write_text("\n".join([*examples, cls.predict_bad_example]) + "\n", encoding="utf-8")
+    inputs.write_text("\n".join([*examples, dm.predict_bad_example]) + "\n", encoding="utf-8")
     main(["predict", *args, "--ckpt_path", str(ckpts[0]), "--data.init_args.predict_file", str(inputs),
           "--prediction_writer.output", "out.jsonl"])
     rows = [json.loads(line) for line in (env / "out.jsonl").read_text(encoding="utf-8").splitlines()]

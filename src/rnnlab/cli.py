@@ -46,6 +46,8 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         super().__init__(*args, **kwargs)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
+        if stage == "predict":  # predict writes its output file only: no run folder, no logged config
+            return
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
@@ -155,6 +157,8 @@ class RnnlabCLI(LightningCLI):
             accepted = _init_parameters(cfg.model.class_path)
             for key in [k for k in extra if k in OPTIONAL_LINKS and k not in accepted]:
                 del extra[key]
+        if self.subcommand == "predict":  # no metrics to log: no new version folder per predict call
+            cfg.trainer.logger = False
         ckpt = cfg.get("ckpt_path")
         init = cfg.data.init_args
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):

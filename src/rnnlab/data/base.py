@@ -91,6 +91,10 @@ class SequenceDataModule(L.LightningDataModule):
 
     name: str = ""  # registry name; also the folder under root
     version: int = 1  # bump when the encoded format changes
+    # inputs that ``predict`` reads (shown in ``--help`` and the docs, run by the tests on every experiment), and one
+    # line it must answer with a per-line error
+    predict_examples: tuple[str, ...] = ()
+    predict_bad_example: str = ""
 
     def __init__(
         self,

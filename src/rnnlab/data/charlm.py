@@ -118,6 +118,7 @@ class CharCorpusDataModule(SequenceDataModule):
     """
 
     name = "tinyshakespeare"
+    predict_examples = ("ROMEO:",)
     eos_id: Optional[int] = None  # a stream has no end symbol
 
     def __init__(self, path: Optional[str] = None, seq_len: int = 128, val_fraction: float = 0.1,
@@ -312,6 +313,8 @@ class NameGenerationDataModule(DocumentLMDataModule):
     """
 
     name = "pytorch_names"
+    predict_examples = ("Russian", "German:M")
+    predict_bad_example = "Klingon:"
 
     def __init__(self, ascii: bool = True, val_fraction: float = 0.1, test_fraction: float = 0.1, **kwargs) -> None:
         kwargs.setdefault("batch_size", 128)

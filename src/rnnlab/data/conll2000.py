@@ -95,6 +95,7 @@ class CoNLL2000DataModule(TaggingDataModule):
     """
 
     name = "conll2000"
+    predict_examples = ("The market rose 3 % in 1989 .",)
 
     def __init__(self, task: Literal["pos", "chunk"] = "pos", edition: Literal["nltk", "official"] = "nltk",
                  val_fraction: float = 0.05, pretokenized: bool = False, **kwargs) -> None:

@@ -89,6 +89,7 @@ class IMDBDataModule(TextClassificationDataModule):
     """
 
     name = "imdb"
+    predict_examples = ("A wonderful film. I loved every minute of it.", "Boring, far too long, a waste of time.")
     labels = ["neg", "pos"]
     html_breaks = True
 

@@ -116,6 +116,8 @@ class PianoRollDataModule(SequenceDataModule):
     """
 
     name = "jsb_chorales"
+    predict_examples = ("scratch", "test:0")
+    predict_bad_example = "chorale"
 
     def __init__(self, resolution: Literal["quarter", "16th"] = "quarter", pickle: Optional[str] = None,
                  transpose: int = 0, primer_steps: int = 8, output_dir: str = "samples", **kwargs) -> None:

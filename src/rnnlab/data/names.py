@@ -211,6 +211,7 @@ class ChineseNamesDataModule(TextClassificationDataModule):
     """
 
     labels = ["female", "male"]
+    predict_examples = ("志明", "美玲")
 
     def __init__(
         self,
@@ -291,6 +292,7 @@ class NameLanguageDataModule(TextClassificationDataModule):
     """
 
     name = "pytorch_names"
+    predict_examples = ("Dvořák", "Nakamura")
 
     def __init__(self, ascii: bool = True, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  lowercase: bool = False, **kwargs) -> None:

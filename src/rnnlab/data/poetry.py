@@ -94,6 +94,8 @@ class TangPoetryDataModule(DocumentLMDataModule):
     """
 
     name = "chinese_poetry"
+    predict_examples = ("春眠", "藏头:春花")
+    predict_bad_example = "藏头:"
 
     def __init__(self, form: Literal["any", "regular"] = "regular", line_chars: Optional[int] = None,
                  script: Literal["as_is", "simplified"] = "as_is", max_chars: int = 128,

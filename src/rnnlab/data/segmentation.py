@@ -130,6 +130,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
 
     scheme = "bmes"
     unit_name = "character"
+    predict_examples = ("我們住在同一條巷子", "我爱北京天安门")
 
     def __init__(self, corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica", bigrams: bool = True,
                  val_fraction: float = 0.1, test_fraction: float = 0.1,

@@ -144,7 +144,8 @@ class TimeSeriesDataModule(SequenceDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
-            raise RnnlabError("predict is not available for time series: `test` reports the forecasts' errors")
+            self._ensure_state()
+            return
         payload = self._load_or_build()
         self._set_state(payload["state"])
         series = payload["splits"]["series"]["values"]
@@ -157,8 +158,43 @@ class TimeSeriesDataModule(SequenceDataModule):
     def make_dataset(self, split: str, data: dict) -> SequenceDataset:  # windows are made in setup
         raise NotImplementedError
 
+    # ----------------------------------------------------------------- predict
+    predict_examples = ("last", "2007Q4")
+    predict_bad_example = "tomorrow"
+
+    def periods(self, n: int) -> list[str]:
+        """A label per step of the transformed series: ``YYYYQn`` when the data has ``year`` and ``quarter`` columns
+        (macrodata), else the step number."""
+        frame = load_frame(self.csv)
+        if {"year", "quarter"} <= set(frame.columns):
+            labels = [f"{int(y)}Q{int(q)}" for y, q in zip(frame["year"], frame["quarter"])]
+            return labels[len(labels) - n:]  # a difference transform drops the first step
+        return [str(i) for i in range(n)]
+
     def encode_predict(self, texts: list[str]) -> list[dict]:
-        raise RnnlabError("predict is not available for time series")
+        """Each line a forecast origin: ``last`` (or empty: the end of the data), a period such as ``2007Q4`` or a
+        step number; the forecast covers the ``horizon`` steps after it, from the ``window`` steps up to it."""
+        series = self._load_or_build()["splits"]["series"]["values"]
+        periods = self.periods(len(series))
+        items = []
+        for raw in texts:
+            spec = raw.strip()
+            t = len(series) - 1 if spec in ("", "last") else periods.index(spec) if spec in periods else None
+            if t is None or t < self.window - 1:
+                items.append({"input": raw, "error": (
+                    f"unknown origin {spec!r}: give 'last' or a period from {periods[self.window - 1]} to "
+                    f"{periods[-1]}" if t is None else f"{spec} has fewer than window={self.window} steps before it")})
+                continue
+            items.append({"input": raw, "tokens": series[t - self.window + 1 : t + 1], "origin": periods[t]})
+        return items
+
+    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
+        """The forecast of each variable for steps 1..H after the origin, in the transformed series' units (e.g.
+        quarter-on-quarter log growth for ``logdiff``)."""
+        mean, std = torch.tensor(self.state["mean"]), torch.tensor(self.state["std"])
+        values = output["forecast"].double() * std + mean  # [H, D]
+        return {"origin": item["origin"], "units": self.kind,
+                "forecast": {c: [round(float(v), 6) for v in values[:, k]] for k, c in enumerate(self.labels)}}
 
     @property
     def scale(self) -> Tensor:

@@ -161,6 +161,13 @@ class TranslationDataModule(SequenceDataModule):
 
     version = 1
 
+    EXAMPLES = {"de": "Ein Hund rennt über eine grüne Wiese.", "en": "A dog runs across a green field.",
+                "fr": "Un chien court dans un champ vert.", "zh": "我喜欢猫。"}
+
+    @property
+    def predict_examples(self) -> tuple[str, ...]:
+        return (self.EXAMPLES[self.src_lang],) if self.src_lang in self.EXAMPLES else ()
+
     def __init__(
         self,
         source: Literal["multi30k", "cmn_eng", "eng_fra"] = "multi30k",

@@ -274,9 +274,42 @@ class Word2VecDataModule(SequenceDataModule):
         if getattr(self, "_train_stream", None) is not None:
             self._train_stream.set_epoch(epoch)
 
-    def predict_dataloader(self):
-        raise RnnlabError("word2vec has no predict: the trained vectors are exported at the end of `fit` "
-                          "(model.export_path); query them with rnnlab.models.word2vec.nearest")
+    # ----------------------------------------------------------------- predict
+    @property
+    def predict_examples(self) -> tuple[str, ...]:
+        return ("月", "春") if self.level == "char" else ("great", "wonderful - great + awful")
+
+    predict_bad_example = "qqqxzzzq"
+
+    def encode_predict(self, texts: list[str]) -> list[dict]:
+        """Each line a word (its nearest neighbours) or an analogy ``a - b + c`` (the words nearest to the sum of
+        the unit vectors). ``tokens`` holds ``sign * (id + 1)`` per term (0 is padding)."""
+        items = []
+        for raw in texts:
+            text = raw.strip().lower() if self.lowercase else raw.strip()
+            parts = text.replace("+", " + ").replace(" - ", " -- ").split()
+            terms, sign = [], 1
+            for part in parts:
+                if part in ("+", "--"):
+                    sign = 1 if part == "+" else -1
+                    continue
+                terms.append((sign, part))
+                sign = 1
+            if not terms:
+                items.append({"input": raw, "error": "empty line: give a word, or an analogy such as 'a - b + c'"})
+                continue
+            ids = [self.vocab.token_to_id(w) for _, w in terms]
+            unknown = [w for (_, w), i in zip(terms, ids) if i is None or i == self.vocab.unk_id]
+            if unknown:
+                items.append({"input": raw, "error": f"not in the vocabulary: {', '.join(map(repr, unknown))}"})
+                continue
+            items.append({"input": raw, "tokens": torch.tensor([s * (i + 1) for (s, _), i in zip(terms, ids)])})
+        return items
+
+    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
+        words = self.vocab.tokens()
+        return {"neighbours": ", ".join(f"{words[int(i)]} {float(s):.2f}" for i, s in zip(output["ids"],
+                                                                                          output["sims"]))}
 
     @property
     def words(self) -> list[str]:

@@ -134,6 +134,11 @@ class SequenceRegressor(RnnlabModule):
             self.scale.copy_(dm.scale.to(self.scale))
             self.variables = list(dm.labels)
 
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict:
+        """The ``horizon``-step forecast from the end of each window (scaled units; the DataModule unscales)."""
+        return {"index": batch.index, "forecast": self.forecast_from(batch.tokens, self.hparams.horizon,
+                                                                     self.hparams.forecast)}
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         pred, _ = self(batch.tokens, batch.lengths)
         loss = F.mse_loss(pred, batch.target[:, :, : pred.shape[2]])

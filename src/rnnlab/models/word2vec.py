@@ -206,6 +206,19 @@ class Word2Vec(RnnlabModule):
         with open(folder / "neighbours.txt", "a", encoding="utf-8") as f:
             f.write(f"# epoch {self.current_epoch}\n{text}\n")
 
+    @torch.no_grad()
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        """Nearest neighbours by cosine of a word or an analogy: ``tokens`` holds ``sign * (id + 1)`` per term."""
+        unit = F.normalize(self.in_embed.weight.float(), dim=1)
+        codes = batch.tokens.long()
+        ids, signs = codes.abs().clamp(min=1) - 1, codes.sign().float()  # padding: sign 0
+        query = (unit[ids] * signs.unsqueeze(-1)).sum(1)
+        sims = F.normalize(query, dim=1) @ unit.T  # [B, V]
+        sims[:, :2] = -2.0  # <pad>, <unk>
+        sims.scatter_(1, ids, torch.where(signs != 0, -2.0, sims.gather(1, ids)))  # not the query's own words
+        top = sims.topk(min(self.hparams.neighbours, sims.shape[1]), dim=1)
+        return {"index": batch.index, "ids": top.indices, "sims": top.values}
+
     @rank_zero_only
     def on_fit_end(self) -> None:
         if self.hparams.export_path and self.words:
