@@ -265,8 +265,13 @@ TANG_POEMS = [
 ]
 
 
-def write_tang(path: Path, copies: int = 6) -> Path:
-    """``chinese-poetry-tang.tar.gz``: ``全唐诗/poet.tang.<n>.json`` lists of {author, title, paragraphs, id}."""
+DECOY_POEM = ["錯錯錯錯錯，錯錯錯錯錯。", "錯錯錯錯錯，錯錯錯錯錯。"]  # in folders that must not be read
+
+
+def write_tang(path: Path, copies: int = 6, prefix: str = "") -> Path:
+    """``chinese-poetry-tang.tar.gz``: ``全唐诗/poet.tang.<n>.json`` lists of {author, title, paragraphs, id}. With
+    ``prefix`` (``chinese-poetry-<commit>/``) it is the repository's archive: everything under that folder, and
+    copies of poet.tang files in ``全唐诗/error/`` and ``strains/json/`` that are not the poems."""
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,11 +281,16 @@ def write_tang(path: Path, copies: int = 6) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
 
-        add("全唐诗/README.md", "全唐诗 fixture\n".encode("utf-8"))
+        add(f"{prefix}全唐诗/README.md", "全唐诗 fixture\n".encode("utf-8"))
         for n in range(2):
             poems = [{"author": "佚名", "title": f"詩{i}", "paragraphs": p, "id": f"{n}-{i}"}
                      for i, p in enumerate(TANG_POEMS * copies)]
-            add(f"全唐诗/poet.tang.{n * 1000}.json", json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"))
+            add(f"{prefix}全唐诗/poet.tang.{n * 1000}.json",
+                json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"))
+        if prefix:
+            decoy = json.dumps([{"author": "x", "title": "x", "paragraphs": DECOY_POEM, "id": "x"}], ensure_ascii=False)
+            for folder in ("全唐诗/error", "strains/json"):
+                add(f"{prefix}{folder}/poet.tang.0.json", decoy.encode("utf-8"))
     return path
 
 
@@ -378,3 +388,104 @@ def write_eng_fra(path: Path, extra: int = 0, seed: int = 0) -> Path:
         z.writestr("data/eng-fra.txt", "\n".join(lines) + "\n")
         z.writestr("data/names/English.txt", "Smith\n")
     return path
+
+
+# ----------------------------------------------------------------------------- downloads
+def _zip_cmn(folder: Path) -> None:
+    text = write_cmn(folder / "cmn.txt").read_bytes()
+    (folder / "cmn.txt").unlink()
+    with zipfile.ZipFile(folder / "cmn-eng.zip", "w") as z:
+        z.writestr("cmn.txt", text)
+        z.writestr("_about.txt", "Tatoeba sentence pairs, fixture\n")
+
+
+def _tang_archive(folder: Path) -> None:
+    from rnnlab.data.poetry import COMMIT
+
+    write_tang(folder / "chinese-poetry-tang.tar.gz", prefix=f"chinese-poetry-{COMMIT}/")
+
+
+# each registered dataset's files as its official URLs serve them (file names as in the URLs' paths)
+DOWNLOAD_FIXTURES = {
+    "imdb": lambda d: write_imdb_archive(d / "aclImdb_v1.tar.gz"),
+    "namesex": write_namesex,
+    "chinese_names": write_cncorpus,
+    "pytorch_names": lambda d: write_pytorch_names(d / "data.zip"),
+    "conll2000": lambda d: write_conll2000(d, edition="official"),
+    "conll2000_nltk": lambda d: write_conll2000(d, edition="nltk"),
+    "sinica_treebank": lambda d: write_sinica(d / "sinica_treebank.zip"),
+    "icwb2": lambda d: write_icwb2(d / "icwb2-data.zip", corpora=("pku", "msr")),
+    "chinese_poetry": _tang_archive,
+    "jsb_chorales": write_jsb,
+    "multi30k": write_multi30k,
+    "cmn_eng": _zip_cmn,
+    "eng_fra": lambda d: write_eng_fra(d / "data.zip", extra=200),
+    "tinyshakespeare": lambda d: write_shakespeare(d / "input.txt"),
+}
+
+
+def registered_sources() -> dict:
+    """Every dataset the project registers (importing every ``rnnlab.data`` module), without the tests' own."""
+    import importlib
+    import pkgutil
+
+    import rnnlab.data
+    from rnnlab.data import sources
+
+    for module in pkgutil.iter_modules(rnnlab.data.__path__):
+        importlib.import_module(f"rnnlab.data.{module.name}")
+    return {k: v for k, v in sources._REGISTRY.items() if not k.startswith("t_")}
+
+
+def served_name(remote) -> str:
+    """The path under ``<server>/<dataset>/`` that serves ``remote``: the URL's file name for a zip of which one
+    member is kept, else the file's own name."""
+    from pathlib import PurePosixPath
+
+    return PurePosixPath(remote.url).name if remote.member else remote.name
+
+
+@pytest.fixture(scope="session")
+def mirror_server(tmp_path_factory):
+    """A loopback HTTP server holding a fixture of every registered dataset, as ``<base>/<dataset>/<file>``."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path_factory.mktemp("www")
+    for name, write in DOWNLOAD_FIXTURES.items():
+        (www / name).mkdir()
+        write(www / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def mirror(mirror_server, monkeypatch):
+    """Every registered dataset's URLs point at the loopback server; pinned sha256 become the fixtures' (so the
+    pinned path is exercised too). Returns the served folder."""
+    import dataclasses
+    from urllib.parse import quote
+
+    from rnnlab.data import sources
+
+    www, base = mirror_server
+    for name, source in registered_sources().items():
+        files = []
+        for remote in source.files:
+            served = www / name / served_name(remote)
+            files.append(dataclasses.replace(remote, url=f"{base}/{name}/{quote(served_name(remote))}",
+                                             sha256=sources.sha256sum(served) if remote.sha256 else None))
+        monkeypatch.setitem(sources._REGISTRY, name, dataclasses.replace(source, files=tuple(files)))
+    return www
+
+
+@pytest.fixture
+def downloading_env(env, mirror, monkeypatch) -> Path:
+    """``env`` without local copies: every dataset is downloaded from the loopback mirror into ``./data``."""
+    monkeypatch.delenv("RNNLAB_LOCAL_DATA")
+    return env

@@ -80,7 +80,7 @@ def test_truncated_archive(tmp_path, monkeypatch, capsys):
 
 
 def test_checksum_mismatch_on_download_keeps_nothing(tmp_path, monkeypatch, capsys):
-    def corrupt(url, known_hash, fname, path, progressbar):  # what pooch does: delete the file, raise ValueError
+    def corrupt(url, known_hash, fname, path, progressbar, **kw):  # as pooch: delete the file, raise ValueError
         raise ValueError(f"SHA256 hash of downloaded file ({fname}) does not match the known hash: expected "
                          f"{known_hash}, got 0000")
 
@@ -92,13 +92,15 @@ def test_checksum_mismatch_on_download_keeps_nothing(tmp_path, monkeypatch, caps
     assert not (tmp_path / "data" / "imdb" / "aclImdb_v1.tar.gz").exists()
 
 
-def test_download_without_a_pinned_checksum_is_refused(tmp_path, monkeypatch, capsys):
+def test_download_without_a_pinned_checksum_is_refused_with_pinned_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNLAB_PINNED_ONLY", "1")
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(tmp_path / "empty"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("pooch.retrieve", lambda *a, **k: pytest.fail("an unverifiable file was downloaded"))
     err = fails(capsys, "fit", "--config", str(ROOT / "configs" / "conll2000_pos_bilstm.yaml"),
                 "--data.init_args.edition=official", "--trainer.fast_dev_run=true")
     assert "has no published checksum" in err and "$RNNLAB_LOCAL_DATA/conll2000/train.txt.gz" in err
+    assert "RNNLAB_PINNED_ONLY is set" in err
 
 
 def test_local_copy_with_missing_files(tmp_path, monkeypatch, capsys):

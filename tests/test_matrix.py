@@ -107,7 +107,10 @@ def test_every_experiment_parses_with_every_preset(env, preset, capsys):
 
 @pytest.mark.parametrize("preset", ["trainer/cpu", "trainer/bf16"])
 @pytest.mark.parametrize("name", in_dependency_order(EXPERIMENTS))
-def test_every_experiment_trains_a_step(env, name, preset):
+def test_every_experiment_trains_a_step(request, name, preset):
+    """Under ``cpu`` the data is downloaded (from a loopback server holding every dataset's official files as
+    fixtures) and checked first; under ``bf16`` it comes from local copies."""
+    env = request.getfixturevalue("downloading_env" if preset == "trainer/cpu" else "env")
     provide_inputs(name, env)
     main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml"),
           "--trainer.fast_dev_run=true"])

@@ -1,6 +1,7 @@
 """Tang poems (全唐诗, github chinese-poetry/chinese-poetry) for a character language model that writes poems.
 
-``chinese-poetry-tang.tar.gz`` holds ``全唐诗/poet.tang.<n>.json``: lists of ``{author, title, paragraphs, id}`` where
+``chinese-poetry-tang.tar.gz`` holds ``全唐诗/poet.tang.<n>.json`` (the download is the repository's archive at a
+pinned commit, ``chinese-poetry-<commit>/全唐诗/...``; the copies in ``全唐诗/error/`` and ``strains/`` are not read): lists of ``{author, title, paragraphs, id}`` where
 ``paragraphs`` are couplets such as ``秦川雄帝宅，函谷壯皇居。`` (traditional characters). One poem is one sequence,
 ``<bos> poem <eos>``.
 """
@@ -20,6 +21,8 @@ from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
 from rnnlab.errors import RnnlabError
 
 REPO = "https://github.com/chinese-poetry/chinese-poetry"
+COMMIT = "99ebbef7e1345c0985c44b9fd96a3f9e776f117b"  # 2026-05-06; the branch moves, this archive does not
+POEM_FILE = re.compile(r"(^|/)全唐诗/poet\.tang\.(\d+)\.json$")
 PUNCT = "，。？！；：、"
 LINE_END = re.compile(f"[{PUNCT}]")
 
@@ -34,12 +37,12 @@ def _check(path: Path) -> str:
 def _poem_members(path: Path) -> list[str]:
     try:
         with tarfile.open(path) as tar:
-            return [m.name for m in tar_files(tar, path) if re.search(r"poet\.tang\.\d+\.json$", m.name)]
+            return [m.name for m in tar_files(tar, path) if POEM_FILE.search(m.name)]
     except tarfile.TarError as err:
         raise RnnlabError(f"{path} is not a tar archive ({err}); rebuild it from {REPO}") from None
 
 
-register(Source("chinese_poetry", files=(RemoteFile("chinese-poetry-tang.tar.gz", REPO + "/archive/refs/heads/master.tar.gz"),),
+register(Source("chinese_poetry", files=(RemoteFile("chinese-poetry-tang.tar.gz", f"{REPO}/archive/{COMMIT}.tar.gz"),),
                 homepage=REPO, check=_check, license="MIT"))
 
 
@@ -47,8 +50,8 @@ def read_tang(path: Path) -> list[dict]:
     """Every poem of the archive, in file order: ``[{"author", "title", "paragraphs"}]``."""
     poems = []
     with tarfile.open(path) as tar:
-        members = sorted((m for m in tar_files(tar, path) if re.search(r"poet\.tang\.\d+\.json$", m.name)),
-                         key=lambda m: int(re.search(r"(\d+)\.json$", m.name).group(1)))
+        members = sorted((m for m in tar_files(tar, path) if POEM_FILE.search(m.name)),
+                         key=lambda m: int(POEM_FILE.search(m.name).group(2)))
         for m in members:
             try:
                 data = json.loads(tar.extractfile(m).read().decode("utf-8"))

@@ -88,7 +88,7 @@ register(Source(
     homepage="https://github.com/multi30k/dataset", check=_check_multi30k, license="research use (Flickr30k terms)",
 ))
 register(Source(  # the zip on manythings.org is re-exported from Tatoeba regularly: no checksum can be pinned
-    "cmn_eng", files=(RemoteFile("cmn.txt", "https://www.manythings.org/anki/cmn-eng.zip"),),
+    "cmn_eng", files=(RemoteFile("cmn.txt", "https://www.manythings.org/anki/cmn-eng.zip", member="cmn.txt"),),
     homepage="https://www.manythings.org/anki/", check=_check_pairs, license="CC-BY 2.0 (France), tatoeba.org",
 ))
 register(Source(
