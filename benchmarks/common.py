@@ -95,7 +95,7 @@ def test_best(cli, **loaders) -> dict:
     if not any(isinstance(c, WeightAveraging) for c in callbacks):
         return cli.trainer.test(cli.model, ckpt_path="best", verbose=False, **loaders)[0]
     best = next(c for c in callbacks if isinstance(c, ModelCheckpoint)).best_model_path
-    cli.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    cli.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     return cli.trainer.test(cli.model, verbose=False, **loaders)[0]
 
 

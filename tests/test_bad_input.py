@@ -280,3 +280,18 @@ def test_an_error_raised_in_a_loader_worker_is_reported_by_its_message_alone():
                '  File "x.py", line 1\nrnnlab.errors.RnnlabError: lower data.batch_size\n')
     assert _worker_message(wrapped) == "lower data.batch_size"
     assert _worker_message("plain message") == "plain message"
+
+
+def test_no_code_loads_a_file_in_a_way_that_can_run_code():
+    """torch.load with weights_only=True and no pickle.load(s) anywhere in the package, benchmarks or scripts (the
+    music loader's pickles go through a plain-data unpickler)."""
+    import re
+
+    offenders = []
+    for folder in ("src", "benchmarks", "scripts", "main.py"):
+        paths = [ROOT / folder] if folder.endswith(".py") else (ROOT / folder).rglob("*.py")
+        for path in paths:
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if re.search(r"weights_only\s*=\s*False|pickle\.loads?\(|torch\.load\((?!.*weights_only=True)", line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders

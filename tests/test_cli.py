@@ -142,8 +142,9 @@ def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
         assert metric in record, f"{metric} logged"
     assert f"model-{run_id}".encode() in record, "best checkpoint logged as an artifact"
     assert b"best" in record and b"latest" in record, "with the aliases best and latest"
-    checkpoints = list((env / "runs" / "rnnlab").glob("*/checkpoints/last.ckpt"))
+    checkpoints = list((env / "runs" / "imdb_lstm").glob("*/checkpoints/last.ckpt"))  # <experiment>/<run id>/
     assert len(checkpoints) == 1 and (checkpoints[0].parent.parent / "config.yaml").is_file()
+    assert checkpoints[0].parent.parent.name == run_id
 
 
 def test_ddp_spawn_two_processes_on_cpu(env):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import pickle
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def test_json_and_pickle_editions_load_the_same_pieces(env, tmp_path):
     json_dm.setup("fit")
     tokens, target, _ = json_dm.datasets["train"][0]
     assert tokens[0].sum() == 0 and torch.equal(tokens[1:], target[:-1])  # step t reads steps < t
+
+
+class _Hostile:
+    def __reduce__(self):  # unpickling this would run a command
+        return (os.system, ("touch hacked",))
+
+
+def test_a_pickle_that_names_any_class_or_function_is_refused_and_runs_nothing(env, tmp_path):
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps({"train": [[[60]]], "valid": [], "test": [_Hostile()]}, protocol=2))
+    with pytest.raises(RnnlabError, match="only plain lists, dicts and numbers") as err:
+        PianoRollDataModule(pickle=str(path)).read()
+    assert "posix.system" in str(err.value) or "os.system" in str(err.value)
+    assert not (env / "hacked").exists()
 
 
 def test_step_nll_equals_hand_computation():

@@ -173,7 +173,7 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
 def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_pinyin(env):
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
     config, run, ckpt = fit_and_test_tiny(env, "namesex_hybrid", tiny)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert state["bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
     assert "generative.head.weight" in state and "log_prior" in state
     assert (run.parent / "version_1" / "classification_report.txt").exists()
@@ -271,7 +271,7 @@ def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_wi
 def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
     config, run, ckpt = fit_and_test_tiny(env, "names_hybrid", tiny)
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     prior = saved["state_dict"]["log_prior"]
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
     assert saved["ngram"]["order"] == 3 and saved["ngram"]["tables"]["event_counts"].sum() > 0  # the trigram counts

@@ -172,7 +172,7 @@ def test_imdb_classifier_starts_from_word2vec_vectors(env):
           "--data=rnnlab.data.imdb.IMDBDataModule", "--data.val_size=10", "--data.min_freq=1", "--data.batch_size=16",
           "--trainer.max_epochs=1", "--checkpoint.dirpath=ckpt", "--checkpoint.filename=final", *common])
     words, vectors = load_embeddings(env / "w2v" / "imdb.pt")
-    ckpt = torch.load(env / "ckpt" / "final.ckpt", weights_only=False)
+    ckpt = torch.load(env / "ckpt" / "final.ckpt", weights_only=True)
     from rnnlab.data.text import Vocabulary
 
     vocab = Vocabulary.from_str(ckpt["IMDBDataModule"]["vocab"])

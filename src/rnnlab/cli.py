@@ -160,6 +160,8 @@ class RnnlabCLI(LightningCLI):
         if self.subcommand == "predict":  # no metrics to log: no new version folder per predict call
             cfg.trainer.logger = False
         ckpt = cfg.get("ckpt_path")
+        if self.subcommand == "fit" and ckpt and Path(str(ckpt)).is_file():
+            _continue_logger_run(cfg.trainer.get("logger"), str(ckpt))
         init = cfg.data.init_args
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):
             init.vocab_from = str(ckpt)
@@ -181,6 +183,22 @@ class RnnlabCLI(LightningCLI):
         rank_zero_info(f"--ckpt_path last: resuming from {found}" if found else
                        f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/, starting from scratch")
         return str(found) if found else None
+
+
+def _continue_logger_run(logger, ckpt: str) -> None:
+    """A fit resumed from a checkpoint of a W&B run continues that run: its id is kept in every checkpoint
+    (``rnnlab_logger``) and becomes the logger's ``id`` unless one is given."""
+    args = logger.get("init_args") if hasattr(logger, "get") else None
+    if args is None or "Wandb" not in str(logger.get("class_path")) or args.get("id") or args.get("version"):
+        return
+    import torch
+
+    saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("rnnlab_logger") or {}
+    if saved.get("class", "").startswith("Wandb") and saved.get("version"):
+        args.id = saved["version"]
+        from lightning.pytorch.utilities import rank_zero_info
+
+        rank_zero_info(f"W&B: continuing run {args.id} of {ckpt}")
 
 
 def _rnnlab_error(err: BaseException) -> RnnlabError | None:

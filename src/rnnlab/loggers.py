@@ -34,6 +34,10 @@ class WandbLogger(_LightningWandbLogger):
 
     Without an API key or network it logs offline under ``<save_dir>/wandb`` with a one-line notice (upload later
     with ``wandb sync``); checkpoints are then logged as an offline artifact at the end of the run.
+
+    Checkpoints go to ``<save_dir>/<name>/<run id>/checkpoints`` (``name``: the experiment's, which the configs set
+    for the CSV logger and a logger preset keeps), so ``--ckpt_path last`` finds them as it finds the CSV logger's.
+    Every checkpoint carries the run id; ``fit --ckpt_path <checkpoint>`` continues that W&B run (``id`` unless given).
     """
 
     def __init__(self, project: str = "rnnlab", name: Optional[str] = None, save_dir: str = "runs",
@@ -42,10 +46,16 @@ class WandbLogger(_LightningWandbLogger):
             print(f"wandb: logging offline ({reason}); sync later with `wandb sync {save_dir}/wandb/offline-run-*`")
             offline = True
         os.makedirs(save_dir, exist_ok=True)
+        self._experiment_name = name
         self._offline_log_model = offline and bool(log_model)
         self._checkpoint_callback = None
         super().__init__(project=project, name=name, save_dir=save_dir, offline=offline,
                          log_model=False if offline else log_model, **kwargs)
+
+    @property
+    def name(self) -> Optional[str]:
+        """The folder under ``save_dir`` for checkpoints: the experiment's name (Lightning's: the W&B project)."""
+        return self._experiment_name or self._project
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         self._checkpoint_callback = checkpoint_callback

@@ -4,8 +4,13 @@ in the epoch via :class:`~rnnlab.data.base.ResumableDataLoader`, and the random 
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import threading
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +32,8 @@ class LastCheckpoint(ModelCheckpoint):
     they are restored just before the first resumed batch, so a resumed run draws the same dropout masks as an
     uninterrupted one."""
 
+    REQUEUE_SIGNAL = signal.SIGUSR1  # scripts/slurm/train.sbatch: #SBATCH --signal=SIGUSR1@90
+
     def __init__(self, every_n_train_steps: int = 0, minutes: float = 15.0) -> None:
         if every_n_train_steps < 0 or minutes < 0:
             raise RnnlabError("last_checkpoint.every_n_train_steps and last_checkpoint.minutes must be >= 0")
@@ -36,6 +43,8 @@ class LastCheckpoint(ModelCheckpoint):
             train_time_interval=timedelta(minutes=minutes) if minutes and not every_n_train_steps else None,
         )
         self._pending_rng: Optional[dict] = None
+        self._requeue = False
+        self._previous_handler = None
 
     @property
     def state_key(self) -> str:
@@ -55,13 +64,40 @@ class LastCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module) -> None:
         pass  # epoch-end saves happen in on_train_epoch_end, after validation
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Takes the requeue signal before Lightning would (its SLURM handler saves an ``hpc_ckpt`` mid-batch, which
+        ``--ckpt_path last`` does not read): one signal, one checkpoint, one place."""
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            self._requeue = False
+            self._previous_handler = signal.signal(self.REQUEUE_SIGNAL, partial(self._on_requeue_signal, trainer))
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(self.REQUEUE_SIGNAL, self._previous_handler)
+            self._previous_handler = None
+        super().teardown(trainer, pl_module, stage)
+
+    def _on_requeue_signal(self, trainer, signum, frame) -> None:
+        """SIGUSR1 (SLURM's warning before the time limit): stop after the batch in flight as on SIGTERM -- Lightning
+        agrees on it across ranks -- then :meth:`on_exception` saves ``last.ckpt`` and requeues the job."""
+        self._requeue = True
+        trainer._signal_connector.received_sigterm = True
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and self.dirpath:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            rank_zero_info(f"SIGTERM: saved {self.last_model_path}; resume with --ckpt_path last")
+            signal_name = "SIGUSR1" if self._requeue else "SIGTERM"
+            rank_zero_info(f"{signal_name}: saved {self.last_model_path}; resume with --ckpt_path last")
+            if self._requeue and trainer.is_global_zero:
+                requeue()
+
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["rnnlab_rng"] = {"torch": torch.get_rng_state(), "python": list(_py_state())}
+        version = trainer.logger.version if trainer.logger is not None else None
+        if isinstance(version, str):  # a W&B run id: a resumed fit continues that run
+            checkpoint["rnnlab_logger"] = {"class": type(trainer.logger).__name__, "version": version}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             checkpoint["rnnlab_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
@@ -87,3 +123,21 @@ def find_last_checkpoint(root: Path) -> Optional[Path]:
     """The most recently written ``last.ckpt`` under ``root`` (e.g. ``runs/imdb_lstm``), or None."""
     found = [p for p in root.glob("*/checkpoints/last.ckpt") if p.is_file()] if root.is_dir() else []
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def requeue() -> None:
+    """``scontrol requeue`` this SLURM job (its array task), so it restarts and resumes with ``--ckpt_path last``;
+    outside SLURM nothing to do."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    if not job:
+        rank_zero_info("SIGUSR1 outside SLURM: stopped after saving; no job to requeue")
+        return
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        rank_zero_info(f"could not requeue SLURM job {job} ({err}); resume it by hand with --ckpt_path last")
+        return
+    rank_zero_info(f"requeued SLURM job {job}" if result.returncode == 0 else
+                   f"scontrol requeue {job} failed ({result.stderr.strip()}); resume by hand with --ckpt_path last")

@@ -48,6 +48,25 @@ register(Source("jsb_chorales", check=_check, files=(
     homepage="https://github.com/czhuang/JSB-Chorales-dataset"))
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads plain data only -- dicts, lists, tuples, numbers, strings -- and refuses every class or function a
+    pickle names, so loading a file can run no code (``pickle.load`` can run any)."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}; only plain lists, dicts and numbers are read")
+
+
+def read_plain_pickle(path: Path):
+    """A Boulanger-Lewandowski corpus pickle (``{"train": [[[pitch, ...], ...], ...], ...}``), safely."""
+    import io
+
+    try:
+        return _PlainUnpickler(io.BytesIO(path.read_bytes()), encoding="latin-1").load()
+    except Exception as err:  # a corrupt or hostile pickle raises many kinds of errors
+        raise RnnlabError(f"{path} is not a readable plain-data pickle ({type(err).__name__}: {err}); convert it to "
+                          f"the JSON edition ({{'train': [...], 'valid': [...], 'test': [...]}})") from None
+
+
 def to_roll(steps: list, where: str = "") -> Tensor:
     """Pitch lists -> ``[T, 88]`` multi-hot. A pitch outside 21-108 or a malformed step is an error naming it."""
     roll = torch.zeros(len(steps), KEYS)
@@ -108,7 +127,8 @@ class PianoRollDataModule(SequenceDataModule):
 
     Args:
         resolution: ``quarter`` (the benchmark) or ``16th`` (JSB JSON edition).
-        pickle: a Boulanger-Lewandowski pickle (e.g. ``Nottingham.pickle``) to read instead.
+        pickle: a Boulanger-Lewandowski pickle (e.g. ``Nottingham.pickle``) to read instead; read as plain data only
+            (lists, dicts, numbers): a pickle that names any class or function is refused, so it runs no code.
         transpose: train on pieces transposed by a random ``[-transpose, transpose]`` semitones (0: as written).
         primer_steps: for ``predict``: steps of a given piece to continue from.
         output_dir: for ``predict``: where the MIDI files and piano-roll pictures go.
@@ -141,10 +161,7 @@ class PianoRollDataModule(SequenceDataModule):
             path = Path(self.pickle)
             if not path.is_file():
                 raise RnnlabError(f"pickle {path} not found: give the path of e.g. 'JSB Chorales.pickle'")
-            try:
-                data = pickle.loads(path.read_bytes(), encoding="latin-1")
-            except Exception as err:  # a corrupt pickle raises many kinds of errors
-                raise RnnlabError(f"{path} is not a readable pickle ({type(err).__name__}: {err})") from None
+            data = read_plain_pickle(path)
             if not isinstance(data, dict):
                 raise RnnlabError(f"{path}: expected a dict of train/valid/test pieces")
             return read_corpus(data, str(path))
