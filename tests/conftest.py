@@ -44,7 +44,11 @@ def write_imdb_archive(path: Path, n_train: int = 40, n_test: int = 20, n_unsup:
                 for i in range(n):
                     rating = rng.randint(7, 10) if label == "pos" else rng.randint(1, 4)
                     add(f"aclImdb/{split}/{label}/{i}_{rating}.txt", review(rng, label == "pos", rng.randint(5, 40)))
-            add(f"aclImdb/{split}/urls_pos.txt", "http://www.imdb.com/title/tt0000001/usercomments\n")
+                # line i: the movie of review i; 3 reviews a movie, some movies with reviews in both classes,
+                # train and test movies disjoint (as in the official data)
+                first = (0 if label == "pos" else 4) + (0 if split == "train" else 1000)
+                add(f"aclImdb/{split}/urls_{label}.txt", "".join(
+                    f"http://www.imdb.com/title/tt{first + i // 3:07d}/usercomments\n" for i in range(n)))
         for i in range(n_unsup):
             add(f"aclImdb/train/unsup/{i}_0.txt", review(rng, rng.random() < 0.5, 20))
         for name, text in (extra or {}).items():

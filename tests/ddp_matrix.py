@@ -14,10 +14,15 @@ from rnnlab.cli import main
 def run() -> None:
     report, names = sys.argv[1], sys.argv[2:]
     rank = os.environ["RANK"]
-    for name in names:
+    for k, name in enumerate(names):
+        # the first experiment keeps the preset's 4 loader workers per rank; the others run without: 33 fits in one
+        # process, each starting and stopping persistent workers, hit a CPython 3.11 race in fork (a worker forked
+        # while another thread held the interpreter's thread-list lock hung for good, 1 run in 3) -- a risk of this
+        # loop, not of a training run, which starts its workers once
+        workers = [] if k == 0 else ["--data.init_args.num_workers=0"]
         try:
             main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / "trainer" / "ddp.yaml"),
-                  "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.fast_dev_run=true"])
+                  "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.fast_dev_run=true", *workers])
             status = "ok"
         except SystemExit as exit_:
             status = f"exit {exit_.code}"

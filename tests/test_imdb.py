@@ -12,24 +12,58 @@ from conftest import write_imdb_archive
 def test_reads_official_layout(tmp_path):
     path = write_imdb_archive(tmp_path / "a.tar.gz", n_train=6, n_test=4, n_unsup=3)
     raw = read_archive(path, unsup=True)
-    assert {k: len(v) for k, v in raw.items()} == {"train/pos": 6, "train/neg": 6, "test/pos": 4, "test/neg": 4,
-                                                    "train/unsup": 3}
+    reviews = {k: len(v) for k, v in raw.items() if not k.startswith("movies/")}
+    assert reviews == {"train/pos": 6, "train/neg": 6, "test/pos": 4, "test/neg": 4, "train/unsup": 3}
+    assert raw["movies/train/pos"] == ["tt0000000"] * 3 + ["tt0000001"] * 3
     assert "train/unsup" not in read_archive(path)
 
 
-def test_splits_are_stratified_seeded_and_cached(env, monkeypatch):
+def _movies_of(dm, split: str) -> set:
+    """The movies of a split's reviews (the fixture's texts are unique, so a text names its review)."""
+    from rnnlab.data.imdb import review_movies
+
+    raw = dm._read()
+    movie_of = {text: movie for label in dm.labels
+                for (_, _, text), movie in zip(raw[f"train/{label}"], review_movies(raw, "train", label))}
+    return {movie_of[text] for text, _ in dm.read_splits()[0][split]}
+
+
+def test_validation_holds_out_whole_movies_with_balanced_classes(env):
     dm = IMDBDataModule(val_size=20, batch_size=8, seed=1)
+    dm.setup("fit")
+    n_val = len(dm.datasets["val"])
+    assert 20 <= n_val <= 22 and len(dm.datasets["train"]) == 80 - n_val and len(dm.datasets["test"]) == 40
+    assert abs(dm.datasets["val"].targets.sum().item() - n_val / 2) <= 2, "classes balanced"
+    assert not _movies_of(dm, "val") & _movies_of(dm, "train"), "no movie on both sides"
+    other = IMDBDataModule(val_size=20, batch_size=8, seed=2, root="data2")
+    other.setup("fit")
+    assert _movies_of(other, "val") != _movies_of(dm, "val"), "the seed picks the movies"
+
+
+def test_grouped_split_never_splits_a_group():
+    from rnnlab.data.classification import grouped_split
+
+    groups = [i // 4 for i in range(400)]
+    labels = [(i // 4) % 2 if i % 4 else 1 - (i // 4) % 2 for i in range(400)]
+    held, rest = grouped_split(groups, labels, 100, seed=0)
+    assert sorted(held + rest) == list(range(400)) and 100 <= len(held) <= 103
+    assert not {groups[i] for i in held} & {groups[i] for i in rest}
+    assert abs(sum(labels[i] for i in held) - len(held) / 2) <= 3
+
+
+def test_random_validation_split_is_stratified_seeded_and_cached(env, monkeypatch):
+    dm = IMDBDataModule(val_size=20, batch_size=8, seed=1, val_split="random")
     dm.setup("fit")
     sizes = {k: len(v) for k, v in dm.datasets.items()}
     assert sizes == {"train": 60, "val": 20, "test": 40}
     assert dm.datasets["val"].targets.sum().item() == 10, "stratified: half of val is positive"
     calls = []
     monkeypatch.setattr(IMDBDataModule, "build", lambda self, state: calls.append(1))
-    again = IMDBDataModule(val_size=20, batch_size=8, seed=1)
+    again = IMDBDataModule(val_size=20, batch_size=8, seed=1, val_split="random")
     again.setup("fit")  # served from the encoded cache: no parsing, no tokenising
     assert not calls
     assert [s.tolist() for s in again.datasets["val"].sequences] == [s.tolist() for s in dm.datasets["val"].sequences]
-    other = IMDBDataModule(val_size=20, batch_size=8, seed=2)
+    other = IMDBDataModule(val_size=20, batch_size=8, seed=2, val_split="random")
     with pytest.raises(TypeError):  # a different seed is a different split: it must be rebuilt, not served stale
         other.setup("fit")
 

@@ -13,6 +13,7 @@ from rnnlab.models.language_model import LanguageModel, sample_next
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--model.init_args.hidden_size", "32", "--model.init_args.embedding_dim", "16"]
+SLICES = ["--data.init_args.val_fraction", "0.1", "--data.init_args.test_fraction", "0.1"]  # enough for 4 streams
 TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
         "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n") * 12
 
@@ -106,18 +107,23 @@ def test_acrostic_forces_the_first_symbol_of_each_line():
 
 
 def test_corpus_datamodule_splits_contiguously_with_training_vocabulary(env, text_file):
-    dm = CharCorpusDataModule(path=str(text_file), seq_len=16, batch_size=4, val_fraction=0.1)
+    dm = CharCorpusDataModule(path=str(text_file), seq_len=16, batch_size=2, val_fraction=0.1, test_fraction=0.1)
     dm.setup("fit")
-    cut = int(len(TEXT) * 0.9)
+    cut, test_cut = int(len(TEXT) * 0.8), int(len(TEXT) * 0.9)
     assert "".join(dm.vocab.decode(dm.datasets["train"].rows[:40].tolist())) == TEXT[:40]
     assert "".join(dm.vocab.decode(dm.datasets["val"].rows[:20].tolist())) == TEXT[cut : cut + 20]
+    assert "".join(dm.vocab.decode(dm.datasets["test"].rows[:20].tolist())) == TEXT[test_cut : test_cut + 20]
+    # three disjoint contiguous slices: the windows of each split cover only its own characters
+    spans = {split: int(dm.datasets[split].rows.numel()) for split in ("train", "val", "test")}
+    assert sum(spans.values()) <= len(TEXT) and spans["test"] <= len(TEXT) - test_cut
+    assert not torch.equal(dm.datasets["test"].rows, dm.datasets["val"].rows[: spans["test"]])
     items = dm.encode_predict(["ROMEO", "", "Zq€"])
     assert "tokens" in items[0] and "empty" in items[1]["error"] and "€" in items[2]["error"]
 
 
 def test_shakespeare_config_trains_writes_samples_and_generates(env, text_file):
     config = str(ROOT / "configs" / "shakespeare_char_lstm.yaml")
-    args = [*TINY, "--data.init_args.path", str(text_file), "--data.init_args.seq_len", "32",
+    args = [*TINY, "--data.init_args.path", str(text_file), *SLICES, "--data.init_args.seq_len", "32",
             "--data.init_args.batch_size", "4", "--samples.max_new", "40"]
     main(["fit", "--config", config, *args, "--trainer.max_epochs", "2"])
     run = env / "runs" / "shakespeare_char_lstm" / "version_0"
@@ -138,7 +144,8 @@ def test_shakespeare_config_trains_writes_samples_and_generates(env, text_file):
 
 def test_stateless_mode_fast_dev_run(env, text_file):
     main(["fit", "--config", str(ROOT / "configs" / "shakespeare_char_lstm.yaml"), *TINY,
-          "--data.init_args.path", str(text_file), "--data.init_args.stateful", "false", "--data.init_args.seq_len", "32",
+          "--data.init_args.path", str(text_file), *SLICES, "--data.init_args.stateful", "false",
+          "--data.init_args.seq_len", "32",
           "--data.init_args.batch_size", "4", "--trainer.fast_dev_run", "true"])
 
 

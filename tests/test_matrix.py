@@ -83,26 +83,52 @@ def test_the_matrix_is_not_empty():
     assert not (ROOT / "configs" / "trainer" / "refit.yaml").exists(), "refit is a recipe (configs/recipes/)"
 
 
+class _ParserBuilt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def cli_parser():
+    """The CLI's own parser (``RnnlabCLI``'s, all subcommands), built once: parsing a pair with it is what
+    ``--print_config`` does, without building the parser 264 times."""
+    from rnnlab.cli import RnnlabCLI
+
+    class ParserOnly(RnnlabCLI):
+        def parse_arguments(self, parser, args):
+            raise _ParserBuilt(parser)
+
+    with pytest.raises(_ParserBuilt) as built:
+        ParserOnly(args=["fit"])
+    return built.value.args[0]
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_experiment_parses_with_every_preset(env, preset, capsys):
-    """Parse level for all pairs (``--print_config``: every key the preset sets must be accepted)."""
+def test_every_experiment_parses_with_every_preset(env, preset, cli_parser, capsys):
+    """Parse level for all pairs: every key the preset sets must be accepted, and it must reach the config."""
     values = yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text())
     failures = {}
     for name in EXPERIMENTS:
-        capsys.readouterr()
         try:
-            main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml"),
-                  "--print_config"])
-        except SystemExit as exit_:
-            captured = capsys.readouterr()
-            if exit_.code != 0:
-                failures[name] = captured.err.strip()[-300:]
-                continue
-            resolved = yaml.safe_load(captured.out)
-            for key, value in (values.get("trainer") or {}).items():
-                if key != "logger" and resolved["trainer"][key] != value:
-                    failures[name] = f"trainer.{key} = {resolved['trainer'][key]!r}, preset says {value!r}"
+            cfg = cli_parser.parse_args(["fit", *experiment_args(name), "--config",
+                                         str(ROOT / "configs" / f"{preset}.yaml")]).fit
+        except SystemExit:
+            failures[name] = capsys.readouterr().err.strip()[-300:]
+            continue
+        for key, value in (values.get("trainer") or {}).items():
+            if key != "logger" and cfg.trainer[key] != value:
+                failures[name] = f"trainer.{key} = {cfg.trainer[key]!r}, preset says {value!r}"
+        if "logger" in (values.get("trainer") or {}):
+            assert cfg.trainer.logger.class_path == values["trainer"]["logger"]["class_path"]
     assert not failures, f"{len(failures)} experiments do not compose with {preset}: {failures}"
+
+
+def test_the_parse_check_catches_an_option_a_model_does_not_take(env, cli_parser, tmp_path, capsys):
+    bad = tmp_path / "bad_preset.yaml"
+    bad.write_text("model:\n  init_args:\n    packed: true\n")  # what gpu.yaml once set: only the classifier has it
+    with pytest.raises(SystemExit):
+        cli_parser.parse_args(["fit", *experiment_args("multi30k_de_en_attn"), "--config", str(bad)])
+    assert "packed" in capsys.readouterr().err
+    cli_parser.parse_args(["fit", *experiment_args("imdb_lstm"), "--config", str(bad)])
 
 
 @pytest.mark.parametrize("preset", ["trainer/cpu", "trainer/bf16"])

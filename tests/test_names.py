@@ -301,3 +301,13 @@ def test_a_plain_classifier_has_no_generative_state_so_older_checkpoints_still_l
     assert not any(k.startswith(("generative", "log_prior")) for k in plain.state_dict())
     hybrid = SequenceClassifier(vocab_size=20, num_classes=3, generative=True)
     assert "log_prior" in hybrid.state_dict() and any(k.startswith("generative.") for k in hybrid.state_dict())
+
+
+def test_namesex_testdata_unseen_leaves_out_the_names_of_the_main_file(env):
+    from rnnlab.data.names import ChineseNamesDataModule
+
+    splits, _ = ChineseNamesDataModule(source="namesex").read_splits()
+    main_names = {n for split in ("train", "val", "test") for n, _ in splits[split]}
+    overlap = [n for n, _ in splits["testdata"] if n in main_names]
+    assert overlap, "the fixture, like the real file, repeats some testdata names"
+    assert splits["testdata_unseen"] == [(n, y) for n, y in splits["testdata"] if n not in main_names]

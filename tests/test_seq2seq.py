@@ -45,7 +45,10 @@ def test_cmn_eng_split_directions_and_units(env):
                                min_freq=1)
     dm.setup("fit")
     sizes = {k: len(v) for k, v in dm.datasets.items()}
-    assert sizes == {"train": 255, "val": 15, "test": 30}
+    pairs = dm.read_pairs()  # 300 pairs, a few sharing a source: val and test hold each source once
+    assert sizes == {"train": len(pairs["train"]), "val": len({s for s, _ in pairs["val"]}),
+                     "test": len({s for s, _ in pairs["test"]})}
+    assert sum(map(len, pairs.values())) == 300 and 250 <= sizes["train"] <= 260 and 25 <= sizes["test"] <= 30
     assert dm.src_level == "char" and dm.tgt_level == "word"
     src, tgt, i = dm.dataset("train")[0]
     text = dm.source_text("train", i)
@@ -55,9 +58,9 @@ def test_cmn_eng_split_directions_and_units(env):
     reverse = TranslationDataModule(source="cmn_eng", src_lang="en", tgt_lang="zh", seed=42)
     reverse.setup("fit")
     assert reverse.tgt_level == "char" and reverse.src_level == "bpe"
-    assert [len(reverse.dataset(s)) for s in ("train", "val", "test")] == [255, 15, 30]
-    en = {dm.references("test")[k] for k in range(len(dm.dataset("test")))}  # the same seeded pair split
-    assert {reverse.source_text("test", k).lower() for k in range(30)} == en
+    assert sum(len(reverse.dataset(s)) for s in ("train", "val", "test")) <= 300
+    reverse_pairs = reverse.read_pairs()  # split by the English sources now
+    assert not {s for s, _ in reverse_pairs["train"]} & {s for s, _ in reverse_pairs["test"]}
 
 
 def test_tutorial_eng_fra_zip_and_filter(env, tmp_path, monkeypatch):
@@ -282,3 +285,28 @@ def test_translation_learns_tests_and_predicts(env):
     assert "empty line" in out[1]["error"]
     assert "1 of 5 source tokens unseen in training, read as <unk>: '蛇'" == out[2]["warning"]
     assert out[2]["translation"]
+
+
+def test_tatoeba_split_keeps_every_translation_of_a_source_on_one_side(env, tmp_path, monkeypatch):
+    """Tatoeba repeats a source sentence with other translations: the split draws sources, and validation / test
+    score each source once against all of its translations."""
+    rows = [r for r in parallel_sentences(200, seed=7)]
+    lines = [f"{r['en']}\t{r['zh']}\tCC-BY" for r in rows]
+    lines += [f"{r['en'].rstrip('.')} again.\t{r['zh']}\tCC-BY" for r in rows[:60]]  # same Chinese, 2nd English
+    local = tmp_path / "local"
+    (local / "cmn_eng").mkdir(parents=True)
+    (local / "cmn_eng" / "cmn.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(local))
+    dm = TranslationDataModule(source="cmn_eng", src_lang="zh", tgt_lang="en", min_freq=1)
+    pairs = dm.read_pairs()
+    sides = {split: {src for src, _ in items} for split, items in pairs.items()}
+    assert not sides["train"] & sides["test"] and not sides["train"] & sides["val"] and not sides["val"] & sides["test"]
+    dm.setup("fit")
+    dm.setup("test")
+    refs = dm.all_references("test")
+    assert len(refs) == len(sides["test"]) == len(dm.datasets["test"]), "one test item per source"
+    assert any(len(r) == 2 for r in refs) and all(len(r) >= 1 for r in refs)
+    assert dm.references("test") == [r[0] for r in refs]
+    old = TranslationDataModule(source="cmn_eng", src_lang="zh", tgt_lang="en", min_freq=1, split_by="pair")
+    old_sides = {split: {src for src, _ in items} for split, items in old.read_pairs().items()}
+    assert old_sides["train"] & old_sides["test"], "the pair split shares sources (why it was replaced)"

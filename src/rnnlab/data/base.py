@@ -228,9 +228,13 @@ class SequenceDataModule(L.LightningDataModule):
     def collate(self, samples):
         return pad_collate(samples, pad_id=self.pad_id)
 
+    def collate_fn(self):
+        """``collate`` as a plain function for loader workers (a bound method would send the DataModule along)."""
+        return partial(pad_collate, pad_id=self.pad_id)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return ResumableDataLoader(
-            self.dataset(split), batch_sampler=self.sampler(split, shuffle), collate_fn=self.collate,
+            self.dataset(split), batch_sampler=self.sampler(split, shuffle), collate_fn=self.collate_fn(),
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             generator=torch.Generator(),  # worker seeds from here, not from the global RNG (exact resumes)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -47,6 +48,17 @@ class SequenceDataset(Dataset):
 
     def lengths(self) -> list[int]:
         return [len(s) for s in self.sequences]
+
+    def __getstate__(self) -> dict:
+        """Pickled (for loader workers started by ``spawn`` or ``forkserver``, the defaults on macOS and Windows) as one
+        byte string: thousands of tensors would otherwise travel as thousands of shared-memory file descriptors, more
+        than one message may carry."""
+        buffer = io.BytesIO()
+        torch.save(self.__dict__, buffer)
+        return {"saved": buffer.getvalue()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(torch.load(io.BytesIO(state["saved"]), weights_only=True))
 
 
 def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:

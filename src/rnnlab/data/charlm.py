@@ -1,7 +1,8 @@
 """Data for character language models: a text stream (tiny shakespeare, any UTF-8 file) and names per language.
 
-* :class:`CharCorpusDataModule`: the first ``1 - val_fraction`` of the text trains, the rest validates (contiguous);
-  the character vocabulary comes from the training part. ``stateful`` batches (truncated BPTT): the stream is cut
+* :class:`CharCorpusDataModule`: the text in three contiguous parts -- train (the first ``1 - val_fraction -
+  test_fraction``), validation, test (the last ``test_fraction``, scored by ``test`` only); the character vocabulary
+  comes from the training part. ``stateful`` batches (truncated BPTT): the stream is cut
   into ``batch_size`` (x DDP world size) parallel streams and batch ``i`` holds window ``i`` of every stream, so
   row ``b`` of batch ``i + 1`` continues row ``b`` of batch ``i`` and the model may carry its hidden state across
   batches. Stateless batches: the same windows, shuffled, each read from a zero state.
@@ -112,7 +113,11 @@ class CharCorpusDataModule(SequenceDataModule):
     Args:
         path: any UTF-8 text file (None: tiny shakespeare from the source registry).
         seq_len: characters per window (the truncated-BPTT length).
-        val_fraction: the last part of the text, held out (contiguous).
+        val_fraction: the part after the training text, for checkpoint selection and early stopping (contiguous).
+        test_fraction: the last part of the text, read by ``test`` only. Score it two ways: ``stateful: true``
+            carries the hidden state across the whole slice; ``stateful: false`` with ``seq_len: 256`` scores
+            256-character windows each from an empty state -- in expectation nanoGPT's protocol (random 256-character
+            windows), the one its figures use.
         stateful: parallel-stream batches whose hidden state may be carried across batches (see module docstring).
         **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule`; ``predict_texts`` are prompts.
     """
@@ -121,21 +126,23 @@ class CharCorpusDataModule(SequenceDataModule):
     predict_examples = ("ROMEO:",)
     eos_id: Optional[int] = None  # a stream has no end symbol
 
-    def __init__(self, path: Optional[str] = None, seq_len: int = 128, val_fraction: float = 0.1,
-                 stateful: bool = True, **kwargs) -> None:
+    def __init__(self, path: Optional[str] = None, seq_len: int = 128, val_fraction: float = 0.05,
+                 test_fraction: float = 0.05, stateful: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0 < val_fraction < 1:
-            raise RnnlabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise RnnlabError(f"val_fraction and test_fraction must be in (0, 1) and leave text to train on, got "
+                              f"{val_fraction} and {test_fraction}")
         if seq_len < 1:
             raise RnnlabError(f"seq_len must be >= 1, got {seq_len}")
         self.path, self.seq_len, self.val_fraction, self.stateful = path, seq_len, val_fraction, stateful
+        self.test_fraction = test_fraction
         if path:
             self.name = f"text_{Path(path).stem}"
         self.vocab: Optional[Vocabulary] = None
         self.labels: list[str] = []
 
     def encoding_args(self) -> dict:
-        args = {"val_fraction": self.val_fraction}
+        args = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
         if self.path:
             p = Path(self.path)
             args["file"] = [str(p.resolve()), p.stat().st_size, p.stat().st_mtime] if p.is_file() else str(p)
@@ -155,12 +162,13 @@ class CharCorpusDataModule(SequenceDataModule):
 
     def build(self, state: Optional[dict]) -> dict:
         text = self.read_text()
-        cut = int(len(text) * (1 - self.val_fraction))
+        cut = int(len(text) * (1 - self.val_fraction - self.test_fraction))
+        test_cut = int(len(text) * (1 - self.test_fraction))
         if state is None:
             state = {"vocab": Vocabulary.from_counts(Counter(text[:cut]), nfkc=False).to_str(), "labels": []}
         vocab = Vocabulary.from_str(state["vocab"])
         ids = torch.tensor(vocab.lookup(text), dtype=torch.int32)
-        return {"state": state, "splits": {"train": ids[:cut], "val": ids[cut:]}}
+        return {"state": state, "splits": {"train": ids[:cut], "val": ids[cut:test_cut], "test": ids[test_cut:]}}
 
     def on_state(self, state: dict) -> None:
         self.vocab = Vocabulary.from_str(state["vocab"])
@@ -169,16 +177,11 @@ class CharCorpusDataModule(SequenceDataModule):
         rank, world = self._rank_world()
         return StreamWindows(data, self.batch_size * world, self.seq_len)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if "val" in self.datasets:
-            self.datasets["test"] = self.datasets["val"]  # the held-out part is the test text too
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
         sampler = StreamBatchSampler(self.dataset(split), self.batch_size, self.stateful, self.seed, rank, world,
                                      shuffle=shuffle)
-        return DataLoader(self.dataset(split), batch_sampler=sampler, collate_fn=self.collate,
+        return DataLoader(self.dataset(split), batch_sampler=sampler, collate_fn=self.collate_fn(),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     # ----------------------------------------------------------------- predict

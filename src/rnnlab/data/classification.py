@@ -51,6 +51,33 @@ def stratified_split(labels: list[int], fractions: list[float], seed: int) -> li
     return [sorted(p) for p in parts]
 
 
+def grouped_split(groups: list, labels: list[int], n_held: int, seed: int) -> tuple[list[int], list[int]]:
+    """``(held, rest)`` indices: whole groups (e.g. all the reviews of one movie) are held out, in a seeded order,
+    until ``n_held`` items are; a group is skipped while it would push a class past its share of ``n_held`` (so the
+    held-out part keeps the class balance). No group has items on both sides."""
+    by_group: dict = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    names = sorted(by_group, key=str)
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+    classes = sorted(set(labels))
+    share = {c: n_held * sum(1 for y in labels if y == c) / len(labels) for c in classes}
+    held: list[int] = []
+    count = dict.fromkeys(classes, 0)
+    for k in order:
+        if len(held) >= n_held:
+            break
+        members = by_group[names[k]]
+        add = {c: sum(1 for i in members if labels[i] == c) for c in classes}
+        if any(count[c] + add[c] > share[c] + 0.01 * n_held + 1 for c in classes):
+            continue
+        held += members
+        for c in classes:
+            count[c] += add[c]
+    chosen = set(held)
+    return sorted(held), [i for i in range(len(groups)) if i not in chosen]
+
+
 class TextClassificationDataModule(SequenceDataModule):
     """Base for one-label-per-text datasets. Subclasses implement :meth:`read_splits` (and may override
     :meth:`read_unlabelled`); splits ``train``, ``val`` and ``test`` are expected, others are kept as extra splits.

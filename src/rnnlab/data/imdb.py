@@ -6,17 +6,20 @@ Reads the official ``aclImdb_v1.tar.gz`` as it is (``aclImdb/{train,test}/{pos,n
 
 from __future__ import annotations
 
+import logging
 import re
 import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from rnnlab.data.classification import Labelled, TextClassificationDataModule, stratified_split, truncate
+from rnnlab.data.classification import (Labelled, TextClassificationDataModule, grouped_split, stratified_split,
+                                        truncate)
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
 from rnnlab.errors import RnnlabError
 
 __all__ = ["IMDBDataModule", "read_archive", "check_archive", "truncate"]
+log = logging.getLogger(__name__)
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
@@ -59,26 +62,54 @@ IMDB = register(Source(
 ))
 
 
+_URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
+_MOVIE = re.compile(r"title/(tt\d+)")
+
+
 def read_archive(path: Path, unsup: bool = False) -> dict[str, list[tuple[int, int, str]]]:
-    """``{"train/pos": [(id, rating, text), ...], ...}`` sorted by id, in one pass over the archive."""
-    out: dict[str, list[tuple[int, int, str]]] = {}
+    """``{"train/pos": [(id, rating, text), ...], ...}`` sorted by id, in one pass over the archive. The movie of
+    each review comes as ``{"movies/train/pos": [movie of id 0, movie of id 1, ...]}`` (from ``urls_*.txt``: line
+    ``i`` is the IMDb page of review ``i``'s movie)."""
+    out: dict = {}
     with tarfile.open(path, "r:gz") as tar:
         for member in tar_files(tar, path):
+            if u := _URLS.match(member.name):
+                lines = tar.extractfile(member).read().decode("utf-8", errors="replace").splitlines()
+                out[f"movies/{u.group(1)}/{u.group(2)}"] = [(m.group(1) if (m := _MOVIE.search(line)) else line)
+                                                            for line in lines]
+                continue
             m = _MEMBER.match(member.name)
             if not m or (m.group(2) == "unsup" and not unsup):
                 continue
             text = tar.extractfile(member).read().decode("utf-8", errors="replace")
             out.setdefault(f"{m.group(1)}/{m.group(2)}", []).append((int(m.group(3)), int(m.group(4)), text))
-    for reviews in out.values():
-        reviews.sort()
+    for key, reviews in out.items():
+        if not key.startswith("movies/"):
+            reviews.sort()
     return out
 
 
+def review_movies(raw: dict, split: str, label: str) -> list | None:
+    """The movie of every review of ``split/label`` in ``raw``'s order, or None if ``urls_<label>.txt`` is missing or
+    does not cover every review id."""
+    movies = raw.get(f"movies/{split}/{label}")
+    reviews = raw.get(f"{split}/{label}", [])
+    if movies is None or any(i >= len(movies) for i, _, _ in reviews):
+        return None
+    return [movies[i] for i, _, _ in reviews]
+
+
 class IMDBDataModule(TextClassificationDataModule):
-    """IMDB sentiment: train/val split of the official train set (stratified, seeded), official test set as test.
+    """IMDB sentiment: train/val split of the official train set, official test set as test.
+
+    The official train and test sets come from disjoint movies, so validation does too: whole movies (by
+    ``urls_*.txt``) are held out, in a seeded order, keeping the classes balanced (:func:`grouped_split`). A random
+    split would put reviews of one movie on both sides and make validation easier than test.
 
     Args:
         val_size: reviews held out from the official train set for validation (an int, or a fraction < 1).
+        val_split: ``movie`` (no movie on both sides; the default) or ``random`` (stratified by class, seeded: the
+            split before 2026-12, kept to reproduce earlier figures).
         max_vocab: vocabulary size including ``<pad>`` and ``<unk>`` (most frequent training words).
         min_freq: drop words seen fewer times in the training split.
         max_length: truncate reviews to this many tokens (None: keep all).
@@ -102,15 +133,18 @@ class IMDBDataModule(TextClassificationDataModule):
         truncation: Literal["head", "tail", "both"] = "both",
         lowercase: bool = True,
         unsup: bool = False,
+        val_split: Literal["movie", "random"] = "movie",
         **kwargs,
     ) -> None:
         super().__init__(level="word", max_vocab=max_vocab, min_freq=min_freq, max_length=max_length,
                          truncation=truncation, lowercase=lowercase, **kwargs)
-        self.val_size, self.unsup = val_size, unsup
+        if val_split not in ("movie", "random"):
+            raise RnnlabError(f"val_split must be 'movie' or 'random', got {val_split!r}")
+        self.val_size, self.unsup, self.val_split = val_size, unsup, val_split
         self._raw: Optional[dict] = None
 
     def encoding_args(self) -> dict:
-        return {**super().encoding_args(), "val_size": self.val_size, "unsup": self.unsup}
+        return {**super().encoding_args(), "val_size": self.val_size, "unsup": self.unsup, "val_split": self.val_split}
 
     def _read(self) -> dict:
         if self._raw is None:
@@ -129,7 +163,15 @@ class IMDBDataModule(TextClassificationDataModule):
         if not 0 < n_val < n:
             raise RnnlabError(f"val_size={self.val_size} must leave reviews for both training and validation "
                               f"(the train set has {n})")
-        val_idx, train_idx = stratified_split([y for _, y in official_train], [n_val / n], self.seed)
+        labels = [y for _, y in official_train]
+        movies = [review_movies(raw, "train", lab) for lab in self.labels]
+        if self.val_split == "movie" and all(m is not None for m in movies):
+            val_idx, train_idx = grouped_split([m for part in movies for m in part], labels, n_val, self.seed)
+        else:
+            if self.val_split == "movie":
+                log.warning("imdb: urls_*.txt missing or short in the archive, so validation is a random split: it "
+                            "shares movies with training and reads easier than test")
+            val_idx, train_idx = stratified_split(labels, [n_val / n], self.seed)
         splits = {"train": [official_train[i] for i in train_idx], "val": [official_train[i] for i in val_idx],
                   "test": labelled("test")}
         return splits, list(self.labels)

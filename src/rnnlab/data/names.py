@@ -1,7 +1,8 @@
 """Names, character by character: Chinese given/full names -> gender, and names -> 18 languages.
 
 * ``namesex`` (github hsinmin/namesex): ``namesex_data_v2.csv`` = ``gname,sex,fold`` (1 male, 0 female; a fixed
-  10-fold assignment) and ``testdata.csv`` = ``name,sex`` (102 names never used by the package).
+  10-fold assignment) and ``testdata.csv`` = ``name,sex`` (102 names the package kept out of its own training; 30
+  of them are also in ``namesex_data_v2.csv``, so only the other 72 are unseen by a model trained on it).
 * ``chinese_names`` (github wainshine/Chinese-Names-Corpus, the course's data):
   ``Chinese_Names_Corpus_Gender（120W）.txt`` -- a few header lines, then ``dict,sex`` rows with 男/女/未知.
 * ``pytorch_names`` (the PyTorch char-RNN tutorial): ``data.zip`` -> ``data/names/<Language>.txt``, one name a line.
@@ -207,7 +208,8 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         max_vocab: keep the most frequent characters (the course: 500, others -> ``<unk>``); None keeps all.
         char_features: after each character, tokens for its ``components`` and/or ``pinyin`` (see
             :class:`CharFeatures`); the vocabulary is then word-level over these tokens.
-    Extra split ``testdata`` (namesex): the package's 102 held-out names.
+    Extra splits (namesex): ``testdata``, the package's 102 held-out names -- 30 of which are also in
+    ``namesex_data_v2.csv`` and may be trained on -- and ``testdata_unseen``, the 72 that are not.
     """
 
     labels = ["female", "male"]
@@ -262,6 +264,8 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         if self.source == "namesex":
             rows = [(self._name(n), sex, fold) for n, sex, fold in read_namesex(paths["namesex_data_v2.csv"])]
             extra["testdata"] = [(self._name(n), s) for n, s in read_namesex_test(paths["testdata.csv"])]
+            seen = {n for n, _, _ in rows}
+            extra["testdata_unseen"] = [(n, s) for n, s in extra["testdata"] if n not in seen]
         else:
             rows = [(self._name(n), 1 if sex == "男" else 0, -1)
                     for n, sex in read_cncorpus(paths[CNCORPUS_FILE]) if sex != "未知"]

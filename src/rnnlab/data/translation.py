@@ -97,6 +97,14 @@ register(Source(
 ))
 
 
+def _by_source(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """Pairs grouped by source sentence, in first-seen order: ``(source, first translation)`` and every translation."""
+    grouped: dict[str, list[str]] = {}
+    for src, tgt in items:
+        grouped.setdefault(src, []).append(tgt)
+    return [(src, tgts[0]) for src, tgts in grouped.items()], list(grouped.values())
+
+
 def _read_pair_lines(path: Path) -> list[str]:
     """The lines of a pair file: a text file, a folder holding ``eng-fra.txt`` or a zip holding ``*eng-fra.txt``."""
     if path.is_dir():
@@ -154,12 +162,16 @@ class TranslationDataModule(SequenceDataModule):
         lowercase: lower-case both sides (the references for BLEU too).
         max_len: training pairs with a side longer than this many units are left out (never validation/test ones).
         test_set: the Multi30k test set (``test_2016_flickr``, ``test_2017_flickr``, ``test_2018_flickr``).
-        val_fraction, test_fraction: shares of a seeded pair split (``cmn_eng``, ``eng_fra``).
+        val_fraction, test_fraction: shares of a seeded split (``cmn_eng``, ``eng_fra``).
+        split_by: ``source`` (default): the split draws source sentences, so every translation of a source is on one
+            side -- in validation and test one item per source, scored against all its translations (multi-reference
+            BLEU, chrF); ``pair``: the split draws pairs, so a sentence can be trained on with one translation and
+            tested with another (the split before 2026-12, kept to reproduce earlier figures). Multi30k has its own.
         tutorial_filter: ``eng_fra`` only: the tutorial's normalisation and filter (<= 10 words, English prefixes).
         **kwargs: see :class:`~rnnlab.data.base.SequenceDataModule`.
     """
 
-    version = 1
+    version = 2  # 2: references are lists (every translation of a source)
 
     EXAMPLES = {"de": "Ein Hund rennt über eine grüne Wiese.", "en": "A dog runs across a green field.",
                 "fr": "Un chien court dans un champ vert.", "zh": "我喜欢猫。"}
@@ -184,9 +196,13 @@ class TranslationDataModule(SequenceDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.1,
         tutorial_filter: bool = False,
+        split_by: Literal["source", "pair"] = "source",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if split_by not in ("source", "pair"):
+            raise RnnlabError(f"split_by must be 'source' or 'pair', got {split_by!r}")
+        self.split_by = split_by
         if source not in LANGS:
             raise RnnlabError(f"source must be one of {sorted(LANGS)}, got {source!r}")
         for side, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
@@ -208,11 +224,12 @@ class TranslationDataModule(SequenceDataModule):
         self.name = source
         self.vocab: Optional[Vocabulary] = None
         self.target_vocab: Optional[Vocabulary] = None
-        self.refs: dict[str, list[str]] = {}  # per split: the BLEU references
+        self.refs: dict[str, list[list[str]]] = {}  # per split and item: the BLEU references
         self.sources: dict[str, list[str]] = {}  # per split: the raw source sentences
 
     def encoding_args(self) -> dict:
         return {"src": [self.src_lang, self.src_level, self.src_vocab_size], "min_freq": self.min_freq,
+                "split_by": self.split_by,
                 "tgt": [self.tgt_lang, self.tgt_level, self.tgt_vocab_size_arg], "lowercase": self.lowercase,
                 "max_len": self.max_len, "test_set": self.test_set, "val": self.val_fraction,
                 "test": self.test_fraction, "tutorial_filter": self.tutorial_filter}
@@ -250,8 +267,13 @@ class TranslationDataModule(SequenceDataModule):
                     continue
             by_lang = {"en": en, other: xx}
             pairs.append((by_lang[self.src_lang], by_lang[self.tgt_lang]))
-        test, val, train = seeded_split(pairs, [self.test_fraction, self.val_fraction], self.seed)
-        return {"train": train, "val": val, "test": test}
+        if self.split_by == "pair":
+            test, val, train = seeded_split(pairs, [self.test_fraction, self.val_fraction], self.seed)
+            return {"train": train, "val": val, "test": test}
+        sources = sorted({src for src, _ in pairs})
+        parts = seeded_split(sources, [self.test_fraction, self.val_fraction], self.seed)
+        side = {src: split for split, part in zip(("test", "val", "train"), parts) for src in part}
+        return {split: [p for p in pairs if side[p[0]] == split] for split in ("train", "val", "test")}
 
     # ----------------------------------------------------------------- building
     def build(self, state: Optional[dict]) -> dict:
@@ -271,6 +293,9 @@ class TranslationDataModule(SequenceDataModule):
         self.on_state(state)
         encoded = {}
         for split, items in pairs.items():
+            alternatives = [[t] for _, t in items]
+            if split != "train" and self.source != "multi30k" and self.split_by == "source":
+                items, alternatives = _by_source(items)  # one item per source, all its translations as references
             src = self.vocab.encode([s for s, _ in items])
             tgt = self.target_vocab.encode([t for _, t in items])
             keep = [i for i in range(len(items)) if src[i] and tgt[i]
@@ -279,7 +304,7 @@ class TranslationDataModule(SequenceDataModule):
                 "tokens": [torch.tensor(src[i], dtype=torch.int32) for i in keep],
                 "targets": [torch.tensor([self.bos_id, *tgt[i], self.eos_id], dtype=torch.int32) for i in keep],
                 "sources": [items[i][0] for i in keep],
-                "references": [self.normalized_target(items[i][1]) for i in keep],
+                "references": [[self.normalized_target(t) for t in alternatives[i]] for i in keep],
             }
         return {"state": state, "splits": encoded}
 
@@ -301,6 +326,11 @@ class TranslationDataModule(SequenceDataModule):
         return detokenize(self.target_vocab.split(text), self.tgt_level)
 
     def references(self, split: str) -> list[str]:
+        """The first reference of every item of ``split`` (the translation its loss is computed on)."""
+        return [refs[0] for refs in self.refs[split]]
+
+    def all_references(self, split: str) -> list[list[str]]:
+        """Every reference of every item (one, except for a source with several translations in the data)."""
         return self.refs[split]
 
     def source_text(self, split: str, i: int) -> str:

@@ -334,13 +334,14 @@ class Seq2Seq(RnnlabModule):
             loss = [sum(part[1][0] for part in gathered), sum(part[1][1] for part in gathered)]
         dm = self.trainer.datamodule
         split = "val" if stage == "val" else "test"
-        refs = dm.references(split)
+        refs = dm.all_references(split) if hasattr(dm, "all_references") else [[r] for r in dm.references(split)]
         outputs = sorted(dict(outputs).items())
         hyps = [h for _, h in outputs]
         chosen = [refs[i] for i, _ in outputs]
+        streams = [[r[k] if k < len(r) else None for r in chosen] for k in range(max(map(len, chosen), default=1))]
         tokenize = "zh" if getattr(dm, "tgt_lang", "") == "zh" else "13a"
-        bleu = sacrebleu.corpus_bleu(hyps, [chosen], tokenize=tokenize).score if hyps else 0.0
-        chrf = sacrebleu.corpus_chrf(hyps, [chosen]).score if hyps else 0.0
+        bleu = sacrebleu.corpus_bleu(hyps, streams, tokenize=tokenize).score if hyps else 0.0
+        chrf = sacrebleu.corpus_chrf(hyps, streams).score if hyps else 0.0
         nll = loss[0] / max(loss[1], 1)
         self.translations[stage] = outputs
         sync = False  # every rank already holds the gathered values
