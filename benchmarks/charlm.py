@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fit_and_test, load, main, write  # noqa: E402
+from common import fit_and_test, load, main, previous, write  # noqa: E402
 
 RUNS = {  # name: (config, extra CLI arguments)
     "shakespeare_char_lstm": ("configs/shakespeare_char_lstm.yaml", []),
@@ -59,6 +59,13 @@ def run_one(name: str) -> dict:
                        "samples_counted": len(poems),
                        "test_regular_share": round(sum(regular_form(p) is not None for p in test_docs) / len(test_docs), 4)}
         samples = {k: v[:3] for k, v in samples.items()}
+    if name.startswith("shakespeare"):
+        extra_stats["test_loss_nats_nanogpt_protocol"] = nanogpt_protocol(cli)
+        extra_stats["protocol"] = (
+            "text split 90/5/5 (train / validation for the checkpoint / test, contiguous); test_loss_nats: the test "
+            "slice with the hidden state carried across it (stateful) or per shuffled 128-character window "
+            "(stateless); test_loss_nats_nanogpt_protocol: 256-character windows each from an empty state, in "
+            "expectation nanoGPT's random-window protocol")
     result = {
         "run": name, **extra_stats, "config": config, "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
@@ -68,13 +75,27 @@ def run_one(name: str) -> dict:
         "stateful": bool(getattr(dm, "stateful", False)), "samples": samples,
         "model": {k: v for k, v in hp.items()},
     }
+    if name.startswith("shakespeare"):
+        result["previous"] = previous(f"charlm_{name}", ("test_loss_nats", "test_bpc", "best_val_loss"),
+                                      "text split 90/10; the 10% both chose the checkpoint and was reported (no "
+                                      "test slice)")
     write(f"charlm_{name}", result)
     return result
 
 
+def nanogpt_protocol(cli) -> float:
+    """The best checkpoint's test loss on 256-character windows of the test slice, each read from an empty state
+    (nanoGPT scores random 256-character windows: every window position is equally likely there too)."""
+    dm = cli.datamodule
+    windows = type(dm)(path=dm.path, seq_len=256, val_fraction=dm.val_fraction, test_fraction=dm.test_fraction,
+                       stateful=False, batch_size=dm.batch_size, root=str(dm.root), local_dir=dm.local_dir)
+    res = cli.trainer.test(cli.model, ckpt_path="best", datamodule=windows, verbose=False)[0]
+    return round(float(res["test/loss"]), 4)
+
+
 def table() -> str:
-    rows = ["| run | model | held-out loss (nats/char) | bits/char | epochs | fit time | train chars/s |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | model | held-out loss (nats/char) | bits/char | nanoGPT protocol (nats/char) | epochs | fit time | "
+            "train chars/s |", "|---|---|---|---|---|---|---|---|"]
     for r in [r for r in load("charlm_*.json") if "model" in r]:
         m = r["model"]
         kind = ("stateful TBPTT" if r["stateful"] else "stateless windows") if "shakespeare" in r["run"] else (
@@ -82,8 +103,12 @@ def table() -> str:
             f"one poem per sequence; {100 * r.get('samples_regular_share', 0):.0f}% of {r.get('samples_counted', 0)} "
             f"samples are regular verse")
         model = f"{m['num_layers']}x{m['cell'].upper()} {m['hidden_size']}, {kind}"
+        if "shakespeare" in r["run"]:
+            model += ", test slice" if "protocol" in r else ", validation text (no test slice then)"
+        nano = r.get("test_loss_nats_nanogpt_protocol")
         rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {model} | "
-                    f"{r['test_loss_nats']:.4f} | {r['test_bpc']:.4f} | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
+                    f"{r['test_loss_nats']:.4f} | {r['test_bpc']:.4f} | {f'{nano:.4f}' if nano else '-'} | "
+                    f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
                     f"{r['train_chars_per_s']:,} |")
     return "\n".join(rows)
 

@@ -20,10 +20,22 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
          "--trainer.logger.init_args.save_dir=runs/bench"]
 
 
+def cpu_info() -> dict:
+    """The CPU model and the flags that decide kernel speed (AVX-512, bf16, AMX): speeds compare only on one CPU."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
+
+
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d")}
+            **cpu_info(), "date": time.strftime("%Y-%m-%d")}
 
 
 def write(name: str, result: dict) -> Path:
@@ -32,6 +44,19 @@ def write(name: str, result: dict) -> Path:
     path.write_text(json.dumps({**result, "machine": machine()}, indent=2, default=str, ensure_ascii=False) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def previous(name: str, keys: Iterable[str], protocol: str) -> dict:
+    """The figures ``keys`` of ``results/<name>.json`` as it was before this run re-measures it on a new protocol
+    (``protocol`` names the old one), to keep beside the new ones: ``{}`` if there is none or it is already new."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    if "previous" in old or "protocol" in old:  # already measured on the new protocol: keep its own previous
+        return old.get("previous", {})
+    return {"protocol": protocol, **{k: old[k] for k in keys if k in old},
+            "date": old.get("machine", {}).get("date")}
 
 
 def load(pattern: str) -> list[dict]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fit_and_test, load, main, test_best, write  # noqa: E402
+from common import fit_and_test, load, main, previous, test_best, write  # noqa: E402
 
 NO_ATTN = ["--model.init_args.attention=none"]
 RUNS = {  # name: (config, extra CLI arguments, extra Multi30k test sets)
@@ -70,6 +70,13 @@ def run_one(name: str) -> dict:
         "params": sum(p.numel() for p in model.parameters()), "model": dict(model.hparams),
         "samples": samples, "best_checkpoint": best,
     }
+    if dm.source != "multi30k":
+        result["split_by"] = dm.split_by
+        result["protocol"] = ("seeded split by source sentence: every translation of a source on one side; "
+                              "validation and test score each source once against all its translations"
+                              if dm.split_by == "source" else "seeded split by pair")
+        result["previous"] = previous(f"translation_{name}", ("tests", "best_val_bleu", "train_pairs"),
+                                      "seeded split by pair (14% of the test sources also in training)")
     write(f"translation_{name}", result)
     return result
 
@@ -80,6 +87,8 @@ def table() -> str:
     for r in load("translation_*.json"):
         m = r["model"]
         for test_set, t in r["tests"].items():
+            if r["source"] != "multi30k":  # the split: by source sentence (multi-reference) or the earlier by pair
+                test_set += " (split by source)" if r.get("split_by") == "source" else " (split by pair)"
             rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {r['source']} "
                         f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
                         f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
