@@ -478,6 +478,7 @@ def mirror(mirror_server, monkeypatch):
     from rnnlab.data import sources
 
     www, base = mirror_server
+    monkeypatch.delenv("RNNLAB_LOCAL_DATA", raising=False)  # downloads, not local copies (CI sets it)
     for name, source in registered_sources().items():
         files = []
         for remote in source.files:
@@ -491,5 +492,5 @@ def mirror(mirror_server, monkeypatch):
 @pytest.fixture
 def downloading_env(env, mirror, monkeypatch) -> Path:
     """``env`` without local copies: every dataset is downloaded from the loopback mirror into ``./data``."""
-    monkeypatch.delenv("RNNLAB_LOCAL_DATA")
+    monkeypatch.delenv("RNNLAB_LOCAL_DATA", raising=False)
     return env
