@@ -33,7 +33,7 @@ bench-names: venv  ## names benchmarks: namesex 10 folds + baselines, names -> l
 	$(BIN)/python benchmarks/names.py gender
 	$(BIN)/python benchmarks/names.py language
 
-tables: venv  ## rewrite the README's result tables from benchmarks/results/*.json
+tables: venv  ## rewrite the result tables of README.md and docs/ from benchmarks/results/*.json
 	$(BIN)/python benchmarks/readme_tables.py
 
 clean:  ## remove runs/ and the encoded-data cache (keeps downloads)

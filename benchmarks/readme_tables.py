@@ -1,4 +1,4 @@
-"""Regenerate the README's result tables from benchmarks/results/*.json (so the tables cannot drift).
+"""Regenerate the result tables of README.md and docs/*.md from benchmarks/results/*.json (so they cannot drift).
 
     python benchmarks/readme_tables.py        # rewrites the blocks between <!-- name --> and <!-- /name -->
 """
@@ -23,7 +23,8 @@ import translation  # noqa: E402
 import word2vec  # noqa: E402
 from common import RESULTS  # noqa: E402
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT_DIR = Path(__file__).resolve().parents[1]
+PAGES = [ROOT_DIR / "README.md", *sorted((ROOT_DIR / "docs").glob("*.md"))]
 
 
 def throughput_table() -> str:
@@ -89,16 +90,16 @@ BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells
 
 
 def main() -> None:
-    text = README.read_text()
-    for name, make in BLOCKS.items():
-        block = f"<!-- {name} -->\n{make()}\n<!-- /{name} -->"
-        pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: block, text)
-        else:
-            text = text.replace(f"<!-- {name} -->", block)
-    README.write_text(text)
-    print(f"updated {README}")
+    for page in PAGES:
+        text = page.read_text()
+        for name, make in BLOCKS.items():
+            if f"<!-- {name} -->" not in text:
+                continue
+            block = f"<!-- {name} -->\n{make()}\n<!-- /{name} -->"
+            pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
+            text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.replace(f"<!-- {name} -->", block)
+        page.write_text(text)
+        print(f"updated {page}")
 
 
 if __name__ == "__main__":

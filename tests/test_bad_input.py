@@ -1,5 +1,5 @@
 """Bad input, case by case: each gets a specific message that names the fix, a non-zero exit (2), and nothing
-half-written. The README's "When things go wrong" table lists the same cases.
+half-written. docs/guide.md's "When things go wrong" table lists the same cases.
 
 | case | what happens |
 |---|---|
