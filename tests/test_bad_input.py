@@ -80,7 +80,7 @@ def test_truncated_archive(tmp_path, monkeypatch, capsys):
 
 
 def test_checksum_mismatch_on_download_keeps_nothing(tmp_path, monkeypatch, capsys):
-    def corrupt(url, known_hash, fname, path, progressbar, **kw):  # as pooch: delete the file, raise ValueError
+    def corrupt(url, known_hash, fname, path, **kw):  # as pooch: delete the file, raise ValueError
         raise ValueError(f"SHA256 hash of downloaded file ({fname}) does not match the known hash: expected "
                          f"{known_hash}, got 0000")
 

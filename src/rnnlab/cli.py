@@ -132,7 +132,9 @@ class RnnlabCLI(LightningCLI):
             return
         import torch
 
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        self._saved_logger = checkpoint.get("rnnlab_logger") or {}  # the W&B run a resumed fit continues
+        hparams = checkpoint.get("hyper_parameters", {})
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)
         if not hparams or class_path is None:
@@ -161,7 +163,7 @@ class RnnlabCLI(LightningCLI):
             cfg.trainer.logger = False
         ckpt = cfg.get("ckpt_path")
         if self.subcommand == "fit" and ckpt and Path(str(ckpt)).is_file():
-            _continue_logger_run(cfg.trainer.get("logger"), str(ckpt))
+            _continue_logger_run(cfg.trainer.get("logger"), str(ckpt), getattr(self, "_saved_logger", {}))
         init = cfg.data.init_args
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):
             init.vocab_from = str(ckpt)
@@ -185,15 +187,13 @@ class RnnlabCLI(LightningCLI):
         return str(found) if found else None
 
 
-def _continue_logger_run(logger, ckpt: str) -> None:
+def _continue_logger_run(logger, ckpt: str, saved: dict) -> None:
     """A fit resumed from a checkpoint of a W&B run continues that run: its id is kept in every checkpoint
-    (``rnnlab_logger``) and becomes the logger's ``id`` unless one is given."""
+    (``rnnlab_logger``, read with the checkpoint's hyperparameters) and becomes the logger's ``id`` unless one is
+    given."""
     args = logger.get("init_args") if hasattr(logger, "get") else None
     if args is None or "Wandb" not in str(logger.get("class_path")) or args.get("id") or args.get("version"):
         return
-    import torch
-
-    saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("rnnlab_logger") or {}
     if saved.get("class", "").startswith("Wandb") and saved.get("version"):
         args.id = saved["version"]
         from lightning.pytorch.utilities import rank_zero_info

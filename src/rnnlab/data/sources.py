@@ -214,7 +214,6 @@ def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
             known_hash=f"sha256:{remote.sha256}" if remote.sha256 and not remote.member else None,
             fname=fname,
             path=target_dir,
-            progressbar=_progressbar(),
             downloader=pooch.HTTPDownloader(progressbar=_progressbar(), headers={"User-Agent": USER_AGENT},
                                             timeout=60),
         ))
