@@ -78,9 +78,10 @@ class Run:
         return round(sum(e["tokens_per_s"] for e in self.epochs) / max(len(self.epochs), 1))
 
 
-def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None) -> Run:
-    """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint.
-    ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g. ``--trainer.max_epochs=1`` for a smoke test)."""
+def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None, test: bool = True) -> Run:
+    """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint
+    (``test=False``: leave the test set unread). ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g.
+    ``--trainer.max_epochs=1`` for a smoke test)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from rnnlab.callbacks import ThroughputMonitor
@@ -105,9 +106,40 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_seconds = time.perf_counter() - start
     ckpt = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
-    test = test_best(cli, datamodule=cli.datamodule)
+    scores = test_best(cli, datamodule=cli.datamodule) if test else {}
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
-    return Run(cli, {k: float(v) for k, v in test.items()}, round(fit_seconds, 1), epochs, best)
+    return Run(cli, {k: float(v) for k, v in scores.items()}, round(fit_seconds, 1), epochs, best)
+
+
+def choose_on_validation(candidates: dict[str, tuple[str, list[str]]], seeds: Iterable[int] = (42,),
+                         mode: str = "max", name: str | None = None) -> tuple[dict, Run]:
+    """Fit every candidate (label -> config, extra arguments) with every seed without reading the test set, pick the
+    one with the best mean best-validation score (``mode``), then test only the chosen one's first-seed checkpoint.
+    Returns the record of the choice (every score, the chosen label) and the chosen, tested run."""
+    import gc
+    import statistics
+
+    seeds, record, first = list(seeds), {}, {}
+    for label, (config, extra) in candidates.items():
+        scores = {}
+        for seed in seeds:
+            run = fit_and_test(config, [*extra, f"--seed_everything={seed}"], name=name, test=False)
+            scores[seed] = run.best_score
+            print(f"{label} seed {seed}: best validation {run.best_score:.4f} ({run.fit_seconds} s)", flush=True)
+            if seed == seeds[0]:
+                first[label] = run
+            else:
+                del run
+                gc.collect()
+        record[label] = {"config": config, "extra": extra, "val_by_seed": scores,
+                         "val_mean": statistics.mean(scores.values()),
+                         "fit_seconds": first[label].fit_seconds}
+    pick = (max if mode == "max" else min)(record, key=lambda k: record[k]["val_mean"])
+    chosen = first[pick]
+    chosen.test = {k: float(v) for k, v in test_best(chosen.cli, datamodule=chosen.cli.datamodule).items()}
+    return {"candidates": record, "chosen": pick, "seeds": seeds, "mode": mode,
+            "protocol": "chosen on the mean best validation score over the seeds; the test set read once, for the "
+                        f"chosen candidate's seed-{seeds[0]} checkpoint"}, chosen
 
 
 def test_best(cli, **loaders) -> dict:

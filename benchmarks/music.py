@@ -4,6 +4,7 @@ accuracy; a generated chorale as MIDI + piano-roll picture (docs/samples/) with 
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/music.py            # every run, one process each
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/music.py gru_conv   # one of them
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/music.py refine_choice  # conv_refine on or off, on validation
     python benchmarks/music.py --table
 """
 
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, fit_and_test, load, main, write  # noqa: E402
+from common import ROOT, choose_on_validation, fit_and_test, load, main, write  # noqa: E402
 
 CONFIG = "configs/jsb_chorales_gru.yaml"  # the recurrent network alone, as the published figures use it
 CONV = "configs/jsb_chorales_gru_conv.yaml"  # + the pitch-relative convolution term and an EMA of the weights
@@ -25,12 +26,40 @@ RUNS = {"gru": (CONFIG, "gru", None), "lstm": (CONFIG, "lstm", None), "rnn": (CO
 PUBLISHED = {"gru": 8.43, "lstm": 8.45, "rnn": 8.91, "gru_autoregressive": 5.56}
 
 
+def run_args(name: str) -> tuple[str, list[str]]:
+    config, cell, head = RUNS[name]
+    return config, [f"--model.init_args.cell={cell}"] + ([f"--model.init_args.head={head}"] if head else [])
+
+
+def refine_choice() -> dict:
+    """``conv_refine`` (the convolution also reads the GRU head's probabilities) on or off, decided on validation
+    NLL over three seeds; only the chosen one is tested (results/music_choice_refine.json, then its row)."""
+    config, extra = run_args("gru_conv")
+    record, run = choose_on_validation({"conv_refine": (config, [*extra, "--model.init_args.conv_refine=true"]),
+                                        "no_conv_refine": (config, [*extra, "--model.init_args.conv_refine=false"])},
+                                       seeds=(42, 1, 2), mode="min", name="jsb_refine_choice")
+    record["command"] = "python benchmarks/music.py refine_choice"
+    write("music_choice_refine", record)
+    chosen_config, chosen_extra = record["candidates"][record["chosen"]]["config"], record["candidates"][record["chosen"]]["extra"]
+    result = row("gru_conv", run, chosen_config, chosen_extra)
+    result["chosen_on_validation"] = {k: v["val_mean"] for k, v in record["candidates"].items()}
+    write("music_jsb_gru_conv", result)
+    return record
+
+
 def run_one(name: str) -> dict:
+    if name == "refine_choice":
+        return refine_choice()
+    config, extra = run_args(name)
+    result = row(name, fit_and_test(config, extra, name=f"jsb_{name}"), config, extra)
+    write(f"music_jsb_{name}", result)
+    return result
+
+
+def row(name: str, run, config: str, extra: list[str]) -> dict:
+    """The benchmark row of a fitted and tested run: NLL, frame accuracy, five continuations of test chorales."""
     from rnnlab.models.music import plot_roll, roll_stats, roll_to_midi
 
-    config, cell, head = RUNS[name]
-    extra = [f"--model.init_args.cell={cell}"] + ([f"--model.init_args.head={head}"] if head else [])
-    run = fit_and_test(config, extra, name=f"jsb_{name}")
     cli = run.cli
     model, dm = cli.model.eval(), cli.datamodule
     pieces = dm.read()["test"]
@@ -54,14 +83,13 @@ def run_one(name: str) -> dict:
         plot_roll(samples[0][0], out / "jsb_gru_test0.png", title="GRU: test chorale 0, 8 steps of primer + 56 generated",
                   primer_steps=8)
     result = {
-        "run": name, "cell": cell, "command": f"python main.py fit --config {config} {' '.join(extra)}",
+        "run": name, "cell": model.hparams.cell, "command": f"python main.py fit --config {config} {' '.join(extra)}",
         "test_nll": round(run.test["test/nll"], 4), "test_nll_all": round(run.test["test/nll_all"], 4),
         "test_frame_acc": round(run.test["test/frame_acc"], 4),
         "best_val_nll": round(run.best_score, 4), "epochs": cli.trainer.current_epoch,
         "fit_seconds": run.fit_seconds, "published_nll": PUBLISHED[name.removesuffix("_conv")],
         "samples": stats, "test_set": reference, "model": dict(model.hparams),
     }
-    write(f"music_jsb_{name}", result)
     return result
 
 
@@ -76,6 +104,8 @@ def table() -> str:
         if m.get("conv_kernel"):
             model += (f", + pitch-relative conv ({m['conv_kernel']} semitones x {m['conv_channels']}"
                       f"{', reading the head' if m.get('conv_refine') else ''}), EMA of the weights")
+            if "chosen_on_validation" in r:
+                model += " (head reading chosen on validation, 3 seeds)"
         published = f"{r['published_nll']:.2f} ({'RNN-NADE, Boulanger-Lewandowski 2012' if ar else 'Bai et al. 2018'})"
         rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {model} | "
                     f"**{r['test_nll']:.2f}** | {published} | {r['test_nll_all']:.2f} | "
