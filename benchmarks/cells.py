@@ -18,7 +18,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write  # noqa: E402
-
 from rnnlab.nn.recurrent import Recurrent  # noqa: E402
 
 
@@ -47,40 +46,52 @@ def main() -> None:
     for cell in ("lstm", "gru", "rnn"):
         for bi in (False, True):
             ref = getattr(nn, cell.upper())(E, E, batch_first=True, bidirectional=bi)
-            impls = {"nn": None,
-                     "torch": Recurrent(E, E, cell=cell, bidirectional=bi),
-                     "packed": Recurrent(E, E, cell=cell, bidirectional=bi, packed=True),
-                     "handwritten": Recurrent(E, E, cell=cell, bidirectional=bi, impl="handwritten")}
+            impls = {
+                "nn": None,
+                "torch": Recurrent(E, E, cell=cell, bidirectional=bi),
+                "packed": Recurrent(E, E, cell=cell, bidirectional=bi, packed=True),
+                "handwritten": Recurrent(E, E, cell=cell, bidirectional=bi, impl="handwritten"),
+            }
             row = {"cell": cell, "bidirectional": bi}
             for name, module in impls.items():
                 xi = x.clone().requires_grad_(True)
                 if module is None:
-                    def step():
+
+                    def step(ref=ref, xi=xi):
                         out, _ = ref(xi)
                         out.sum().backward()
                 else:
                     module.load_state_dict(ref.state_dict())
 
-                    def step(module=module):
+                    def step(module=module, xi=xi):
                         out, _ = module(xi, lengths)
                         out.sum().backward()
+
                 row[name] = tokens_per_s(step, B * T, args.seconds)
             row["handwritten_vs_nn"] = row["handwritten"] / row["nn"]
             rows.append(row)
-            print(f"{cell:4} {'bi ' if bi else 'uni'}  nn {row['nn']:>9,.0f}  driver {row['torch']:>9,.0f}  "
-                  f"packed {row['packed']:>9,.0f}  handwritten {row['handwritten']:>9,.0f}  "
-                  f"(handwritten/nn {row['handwritten_vs_nn']:.2f}x)", flush=True)
+            print(
+                f"{cell:4} {'bi ' if bi else 'uni'}  nn {row['nn']:>9,.0f}  driver {row['torch']:>9,.0f}  "
+                f"packed {row['packed']:>9,.0f}  handwritten {row['handwritten']:>9,.0f}  "
+                f"(handwritten/nn {row['handwritten_vs_nn']:.2f}x)",
+                flush=True,
+            )
     write("cells", {"command": "python benchmarks/cells.py", "batch": B, "steps": T, "size": E, "rows": rows})
     print(table(rows))
 
 
 def table(rows) -> str:
-    out = ["| cell | directions | nn.* padded | rnnlab padded (torch kernels) | rnnlab packed | rnnlab handwritten | "
-           "handwritten / nn.* |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| cell | directions | nn.* padded | rnnlab padded (torch kernels) | rnnlab packed | rnnlab handwritten | "
+        "handwritten / nn.* |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['cell'].upper()} | {'bi' if r['bidirectional'] else 'uni'} | {r['nn']:,.0f} | "
-                   f"{r['torch']:,.0f} | {r['packed']:,.0f} | {r['handwritten']:,.0f} | "
-                   f"{r['handwritten_vs_nn']:.2f}x |")
+        out.append(
+            f"| {r['cell'].upper()} | {'bi' if r['bidirectional'] else 'uni'} | {r['nn']:,.0f} | "
+            f"{r['torch']:,.0f} | {r['packed']:,.0f} | {r['handwritten']:,.0f} | "
+            f"{r['handwritten_vs_nn']:.2f}x |"
+        )
     return "\n".join(out)
 
 

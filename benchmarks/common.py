@@ -16,8 +16,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("RNNLAB_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
-QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-         "--trainer.logger.init_args.save_dir=runs/bench"]
+QUIET = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.logger.init_args.save_dir=runs/bench",
+]
 
 
 def cpu_info() -> dict:
@@ -33,9 +36,15 @@ def cpu_info() -> dict:
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-            **cpu_info(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        **cpu_info(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def write(name: str, result: dict) -> Path:
@@ -55,8 +64,7 @@ def previous(name: str, keys: Iterable[str], protocol: str) -> dict:
     old = json.loads(path.read_text())
     if "previous" in old or "protocol" in old:  # already measured on the new protocol: keep its own previous
         return old.get("previous", {})
-    return {"protocol": protocol, **{k: old[k] for k in keys if k in old},
-            "date": old.get("machine", {}).get("date")}
+    return {"protocol": protocol, **{k: old[k] for k in keys if k in old}, "date": old.get("machine", {}).get("date")}
 
 
 def load(pattern: str) -> list[dict]:
@@ -88,8 +96,14 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     from rnnlab.cli import RnnlabCLI
 
     sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
-    args = ["--config", config, *QUIET, *([f"--trainer.logger.init_args.name={name}"] if name else []), *extra,
-            *os.environ.get("RNNLAB_BENCH_ARGS", "").split()]
+    args = [
+        "--config",
+        config,
+        *QUIET,
+        *([f"--trainer.logger.init_args.name={name}"] if name else []),
+        *extra,
+        *os.environ.get("RNNLAB_BENCH_ARGS", "").split(),
+    ]
     cli = RnnlabCLI(args=args, run=False)
     epochs: list[dict] = []
 
@@ -111,8 +125,12 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     return Run(cli, {k: float(v) for k, v in scores.items()}, round(fit_seconds, 1), epochs, best)
 
 
-def choose_on_validation(candidates: dict[str, tuple[str, list[str]]], seeds: Iterable[int] = (42,),
-                         mode: str = "max", name: str | None = None) -> tuple[dict, Run]:
+def choose_on_validation(
+    candidates: dict[str, tuple[str, list[str]]],
+    seeds: Iterable[int] = (42,),
+    mode: str = "max",
+    name: str | None = None,
+) -> tuple[dict, Run]:
     """Fit every candidate (label -> config, extra arguments) with every seed without reading the test set, pick the
     one with the best mean best-validation score (``mode``), then test only the chosen one's first-seed checkpoint.
     Returns the record of the choice (every score, the chosen label) and the chosen, tested run."""
@@ -131,15 +149,24 @@ def choose_on_validation(candidates: dict[str, tuple[str, list[str]]], seeds: It
             else:
                 del run
                 gc.collect()
-        record[label] = {"config": config, "extra": extra, "val_by_seed": scores,
-                         "val_mean": statistics.mean(scores.values()),
-                         "fit_seconds": first[label].fit_seconds}
+        record[label] = {
+            "config": config,
+            "extra": extra,
+            "val_by_seed": scores,
+            "val_mean": statistics.mean(scores.values()),
+            "fit_seconds": first[label].fit_seconds,
+        }
     pick = (max if mode == "max" else min)(record, key=lambda k: record[k]["val_mean"])
     chosen = first[pick]
     chosen.test = {k: float(v) for k, v in test_best(chosen.cli, datamodule=chosen.cli.datamodule).items()}
-    return {"candidates": record, "chosen": pick, "seeds": seeds, "mode": mode,
-            "protocol": "chosen on the mean best validation score over the seeds; the test set read once, for the "
-                        f"chosen candidate's seed-{seeds[0]} checkpoint"}, chosen
+    return {
+        "candidates": record,
+        "chosen": pick,
+        "seeds": seeds,
+        "mode": mode,
+        "protocol": "chosen on the mean best validation score over the seeds; the test set read once, for the "
+        f"chosen candidate's seed-{seeds[0]} checkpoint",
+    }, chosen
 
 
 def test_best(cli, **loaders) -> dict:

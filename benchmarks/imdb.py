@@ -28,35 +28,50 @@ def run_one(config: str, extra: list[str]) -> dict:
     run = fit_and_test(config, extra)
     total = time.perf_counter() - start
     result = {
-        "config": config, "command": f"python benchmarks/imdb.py {config}",
-        "test_acc": run.test["test/acc"], "test_f1": run.test["test/f1"], "best_val_acc": run.best_score,
-        "epochs": len(run.epochs), "fit_seconds": run.fit_seconds, "total_seconds": round(total, 1),
+        "config": config,
+        "command": f"python benchmarks/imdb.py {config}",
+        "test_acc": run.test["test/acc"],
+        "test_f1": run.test["test/f1"],
+        "best_val_acc": run.best_score,
+        "epochs": len(run.epochs),
+        "fit_seconds": run.fit_seconds,
+        "total_seconds": round(total, 1),
         "train_tokens_per_s": run.tokens_per_s,
         "padding": round(sum(e["padding"] for e in run.epochs) / len(run.epochs), 4),
         "epoch_seconds": [round(e["epoch_seconds"], 1) for e in run.epochs],
         "model": dict(run.cli.model.hparams),
         "val_split": run.cli.datamodule.val_split,
-        "protocol": ("validation: whole movies held out of the official train set (no movie on both sides, as "
-                     "between train and test)" if run.cli.datamodule.val_split == "movie" else
-                     "validation: a random stratified 2,500 of the official train set"),
+        "protocol": (
+            "validation: whole movies held out of the official train set (no movie on both sides, as "
+            "between train and test)"
+            if run.cli.datamodule.val_split == "movie"
+            else "validation: a random stratified 2,500 of the official train set"
+        ),
     }
-    result["previous"] = previous(f"imdb_{name.removeprefix('imdb_')}", ("test_acc", "best_val_acc", "epochs"),
-                                  "validation: a random stratified 2,500 of the official train set (shares movies "
-                                  "with training)")
+    result["previous"] = previous(
+        f"imdb_{name.removeprefix('imdb_')}",
+        ("test_acc", "best_val_acc", "epochs"),
+        "validation: a random stratified 2,500 of the official train set (shares movies with training)",
+    )
     write(f"imdb_{name.removeprefix('imdb_')}", result)
     return result
 
 
 def table() -> str:
-    rows = ["| config | model | test acc | test F1 | best val acc (validation split) | epochs | fit wall time | "
-            "train tokens/s | padding |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| config | model | test acc | test F1 | best val acc (validation split) | epochs | fit wall time | "
+        "train tokens/s | padding |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in load("imdb_*.json"):
         m = r["model"]
         model = f"{'Bi' if m['bidirectional'] else ''}{m['cell'].upper()} {m['hidden_size']} ({m['impl']}), {m['pooling']} pool"
-        rows.append(f"| `{r['config']}` | {model} | {100 * r['test_acc']:.2f}% | {100 * r['test_f1']:.2f}% | "
-                    f"{100 * r['best_val_acc']:.2f}% ({'by movie' if r.get('val_split') == 'movie' else 'random'}) | "
-                    f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
-                    f"{r['train_tokens_per_s']:,} | {100 * r['padding']:.1f}% |")
+        rows.append(
+            f"| `{r['config']}` | {model} | {100 * r['test_acc']:.2f}% | {100 * r['test_f1']:.2f}% | "
+            f"{100 * r['best_val_acc']:.2f}% ({'by movie' if r.get('val_split') == 'movie' else 'random'}) | "
+            f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min | "
+            f"{r['train_tokens_per_s']:,} | {100 * r['padding']:.1f}% |"
+        )
     return "\n".join(rows)
 
 

@@ -1,6 +1,6 @@
 """Regenerate the result tables of README.md and docs/*.md from benchmarks/results/*.json (so they cannot drift).
 
-    python benchmarks/readme_tables.py        # rewrites the blocks between <!-- name --> and <!-- /name -->
+python benchmarks/readme_tables.py        # rewrites the blocks between <!-- name --> and <!-- /name -->
 """
 
 from __future__ import annotations
@@ -33,17 +33,20 @@ def throughput_table() -> str:
         return "(not measured yet)"
     r = json.loads(path.read_text())
     p, raw, light = r["packed_loop"], r["raw_padded_loop"], r["lightning"]
-    return "\n".join([
-        "| training loop | tokens/s | epoch time |", "|---|---|---|",
-        f"| plain PyTorch loop, `nn.LSTM` on `PackedSequence`, shuffled batches | {p['tokens_per_s']:,.0f} | "
-        f"{p['epoch_seconds_estimate']:.0f} s (estimated from {p['batches']} batches) |",
-        f"| plain PyTorch loop, rnnlab's padded driver + length buckets | {raw['tokens_per_s']:,.0f} | {raw['seconds']:.0f} s |",
-        f"| `main.py fit` (Lightning), same model and batches | {light['tokens_per_s']:,.0f} | {light['seconds']:.0f} s |",
-        "",
-        f"Speed-up of `fit` over the packed loop: **{r['speedup_lightning_vs_packed']:.1f}x**; Lightning's overhead "
-        f"over the plain loop on the same driver: **{100 * r['lightning_overhead']:+.1f}%** (mean of "
-        f"{len(raw.get('runs', [raw]))} alternated epochs each); padding {100 * light['padding']:.1f}% of positions.",
-    ])
+    return "\n".join(
+        [
+            "| training loop | tokens/s | epoch time |",
+            "|---|---|---|",
+            f"| plain PyTorch loop, `nn.LSTM` on `PackedSequence`, shuffled batches | {p['tokens_per_s']:,.0f} | "
+            f"{p['epoch_seconds_estimate']:.0f} s (estimated from {p['batches']} batches) |",
+            f"| plain PyTorch loop, rnnlab's padded driver + length buckets | {raw['tokens_per_s']:,.0f} | {raw['seconds']:.0f} s |",
+            f"| `main.py fit` (Lightning), same model and batches | {light['tokens_per_s']:,.0f} | {light['seconds']:.0f} s |",
+            "",
+            f"Speed-up of `fit` over the packed loop: **{r['speedup_lightning_vs_packed']:.1f}x**; Lightning's overhead "
+            f"over the plain loop on the same driver: **{100 * r['lightning_overhead']:+.1f}%** (mean of "
+            f"{len(raw.get('runs', [raw]))} alternated epochs each); padding {100 * light['padding']:.1f}% of positions.",
+        ]
+    )
 
 
 def cells_table() -> str:
@@ -80,13 +83,27 @@ def shakespeare_sample() -> str:
     return f"```\n{text.rstrip()}\n```"
 
 
-BLOCKS = {"imdb-table": imdb.table, "throughput-table": throughput_table, "cells-table": cells_table,
-          "names-table": names.table, "names-curve-table": names.curve_table, "tagging-table": tagging.table, "charlm-table": charlm.table,
-          "name-samples": name_samples, "shakespeare-sample": shakespeare_sample, "poem-samples": poems,
-          "timeseries-table": timeseries.table, "sighan-table": sighan_baseline.table,
-          "charlm-cross": charlm.cross_table, "music-table": music.table, "music-samples": music.samples_table,
-          "word2vec-table": word2vec.table, "word2vec-neighbours": word2vec.neighbours_table,
-          "translation-table": translation.table, "translation-samples": translation.samples_table}
+BLOCKS = {
+    "imdb-table": imdb.table,
+    "throughput-table": throughput_table,
+    "cells-table": cells_table,
+    "names-table": names.table,
+    "names-curve-table": names.curve_table,
+    "tagging-table": tagging.table,
+    "charlm-table": charlm.table,
+    "name-samples": name_samples,
+    "shakespeare-sample": shakespeare_sample,
+    "poem-samples": poems,
+    "timeseries-table": timeseries.table,
+    "sighan-table": sighan_baseline.table,
+    "charlm-cross": charlm.cross_table,
+    "music-table": music.table,
+    "music-samples": music.samples_table,
+    "word2vec-table": word2vec.table,
+    "word2vec-neighbours": word2vec.neighbours_table,
+    "translation-table": translation.table,
+    "translation-samples": translation.samples_table,
+}
 
 
 def main() -> None:
@@ -97,7 +114,11 @@ def main() -> None:
                 continue
             block = f"<!-- {name} -->\n{make()}\n<!-- /{name} -->"
             pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
-            text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.replace(f"<!-- {name} -->", block)
+            text = (
+                pattern.sub(lambda _, block=block: block, text)
+                if pattern.search(text)
+                else text.replace(f"<!-- {name} -->", block)
+            )
         page.write_text(text)
         print(f"updated {page}")
 

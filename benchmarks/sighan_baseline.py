@@ -33,8 +33,8 @@ def max_match(text: str, words: set[str], longest: int) -> list[str]:
 def run(corpus: str) -> dict:
     from rnnlab.data.segmentation import read_member, read_segmented
     from rnnlab.data.sources import fetch
-    from rnnlab.data.tagging import words_to_bmes
     from rnnlab.metrics import scores, span_counts
+    from rnnlab.spans import words_to_bmes
 
     path = fetch("icwb2")["icwb2-data.zip"]
     gold = read_segmented(read_member(path, f"gold/{corpus}_test_gold.utf8"))
@@ -46,16 +46,25 @@ def run(corpus: str) -> dict:
         pred = words_to_bmes(max_match("".join(sentence), words, longest))[1]
         oov = [int(w not in words) for w in sentence for _ in w]
         total = [a + b for a, b in zip(total, span_counts(tags, pred, "bmes", oov))]
-    return {"corpus": corpus, "sentences": len(gold), "gold_words": total[2], **{k: round(v, 4) for k, v in
-            scores(total).items()}, "published_f1": PUBLISHED_F[corpus]}
+    return {
+        "corpus": corpus,
+        "sentences": len(gold),
+        "gold_words": total[2],
+        **{k: round(v, 4) for k, v in scores(total).items()},
+        "published_f1": PUBLISHED_F[corpus],
+    }
 
 
 def table() -> str:
-    rows = ["| corpus (gold test file) | words | precision | recall | F1 | OOV recall | published F1 |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| corpus (gold test file) | words | precision | recall | F1 | OOV recall | published F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in load("sighan_baseline_*.json"):
-        rows.append(f"| {r['corpus'].upper()} | {r['gold_words']:,} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                    f"**{r['f1']:.3f}** | {r['oov_recall']:.3f} | {r['published_f1']:.3f} |")
+        rows.append(
+            f"| {r['corpus'].upper()} | {r['gold_words']:,} | {r['precision']:.3f} | {r['recall']:.3f} | "
+            f"**{r['f1']:.3f}** | {r['oov_recall']:.3f} | {r['published_f1']:.3f} |"
+        )
     return "\n".join(rows)
 
 

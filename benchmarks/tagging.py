@@ -27,8 +27,10 @@ RUNS = {  # name: (config, extra CLI arguments)
     "sinica_cws_bilstm_lexicon_seed1": ("configs/sinica_cws_bilstm_lexicon.yaml", ["--seed_everything=1"]),
     "sinica_cws_bilstm_lexicon_seed2": ("configs/sinica_cws_bilstm_lexicon.yaml", ["--seed_everything=2"]),
     # character vectors from the Tang poems (python benchmarks/names.py gender_char2vec trains them first)
-    "sinica_cws_bilstm_char2vec": ("configs/sinica_cws_bilstm.yaml",
-                                   ["--model.init_args.pretrained_embeddings=runs/word2vec/tang_chars.pt"]),
+    "sinica_cws_bilstm_char2vec": (
+        "configs/sinica_cws_bilstm.yaml",
+        ["--model.init_args.pretrained_embeddings=runs/word2vec/tang_chars.pt"],
+    ),
 }
 
 
@@ -36,34 +38,47 @@ def run_one(name: str) -> dict:
     config, extra = RUNS[name]
     run = fit_and_test(config, extra, name=name)
     result = {
-        "run": name, "config": config, "extra": extra,
+        "run": name,
+        "config": config,
+        "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
         "test": {k.removeprefix("test/"): round(v, 5) for k, v in run.test.items()},
-        "best_val": round(run.best_score, 5), "monitor": run.cli.trainer.checkpoint_callback.monitor,
-        "epochs": len(run.epochs), "fit_seconds": run.fit_seconds, "train_units_per_s": run.tokens_per_s,
-        "model": dict(run.cli.model.hparams), "lexicon": list(getattr(run.cli.datamodule, "lexicon", [])),
+        "best_val": round(run.best_score, 5),
+        "monitor": run.cli.trainer.checkpoint_callback.monitor,
+        "epochs": len(run.epochs),
+        "fit_seconds": run.fit_seconds,
+        "train_units_per_s": run.tokens_per_s,
+        "model": dict(run.cli.model.hparams),
+        "lexicon": list(getattr(run.cli.datamodule, "lexicon", [])),
     }
     write(f"tagging_{name}", result)
     return result
 
 
 def table() -> str:
-    rows = ["| run | task | model | test acc | test acc (unseen words) | test F1 | OOV recall | epochs | fit time |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | task | model | test acc | test acc (unseen words) | test F1 | OOV recall | epochs | fit time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in load("tagging_*.json"):
         m, t, lexicon = r["model"], r["test"], r.get("lexicon", [])
         bigrams = m["unit_features"] - 1 - bool(lexicon)
-        model = (f"Bi{m['cell'].upper()} {m['hidden_size']}" + (f" + char {m['char_encoder']}" if m["char_encoder"] !=
-                 "none" else "") + (f" + {bigrams} bigrams" if bigrams else "")
-                 + (f" + lexicon ({'+'.join(lexicon)} word lists)" if lexicon else "")
-                 + (" + CRF" if m["crf"] else "")
-                 + (" + Tang char vectors" if m.get("pretrained_embeddings") else ""))
+        model = (
+            f"Bi{m['cell'].upper()} {m['hidden_size']}"
+            + (f" + char {m['char_encoder']}" if m["char_encoder"] != "none" else "")
+            + (f" + {bigrams} bigrams" if bigrams else "")
+            + (f" + lexicon ({'+'.join(lexicon)} word lists)" if lexicon else "")
+            + (" + CRF" if m["crf"] else "")
+            + (" + Tang char vectors" if m.get("pretrained_embeddings") else "")
+        )
         task = "POS" if "pos" in r["run"] else "segmentation"
         f1 = f"{100 * t['f1']:.2f}" if "f1" in t else "-"
         oov = f"{100 * t['oov_recall']:.2f}%" if "oov_recall" in t else "-"
-        rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {task} | {model} | "
-                    f"{100 * t['acc']:.2f}% | {100 * t['acc_oov']:.2f}% | {f1} | {oov} | {r['epochs']} | "
-                    f"{r['fit_seconds'] / 60:.1f} min |")
+        rows.append(
+            f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {task} | {model} | "
+            f"{100 * t['acc']:.2f}% | {100 * t['acc_oov']:.2f}% | {f1} | {oov} | {r['epochs']} | "
+            f"{r['fit_seconds'] / 60:.1f} min |"
+        )
     return "\n".join(rows)
 
 

@@ -27,13 +27,22 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write  # noqa: E402
-
 from rnnlab.callbacks import ThroughputMonitor  # noqa: E402
 from rnnlab.data.imdb import IMDBDataModule  # noqa: E402
 from rnnlab.models import SequenceClassifier  # noqa: E402
 
-HP = dict(embedding_dim=128, hidden_size=128, num_layers=1, cell="lstm", bidirectional=True, pooling="max",
-          dropout=0.3, embedding_dropout=0.2, lr=3e-3, weight_decay=0.01)
+HP = dict(
+    embedding_dim=128,
+    hidden_size=128,
+    num_layers=1,
+    cell="lstm",
+    bidirectional=True,
+    pooling="max",
+    dropout=0.3,
+    embedding_dropout=0.2,
+    lr=3e-3,
+    weight_decay=0.01,
+)
 
 
 class PackedBiLSTM(nn.Module):
@@ -97,29 +106,54 @@ def main() -> None:
         torch.manual_seed(round_)
         monitor = ThroughputMonitor()
         model = SequenceClassifier(dm.vocab_size, dm.num_classes, **HP, scheduler="constant")
-        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                            use_distributed_sampler=False, callbacks=[monitor], num_sanity_val_steps=0)
+        trainer = L.Trainer(
+            max_epochs=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            gradient_clip_val=1.0,
+            use_distributed_sampler=False,
+            callbacks=[monitor],
+            num_sanity_val_steps=0,
+        )
         trainer.fit(model, datamodule=dm)
-        lights.append({"tokens_per_s": monitor.last["tokens_per_s"], "seconds": monitor.last["epoch_seconds"],
-                       "padding": monitor.last["padding"]})
-        print(f"lightning, padded driver: {lights[-1]['tokens_per_s']:,.0f} tokens/s "
-              f"({lights[-1]['seconds']:.1f} s/epoch)")
+        lights.append(
+            {
+                "tokens_per_s": monitor.last["tokens_per_s"],
+                "seconds": monitor.last["epoch_seconds"],
+                "padding": monitor.last["padding"],
+            }
+        )
+        print(
+            f"lightning, padded driver: {lights[-1]['tokens_per_s']:,.0f} tokens/s "
+            f"({lights[-1]['seconds']:.1f} s/epoch)"
+        )
     mean = lambda runs, key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
     raw = {"tokens_per_s": mean(raws, "tokens_per_s"), "seconds": mean(raws, "seconds"), "runs": raws}
-    light = {"tokens_per_s": mean(lights, "tokens_per_s"), "seconds": mean(lights, "seconds"),
-             "padding": lights[0]["padding"], "runs": lights}
+    light = {
+        "tokens_per_s": mean(lights, "tokens_per_s"),
+        "seconds": mean(lights, "seconds"),
+        "padding": lights[0]["padding"],
+        "runs": lights,
+    }
 
     result = {
-        "command": "python benchmarks/throughput.py", "max_length": args.max_length, "epoch_tokens": epoch_tokens,
+        "command": "python benchmarks/throughput.py",
+        "max_length": args.max_length,
+        "epoch_tokens": epoch_tokens,
         "packed_loop": {**packed, "epoch_seconds_estimate": epoch_tokens / packed["tokens_per_s"]},
-        "raw_padded_loop": raw, "lightning": light,
+        "raw_padded_loop": raw,
+        "lightning": light,
         "speedup_lightning_vs_packed": light["tokens_per_s"] / packed["tokens_per_s"],
         "lightning_overhead": raw["tokens_per_s"] / light["tokens_per_s"] - 1,
     }
     write("throughput_imdb_bilstm", result)
-    print(f"speed-up over the packed loop: {result['speedup_lightning_vs_packed']:.1f}x; "
-          f"Lightning overhead vs raw loop: {100 * result['lightning_overhead']:+.1f}%")
+    print(
+        f"speed-up over the packed loop: {result['speedup_lightning_vs_packed']:.1f}x; "
+        f"Lightning overhead vs raw loop: {100 * result['lightning_overhead']:+.1f}%"
+    )
 
 
 if __name__ == "__main__":

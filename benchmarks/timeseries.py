@@ -26,10 +26,13 @@ WINDOWS = (4, 8, 16)  # anchor windows tried for the local-level GRU, the one wi
 def train(extra: list[str], name: str, config: str = CONFIG) -> dict:
     run = fit_and_test(config, extra, name=name)
     val = run.cli.trainer.validate(run.cli.model, datamodule=run.cli.datamodule, verbose=False)[0]  # best ckpt
-    return {"test": {k.removeprefix("test/"): v for k, v in run.test.items()},
-            "val": {k.removeprefix("val/"): float(v) for k, v in val.items()}, "fit_seconds": run.fit_seconds,
-            "epochs": run.cli.trainer.current_epoch,
-            "command": f"python main.py fit --config {config} {' '.join(extra)}".strip()}
+    return {
+        "test": {k.removeprefix("test/"): v for k, v in run.test.items()},
+        "val": {k.removeprefix("val/"): float(v) for k, v in val.items()},
+        "fit_seconds": run.fit_seconds,
+        "epochs": run.cli.trainer.current_epoch,
+        "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
+    }
 
 
 def seeds(extra: list[str], name: str, config: str = CONFIG) -> tuple[list[dict], dict, dict]:
@@ -52,24 +55,27 @@ def baselines(H: int, anchor: int) -> dict:
 
     def score(forecast) -> dict:
         errs = np.stack([forecast(t) - y[t + 1 : t + 1 + H] for t in origins])  # [N, H, D]
-        rmse = np.sqrt((errs ** 2).mean(0))  # [H, D]
+        rmse = np.sqrt((errs**2).mean(0))  # [H, D]
         return {f"rmse_h{h + 1}": float(rmse[h].mean()) for h in range(H)} | {
-            f"rmse_h{h + 1}/{c}": float(rmse[h, d]) for h in range(H) for d, c in enumerate(columns)}
+            f"rmse_h{h + 1}/{c}": float(rmse[h, d]) for h in range(H) for d, c in enumerate(columns)
+        }
 
     for name, lags in (("VAR (lag by AIC)", None), ("VAR(1)", 1)):
         model = VAR(y[:fit_end])
         res = model.fit(maxlags=8, ic="aic") if lags is None else model.fit(1)
         p = res.k_ar
-        out[name] = {"lags": p, **score(lambda t: res.forecast(y[t - p + 1 : t + 1], H))}
+        out[name] = {"lags": p, **score(lambda t, res=res, p=p: res.forecast(y[t - p + 1 : t + 1], H))}
     # the local-level GRU's idea without the GRU: one linear direct forecast per horizon of y[t+h] - level[t] from
     # y[t] - level[t] (level: the mean of the last `anchor` quarters), least squares on train + val
     level = lambda t: y[max(0, t - anchor + 1) : t + 1].mean(0)  # noqa: E731
     fit_origins = range(anchor, fit_end - H)
     x = np.stack([np.r_[1.0, y[t] - level(t)] for t in fit_origins])
-    coef = [np.linalg.lstsq(x, np.stack([y[t + h] - level(t) for t in fit_origins]), rcond=None)[0]
-            for h in range(1, H + 1)]
+    coef = [
+        np.linalg.lstsq(x, np.stack([y[t + h] - level(t) for t in fit_origins]), rcond=None)[0] for h in range(1, H + 1)
+    ]
     out[f"linear direct, relative to the {anchor}-quarter level (least squares)"] = score(
-        lambda t: np.stack([np.r_[1.0, y[t] - level(t)] @ c + level(t) for c in coef]))
+        lambda t: np.stack([np.r_[1.0, y[t] - level(t)] @ c + level(t) for c in coef])
+    )
     out["naive (last value)"] = score(lambda t: np.repeat(y[t : t + 1], H, 0))
     out["training mean"] = score(lambda t: np.repeat(y[:fit_end].mean(0, keepdims=True), H, 0))
     return {"origins": len(origins), "columns": columns, "rows": out}
@@ -80,11 +86,16 @@ def table() -> str:
     if not results:
         return "(not measured yet)"
     r = results[0]
-    rows = ["| forecaster | RMSE h=1 | RMSE h=4 | " + " | ".join(f"h=1 {c}" for c in r["columns"]) + " |",
-            "|---|---|---|" + "---|" * len(r["columns"])]
+    rows = [
+        "| forecaster | RMSE h=1 | RMSE h=4 | " + " | ".join(f"h=1 {c}" for c in r["columns"]) + " |",
+        "|---|---|---|" + "---|" * len(r["columns"]),
+    ]
     for name, m in r["rows"].items():
-        rows.append(f"| {name} | {m['rmse_h1']:.5f} | {m['rmse_h4']:.5f} | "
-                    + " | ".join(f"{m[f'rmse_h1/{c}']:.5f}" for c in r["columns"]) + " |")
+        rows.append(
+            f"| {name} | {m['rmse_h1']:.5f} | {m['rmse_h4']:.5f} | "
+            + " | ".join(f"{m[f'rmse_h1/{c}']:.5f}" for c in r["columns"])
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -100,16 +111,32 @@ if __name__ == "__main__":
     level = {k: seeds([f"--model.init_args.anchor_window={k}"], f"macro_gru_level{k}", LEVEL) for k in WINDOWS}
     chosen = min(WINDOWS, key=lambda k: level[k][2]["loss"])
     base = baselines(4, chosen)
-    rows = {"GRU 16 (`configs/macro_var_gru.yaml`)": rnn["test"],
-            "GRU 16 residual (`--model.init_args.residual true`), seed 42": residual[0]["test"],
-            "GRU 16 residual, mean of 5 seeds (42, 1, 2, 3, 4)": residual_mean}
+    rows = {
+        "GRU 16 (`configs/macro_var_gru.yaml`)": rnn["test"],
+        "GRU 16 residual (`--model.init_args.residual true`), seed 42": residual[0]["test"],
+        "GRU 16 residual, mean of 5 seeds (42, 1, 2, 3, 4)": residual_mean,
+    }
     for k in WINDOWS:
         runs, test, val = level[k]
         pick = " (chosen on validation)" if k == chosen else ""
-        rows[f"GRU 16 local level, anchor {k} quarters{pick}, mean of 5 seeds; worst seed h=4 "
-             f"{max(r['test']['rmse_h4'] for r in runs):.5f}, validation loss {val['loss']:.4f}"] = test
+        rows[
+            f"GRU 16 local level, anchor {k} quarters{pick}, mean of 5 seeds; worst seed h=4 "
+            f"{max(r['test']['rmse_h4'] for r in runs):.5f}, validation loss {val['loss']:.4f}"
+        ] = test
     rows |= {"linear RNN as VAR(1), gradient descent (`--model.init_args.mode var1`)": var1["test"], **base["rows"]}
-    write("timeseries", {"origins": base["origins"], "columns": base["columns"], "rows": rows, "chosen_anchor": chosen,
-                         "runs": {"gru": rnn, "linear_rnn_var1": var1, "gru_residual": residual,
-                                  **{f"gru_local_level_{k}": level[k][0] for k in WINDOWS}}})
+    write(
+        "timeseries",
+        {
+            "origins": base["origins"],
+            "columns": base["columns"],
+            "rows": rows,
+            "chosen_anchor": chosen,
+            "runs": {
+                "gru": rnn,
+                "linear_rnn_var1": var1,
+                "gru_residual": residual,
+                **{f"gru_local_level_{k}": level[k][0] for k in WINDOWS},
+            },
+        },
+    )
     print(table())

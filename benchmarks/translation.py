@@ -32,15 +32,21 @@ def _test(run, datamodule, beam: int) -> dict:
     run.cli.model.hparams.beam_size = beam
     start = time.perf_counter()
     out = test_best(run.cli, datamodule=datamodule)
-    return {"bleu": round(out["test/bleu"], 2), "chrf": round(out["test/chrf"], 2),
-            "ppl": round(out["test/ppl"], 3), "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "bleu": round(out["test/bleu"], 2),
+        "chrf": round(out["test/chrf"], 2),
+        "ppl": round(out["test/ppl"], 3),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def spread_samples(dm, translations: list, n: int = 8) -> list[dict]:
     """``n`` test translations spread over the split (Tatoeba lists its pairs shortest first)."""
     step = max(len(translations) // n, 1)
-    return [{"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
-            for i, h in translations[step // 2 :: step][:n]]
+    return [
+        {"source": dm.source_text("test", i), "reference": dm.references("test")[i], "hypothesis": h}
+        for i, h in translations[step // 2 :: step][:n]
+    ]
 
 
 def run_one(name: str) -> dict:
@@ -56,43 +62,68 @@ def run_one(name: str) -> dict:
     samples = spread_samples(dm, model.translations.get("test", []))
     for test_set in more_sets:
         args = {k: getattr(dm, k) for k in ("source", "src_lang", "tgt_lang", "lowercase", "max_len", "min_freq")}
-        other = TranslationDataModule(**args, test_set=test_set, vocab_from=best, batch_size=dm.batch_size,
-                                      root=str(dm.root), local_dir=dm.local_dir)
+        other = TranslationDataModule(
+            **args,
+            test_set=test_set,
+            vocab_from=best,
+            batch_size=dm.batch_size,
+            root=str(dm.root),
+            local_dir=dm.local_dir,
+        )
         tests[test_set] = {f"beam{b}": _test(run, other, b) for b in BEAMS}
     result = {
-        "run": name, "config": config, "extra": extra,
+        "run": name,
+        "config": config,
+        "extra": extra,
         "command": f"python main.py fit --config {config} {' '.join(extra)}".strip(),
-        "direction": f"{dm.src_lang}->{dm.tgt_lang}", "source": dm.source, "tests": tests,
-        "best_val_bleu": round(run.best_score, 2), "epochs": len(run.epochs), "fit_seconds": run.fit_seconds,
-        "train_src_tokens_per_s": run.tokens_per_s, "train_pairs": len(dm.dataset("train")),
-        "vocab": {"src": dm.vocab_size, "tgt": dm.tgt_vocab_size, "src_level": dm.src_level,
-                  "tgt_level": dm.tgt_level},
-        "params": sum(p.numel() for p in model.parameters()), "model": dict(model.hparams),
-        "samples": samples, "best_checkpoint": best,
+        "direction": f"{dm.src_lang}->{dm.tgt_lang}",
+        "source": dm.source,
+        "tests": tests,
+        "best_val_bleu": round(run.best_score, 2),
+        "epochs": len(run.epochs),
+        "fit_seconds": run.fit_seconds,
+        "train_src_tokens_per_s": run.tokens_per_s,
+        "train_pairs": len(dm.dataset("train")),
+        "vocab": {"src": dm.vocab_size, "tgt": dm.tgt_vocab_size, "src_level": dm.src_level, "tgt_level": dm.tgt_level},
+        "params": sum(p.numel() for p in model.parameters()),
+        "model": dict(model.hparams),
+        "samples": samples,
+        "best_checkpoint": best,
     }
     if dm.source != "multi30k":
         result["split_by"] = dm.split_by
-        result["protocol"] = ("seeded split by source sentence: every translation of a source on one side; "
-                              "validation and test score each source once against all its translations"
-                              if dm.split_by == "source" else "seeded split by pair")
-        result["previous"] = previous(f"translation_{name}", ("tests", "best_val_bleu", "train_pairs"),
-                                      "seeded split by pair (14% of the test sources also in training)")
+        result["protocol"] = (
+            "seeded split by source sentence: every translation of a source on one side; "
+            "validation and test score each source once against all its translations"
+            if dm.split_by == "source"
+            else "seeded split by pair"
+        )
+        result["previous"] = previous(
+            f"translation_{name}",
+            ("tests", "best_val_bleu", "train_pairs"),
+            "seeded split by pair (14% of the test sources also in training)",
+        )
     write(f"translation_{name}", result)
     return result
 
 
 def table() -> str:
-    rows = ["| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | best val BLEU "
-            "(greedy) | epochs | fit time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | best val BLEU "
+        "(greedy) | epochs | fit time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in load("translation_*.json"):
         m = r["model"]
         for test_set, t in r["tests"].items():
             if r["source"] != "multi30k":  # the split: by source sentence (multi-reference) or the earlier by pair
                 test_set += " (split by source)" if r.get("split_by") == "source" else " (split by pair)"
-            rows.append(f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {r['source']} "
-                        f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
-                        f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
-                        f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min |")
+            rows.append(
+                f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {r['source']} "
+                f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
+                f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
+                f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min |"
+            )
     return "\n".join(rows)
 
 
@@ -114,11 +145,14 @@ def resample(name: str) -> None:
 
     path = RESULTS / f"translation_{name}.json"
     result = json.loads(path.read_text())
-    best = result.get("best_checkpoint") or str(max((ROOT / "runs" / "bench" / name).glob("version_*/checkpoints/epoch*.ckpt"),
-                                                    key=lambda p: p.stat().st_mtime))
+    best = result.get("best_checkpoint") or str(
+        max((ROOT / "runs" / "bench" / name).glob("version_*/checkpoints/epoch*.ckpt"), key=lambda p: p.stat().st_mtime)
+    )
     config, extra, _ = RUNS[name]
-    cli = RnnlabCLI(args=["--config", config, *QUIET, *extra, "--data.init_args.vocab_from", best,
-                          "--model.init_args.beam_size=5"], run=False)
+    cli = RnnlabCLI(
+        args=["--config", config, *QUIET, *extra, "--data.init_args.vocab_from", best, "--model.init_args.beam_size=5"],
+        run=False,
+    )
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)
     result["samples"] = spread_samples(cli.datamodule, cli.model.translations["test"])
     result["best_checkpoint"] = best

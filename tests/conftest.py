@@ -27,12 +27,19 @@ def review(rng: random.Random, positive: bool, n_words: int) -> str:
     return " ".join(words).capitalize() + ".<br /><br />" + rng.choice(["Really!", "Yes.", "Hmm..."])
 
 
-def write_imdb_archive(path: Path, n_train: int = 40, n_test: int = 20, n_unsup: int = 10, seed: int = 0,
-                       extra: dict[str, str] | None = None) -> Path:
+def write_imdb_archive(
+    path: Path,
+    n_train: int = 40,
+    n_test: int = 20,
+    n_unsup: int = 10,
+    seed: int = 0,
+    extra: dict[str, str] | None = None,
+) -> Path:
     """An ``aclImdb_v1.tar.gz`` in the official layout: ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``."""
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
+
         def add(name: str, text: str) -> None:
             data = text.encode("utf-8")
             info = tarfile.TarInfo(name)
@@ -47,8 +54,10 @@ def write_imdb_archive(path: Path, n_train: int = 40, n_test: int = 20, n_unsup:
                 # line i: the movie of review i; 3 reviews a movie, some movies with reviews in both classes,
                 # train and test movies disjoint (as in the official data)
                 first = (0 if label == "pos" else 4) + (0 if split == "train" else 1000)
-                add(f"aclImdb/{split}/urls_{label}.txt", "".join(
-                    f"http://www.imdb.com/title/tt{first + i // 3:07d}/usercomments\n" for i in range(n)))
+                add(
+                    f"aclImdb/{split}/urls_{label}.txt",
+                    "".join(f"http://www.imdb.com/title/tt{first + i // 3:07d}/usercomments\n" for i in range(n)),
+                )
         for i in range(n_unsup):
             add(f"aclImdb/train/unsup/{i}_0.txt", review(rng, rng.random() < 0.5, 20))
         for name, text in (extra or {}).items():
@@ -101,8 +110,9 @@ def write_namesex(folder: Path, n: int = 300, seed: int = 0) -> None:
         if i == 5:
             lines.append("")
     (folder / "namesex_data_v2.csv").write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8"))
-    test = ["name,sex"] + [f"{rng.choice('家文')}{rng.choice(MALE_CHARS if s else FEMALE_CHARS)},{s}"
-                           for s in (0, 1) * 10]
+    test = ["name,sex"] + [
+        f"{rng.choice('家文')}{rng.choice(MALE_CHARS if s else FEMALE_CHARS)},{s}" for s in (0, 1) * 10
+    ]
     (folder / "testdata.csv").write_text("\n".join(test) + "\n", encoding="utf-8")
 
 
@@ -118,18 +128,23 @@ def write_cncorpus(folder: Path, n: int = 200, seed: int = 0) -> None:
     (folder / "Chinese_Names_Corpus_Gender（120W）.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-LANGUAGE_STEMS = {"Russian": ["ov", "ev", "in", "sky"], "Japanese": ["moto", "mura", "da", "ka"],
-                  "Czech": ["ak", "ek", "ova"], "German": ["mann", "er", "ber"], "Polish": ["ski", "cz"]}
+LANGUAGE_STEMS = {
+    "Russian": ["ov", "ev", "in", "sky"],
+    "Japanese": ["moto", "mura", "da", "ka"],
+    "Czech": ["ak", "ek", "ova"],
+    "German": ["mann", "er", "ber"],
+    "Polish": ["ski", "cz"],
+}
 
 
 def setup_for_fit(model, datamodule) -> None:
-    """``model.setup("fit")`` as the Trainer calls it, with ``datamodule`` (already set up) as the trainer's."""
+    """``model.setup("fit")`` as the Trainer calls it after ``datamodule`` (already set up) hands over its Task."""
 
     class FakeTrainer:
-        pass
+        world_size = 1
 
-    FakeTrainer.datamodule = datamodule
     model._trainer = FakeTrainer()
+    model.bind_task(datamodule.describe_task())
     model.setup("fit")
 
 
@@ -155,8 +170,10 @@ def write_pytorch_names(path: Path, seed: int = 0, as_folder: bool = False) -> P
     texts = {}
     for lang, stems in LANGUAGE_STEMS.items():
         n = 60 if lang == "Russian" else 20
-        names = [rng.choice(["Ab", "Kov", "Tan", "Mul", "Sl", "Dv"]) + rng.choice("aeiou") + rng.choice(stems)
-                 for _ in range(n)]
+        names = [
+            rng.choice(["Ab", "Kov", "Tan", "Mul", "Sl", "Dv"]) + rng.choice("aeiou") + rng.choice(stems)
+            for _ in range(n)
+        ]
         names[0] = {"Czech": "Dvořák", "German": "Müller", "Polish": "Ślusàrski"}.get(lang, names[0])
         texts[lang] = "\n".join(names) + "\n"
     if as_folder:
@@ -173,11 +190,22 @@ def write_pytorch_names(path: Path, seed: int = 0, as_folder: bool = False) -> P
 
 
 # ----------------------------------------------------------------------------- tagging
-POS_LEXICON = {"DT": ["the", "a", "this"], "NN": ["market", "stock", "price", "company", "year"],
-               "NNS": ["markets", "stocks", "prices", "shares"], "VBD": ["rose", "fell", "said", "closed"],
-               "IN": ["in", "of", "on"], "JJ": ["strong", "weak", "new"], "CD": ["3", "1989", "10"], ".": ["."]}
-POS_PATTERNS = [["DT", "JJ", "NN", "VBD", "IN", "CD", "."], ["DT", "NNS", "VBD", "."],
-                ["NNS", "VBD", "IN", "DT", "NN", "."], ["DT", "NN", "VBD", "CD", "NNS", "."]]
+POS_LEXICON = {
+    "DT": ["the", "a", "this"],
+    "NN": ["market", "stock", "price", "company", "year"],
+    "NNS": ["markets", "stocks", "prices", "shares"],
+    "VBD": ["rose", "fell", "said", "closed"],
+    "IN": ["in", "of", "on"],
+    "JJ": ["strong", "weak", "new"],
+    "CD": ["3", "1989", "10"],
+    ".": ["."],
+}
+POS_PATTERNS = [
+    ["DT", "JJ", "NN", "VBD", "IN", "CD", "."],
+    ["DT", "NNS", "VBD", "."],
+    ["NNS", "VBD", "IN", "DT", "NN", "."],
+    ["DT", "NN", "VBD", "CD", "NNS", "."],
+]
 CHUNK_OF = {"DT": "NP", "JJ": "NP", "NN": "NP", "NNS": "NP", "CD": "NP", "VBD": "VP", "IN": "PP", ".": "O"}
 
 
@@ -215,7 +243,23 @@ def write_conll2000(folder: Path, edition: str = "nltk", n_train: int = 120, n_t
             (folder / f"{split}.txt.gz").write_bytes(gzip.compress(text.encode("latin-1")))
 
 
-CWS_LEXICON = ["我們", "住在", "同一條", "巷子", "鄰居", "同學", "是", "也", "和", "他", "美麗", "天安門", "北京", "，", "。"]
+CWS_LEXICON = [
+    "我們",
+    "住在",
+    "同一條",
+    "巷子",
+    "鄰居",
+    "同學",
+    "是",
+    "也",
+    "和",
+    "他",
+    "美麗",
+    "天安門",
+    "北京",
+    "，",
+    "。",
+]
 
 
 def cws_sentences(n: int, seed: int, lexicon=CWS_LEXICON) -> list[list[str]]:
@@ -251,8 +295,9 @@ def write_icwb2(path: Path, corpora=("pku",), with_training: bool = True) -> Pat
             train = cws_sentences(120, 3, lexicon)
             test = cws_sentences(30, 4, lexicon + ["新词"])
             if with_training:
-                z.writestr(f"icwb2-data/training/{corpus}_training.utf8",
-                           "\n".join("  ".join(ws) for ws in train) + "\n")
+                z.writestr(
+                    f"icwb2-data/training/{corpus}_training.utf8", "\n".join("  ".join(ws) for ws in train) + "\n"
+                )
             z.writestr(f"icwb2-data/testing/{corpus}_test.utf8", "\n".join("".join(ws) for ws in test) + "\n")
             z.writestr(f"icwb2-data/gold/{corpus}_test_gold.utf8", "\n".join("\u3000".join(ws) for ws in test) + "\n")
             z.writestr(f"icwb2-data/gold/{corpus}_training_words.utf8", "\n".join(sorted(set(lexicon))) + "\n")
@@ -280,6 +325,7 @@ def write_tang(path: Path, copies: int = 6, prefix: str = "") -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -287,10 +333,14 @@ def write_tang(path: Path, copies: int = 6, prefix: str = "") -> Path:
 
         add(f"{prefix}全唐诗/README.md", "全唐诗 fixture\n".encode("utf-8"))
         for n in range(2):
-            poems = [{"author": "佚名", "title": f"詩{i}", "paragraphs": p, "id": f"{n}-{i}"}
-                     for i, p in enumerate(TANG_POEMS * copies)]
-            add(f"{prefix}全唐诗/poet.tang.{n * 1000}.json",
-                json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"))
+            poems = [
+                {"author": "佚名", "title": f"詩{i}", "paragraphs": p, "id": f"{n}-{i}"}
+                for i, p in enumerate(TANG_POEMS * copies)
+            ]
+            add(
+                f"{prefix}全唐诗/poet.tang.{n * 1000}.json",
+                json.dumps(poems, ensure_ascii=False, indent=4).encode("utf-8"),
+            )
         if prefix:
             decoy = json.dumps([{"author": "x", "title": "x", "paragraphs": DECOY_POEM, "id": "x"}], ensure_ascii=False)
             for folder in ("全唐诗/error", "strains/json"):
@@ -317,10 +367,20 @@ def write_jsb(folder: Path) -> None:
 
 
 # a toy parallel "language": each English word has one German, French and Chinese counterpart
-LEXICON = {"a": ("ein", "un", "一"), "dog": ("hund", "chien", "狗"), "cat": ("katze", "chat", "猫"),
-           "runs": ("rennt", "court", "跑"), "sleeps": ("schläft", "dort", "睡"), "man": ("mann", "homme", "人"),
-           "big": ("großer", "grand", "大"), "small": ("kleiner", "petit", "小"), "red": ("roter", "rouge", "红"),
-           "ball": ("ball", "balle", "球"), "sees": ("sieht", "voit", "看"), "the": ("der", "le", "这")}
+LEXICON = {
+    "a": ("ein", "un", "一"),
+    "dog": ("hund", "chien", "狗"),
+    "cat": ("katze", "chat", "猫"),
+    "runs": ("rennt", "court", "跑"),
+    "sleeps": ("schläft", "dort", "睡"),
+    "man": ("mann", "homme", "人"),
+    "big": ("großer", "grand", "大"),
+    "small": ("kleiner", "petit", "小"),
+    "red": ("roter", "rouge", "红"),
+    "ball": ("ball", "balle", "球"),
+    "sees": ("sieht", "voit", "看"),
+    "the": ("der", "le", "这"),
+}
 
 
 def parallel_sentences(n: int, seed: int) -> list[dict[str, str]]:
@@ -342,8 +402,7 @@ def write_multi30k(folder: Path, sizes: dict[str, int] | None = None) -> None:
     """Multi30k task 1 layout: ``data/task1/raw/<split>.<lang>.gz``, one sentence per line, aligned."""
     import gzip
 
-    sizes = sizes or {"train": 200, "val": 20, "test_2016_flickr": 20, "test_2017_flickr": 15,
-                      "test_2018_flickr": 15}
+    sizes = sizes or {"train": 200, "val": 20, "test_2016_flickr": 20, "test_2017_flickr": 15, "test_2018_flickr": 15}
     raw = folder / "data" / "task1" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for k, (split, n) in enumerate(sizes.items()):
@@ -356,14 +415,18 @@ def write_multi30k(folder: Path, sizes: dict[str, int] | None = None) -> None:
 def write_cmn(path: Path, n: int = 300) -> Path:
     """Tatoeba ``cmn.txt``: English TAB Chinese TAB attribution."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{r['en']}\t{r['zh']}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i} (x) & #{i + 1} (y)"
-             for i, r in enumerate(parallel_sentences(n, seed=7))]
+    lines = [
+        f"{r['en']}\t{r['zh']}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i} (x) & #{i + 1} (y)"
+        for i, r in enumerate(parallel_sentences(n, seed=7))
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-SHAKESPEARE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-               "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nO Romeo, Romeo!\n\n")
+SHAKESPEARE = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nO Romeo, Romeo!\n\n"
+)
 
 
 def write_shakespeare(path: Path, copies: int = 1000) -> Path:
@@ -383,10 +446,18 @@ def write_eng_fra(path: Path, extra: int = 0, seed: int = 0) -> Path:
         en, fr = rng.choice(prefixes)
         words = [rng.choice(sorted(LEXICON)) for _ in range(rng.randint(1, 4))]
         generated.append(f"{en} {' '.join(words)}.\t{fr} {' '.join(LEXICON[w][1] for w in words)}.")
-    lines = generated + ["Go.\tVa !", "I am cold.\tJ'ai froid.", "I'm tired.\tJe suis fatigué.", "He is tall.\tIl est grand.",
-             "She's a very good teacher and everyone likes her a lot.\tC'est une très bonne enseignante et tout le "
-             "monde l'aime beaucoup.", "We are here.\tNous sommes ici.", "You're late!\tTu es en retard !",
-             "They are busy.\tIls sont occupés.", "Tom runs.\tTom court."]
+    lines = generated + [
+        "Go.\tVa !",
+        "I am cold.\tJ'ai froid.",
+        "I'm tired.\tJe suis fatigué.",
+        "He is tall.\tIl est grand.",
+        "She's a very good teacher and everyone likes her a lot.\tC'est une très bonne enseignante et tout le "
+        "monde l'aime beaucoup.",
+        "We are here.\tNous sommes ici.",
+        "You're late!\tTu es en retard !",
+        "They are busy.\tIls sont occupés.",
+        "Tom runs.\tTom court.",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("data/eng-fra.txt", "\n".join(lines) + "\n")
@@ -483,8 +554,13 @@ def mirror(mirror_server, monkeypatch):
         files = []
         for remote in source.files:
             served = www / name / served_name(remote)
-            files.append(dataclasses.replace(remote, url=f"{base}/{name}/{quote(served_name(remote))}",
-                                             sha256=sources.sha256sum(served) if remote.sha256 else None))
+            files.append(
+                dataclasses.replace(
+                    remote,
+                    url=f"{base}/{name}/{quote(served_name(remote))}",
+                    sha256=sources.sha256sum(served) if remote.sha256 else None,
+                )
+            )
         monkeypatch.setitem(sources._REGISTRY, name, dataclasses.replace(source, files=tuple(files)))
     return www
 

@@ -6,9 +6,8 @@ import json
 import os
 import sys
 
-from test_matrix import ROOT, experiment_args  # the names come in dependency order: vectors before their readers
-
 from rnnlab.cli import main
+from test_matrix import ROOT, experiment_args  # the names come in dependency order: vectors before their readers
 
 
 def run() -> None:
@@ -21,8 +20,18 @@ def run() -> None:
         # loop, not of a training run, which starts its workers once
         workers = [] if k == 0 else ["--data.init_args.num_workers=0"]
         try:
-            main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / "trainer" / "ddp.yaml"),
-                  "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.fast_dev_run=true", *workers])
+            main(
+                [
+                    "fit",
+                    *experiment_args(name),
+                    "--config",
+                    str(ROOT / "configs" / "trainer" / "ddp.yaml"),
+                    "--trainer.accelerator=cpu",
+                    "--trainer.devices=2",
+                    "--trainer.fast_dev_run=true",
+                    *workers,
+                ]
+            )
             status = "ok"
         except SystemExit as exit_:
             status = f"exit {exit_.code}"

@@ -32,15 +32,20 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from rnnlab.cli import main
-
 from conftest import write_imdb_archive
+from rnnlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 IMDB = str(ROOT / "configs" / "imdb_lstm.yaml")
-TINY = ["--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=16", "--data.init_args.val_size=20",
-        "--data.init_args.batch_size=16", "--data.init_args.max_length=64", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false"]
+TINY = [
+    "--model.init_args.embedding_dim=16",
+    "--model.init_args.hidden_size=16",
+    "--data.init_args.val_size=20",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.max_length=64",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
 
 
 def fails(capsys, *args) -> str:
@@ -81,8 +86,9 @@ def test_truncated_archive(tmp_path, monkeypatch, capsys):
 
 def test_checksum_mismatch_on_download_keeps_nothing(tmp_path, monkeypatch, capsys):
     def corrupt(url, known_hash, fname, path, **kw):  # as pooch: delete the file, raise ValueError
-        raise ValueError(f"SHA256 hash of downloaded file ({fname}) does not match the known hash: expected "
-                         f"{known_hash}, got 0000")
+        raise ValueError(
+            f"SHA256 hash of downloaded file ({fname}) does not match the known hash: expected {known_hash}, got 0000"
+        )
 
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(tmp_path / "empty"))
     monkeypatch.chdir(tmp_path)
@@ -97,8 +103,14 @@ def test_download_without_a_pinned_checksum_is_refused_with_pinned_only(tmp_path
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(tmp_path / "empty"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("pooch.retrieve", lambda *a, **k: pytest.fail("an unverifiable file was downloaded"))
-    err = fails(capsys, "fit", "--config", str(ROOT / "configs" / "conll2000_pos_bilstm.yaml"),
-                "--data.init_args.edition=official", "--trainer.fast_dev_run=true")
+    err = fails(
+        capsys,
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "conll2000_pos_bilstm.yaml"),
+        "--data.init_args.edition=official",
+        "--trainer.fast_dev_run=true",
+    )
     assert "has no published checksum" in err and "$RNNLAB_LOCAL_DATA/conll2000/train.txt.gz" in err
     assert "RNNLAB_PINNED_ONLY is set" in err
 
@@ -118,9 +130,14 @@ def test_local_copy_with_missing_files(tmp_path, monkeypatch, capsys):
     assert "no reviews under aclImdb/test/neg/" in err and "Get the archive from" in err
 
 
-@pytest.mark.parametrize("member,kind", [("../../outside.txt", "a path outside the archive"),
-                                         ("/etc/passwd_copy", "a path outside the archive"),
-                                         ("aclImdb/train/pos/999_9.txt", "a link")])
+@pytest.mark.parametrize(
+    "member,kind",
+    [
+        ("../../outside.txt", "a path outside the archive"),
+        ("/etc/passwd_copy", "a path outside the archive"),
+        ("aclImdb/train/pos/999_9.txt", "a link"),
+    ],
+)
 def test_crafted_archive_members_are_refused(tmp_path, monkeypatch, capsys, member, kind):
     local = tmp_path / "local" / "imdb"
     archive = write_imdb_archive(local / "aclImdb_v1.tar.gz")
@@ -145,20 +162,43 @@ def test_crafted_archive_members_are_refused(tmp_path, monkeypatch, capsys, memb
 
 
 # ---------------------------------------------------------------------------------------------- config
-@pytest.mark.parametrize("arg,expected", [
-    ("--model.init_args.hiden_size=3", "error: model (rnnlab.models.SequenceClassifier): Option 'hiden_size' is not accepted"),
-    ("--data.init_args.batch_size=abc", "error: data (rnnlab.data.imdb.IMDBDataModule): Parser key \"batch_size\": Expected a <class 'int'>. Got value: abc"),
-    ("--model.init_args.cell=lstn", "Parser key \"cell\": Expected a typing.Literal['lstm', 'gru', 'rnn']. Got value: lstn"),
-])
+@pytest.mark.parametrize(
+    "arg,expected",
+    [
+        (
+            "--model.init_args.hiden_size=3",
+            "error: model (rnnlab.models.SequenceClassifier): Option 'hiden_size' is not accepted",
+        ),
+        (
+            "--data.init_args.batch_size=abc",
+            "error: data (rnnlab.data.imdb.IMDBDataModule): Parser key \"batch_size\": Expected a <class 'int'>. Got value: abc",
+        ),
+        (
+            "--model.init_args.cell=lstn",
+            "Parser key \"cell\": Expected a typing.Literal['lstm', 'gru', 'rnn']. Got value: lstn",
+        ),
+    ],
+)
 def test_config_mistakes_are_the_first_line(env, capsys, arg, expected):
     err = fails(capsys, "fit", "--config", IMDB, arg)
     assert expected in err.splitlines()[0] and "usage:" not in err
 
 
-@pytest.mark.parametrize("config,arg,expected", [
-    ("jsb_chorales_gru_conv.yaml", "--model.init_args.conv_kernel=96", "error: conv_kernel must be 0 (off) or an odd"),
-    ("macro_gru_local_level.yaml", "--model.init_args.forecast=iterated", "error: residual anchors need mode 'rnn'"),
-])
+@pytest.mark.parametrize(
+    "config,arg,expected",
+    [
+        (
+            "jsb_chorales_gru_conv.yaml",
+            "--model.init_args.conv_kernel=96",
+            "error: conv_kernel must be 0 (off) or an odd",
+        ),
+        (
+            "macro_gru_local_level.yaml",
+            "--model.init_args.forecast=iterated",
+            "error: residual anchors need mode 'rnn'",
+        ),
+    ],
+)
 def test_invalid_model_arguments_are_one_clear_line(env, capsys, config, arg, expected):
     """An RnnlabError raised in a model's __init__ reaches the user as its own message, not jsonargparse's traceback."""
     err = fails(capsys, "fit", "--config", str(ROOT / "configs" / config), arg)
@@ -186,8 +226,15 @@ def imdb_checkpoint(local_data, tmp_path_factory):
 
 
 def test_checkpoint_of_another_task(env, capsys, imdb_checkpoint):
-    err = fails(capsys, "predict", "--config", str(ROOT / "configs" / "namesex_bigru.yaml"), "--ckpt_path",
-                str(imdb_checkpoint), "--data.init_args.predict_texts=[文偉]")
+    err = fails(
+        capsys,
+        "predict",
+        "--config",
+        str(ROOT / "configs" / "namesex_bigru.yaml"),
+        "--ckpt_path",
+        str(imdb_checkpoint),
+        "--data.init_args.predict_texts=[文偉]",
+    )
     assert "holds no" in err and "IMDBDataModule" in err and "use the matching config" in err
 
 
@@ -195,8 +242,18 @@ def test_odd_lines_to_predict(env, imdb_checkpoint):
     long = " ".join(["great"] * 500)
     lines = ["wonderful film", "", "   \t ", "zzqx qqvv", "bell\x07 \x00 ring\x1b[31m", long]
     (env / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    main(["predict", "--config", IMDB, *TINY, "--ckpt_path", str(imdb_checkpoint),
-          "--data.init_args.predict_file=in.txt", "--prediction_writer.output=out.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            IMDB,
+            *TINY,
+            "--ckpt_path",
+            str(imdb_checkpoint),
+            "--data.init_args.predict_file=in.txt",
+            "--prediction_writer.output=out.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "out.jsonl").read_text().splitlines()]
     assert len(rows) == len(lines)
     assert rows[0]["label"] in ("neg", "pos") and "warning" not in rows[0]
@@ -208,8 +265,17 @@ def test_odd_lines_to_predict(env, imdb_checkpoint):
 
 def test_predict_file_with_invalid_utf8(env, capsys, imdb_checkpoint):
     (env / "in.txt").write_bytes(b"good film\nbad \xff\xfe film\n")
-    err = fails(capsys, "predict", "--config", IMDB, *TINY, "--ckpt_path", str(imdb_checkpoint),
-                "--data.init_args.predict_file=in.txt", "--prediction_writer.output=out.jsonl")
+    err = fails(
+        capsys,
+        "predict",
+        "--config",
+        IMDB,
+        *TINY,
+        "--ckpt_path",
+        str(imdb_checkpoint),
+        "--data.init_args.predict_file=in.txt",
+        "--prediction_writer.output=out.jsonl",
+    )
     assert "not UTF-8: byte 0xff at line 2, column 5" in err and "iconv" in err
     assert not (env / "out.jsonl").exists()
 
@@ -228,9 +294,18 @@ class PoisonAt(Callback):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(env, capsys):
-    err = fails(capsys, "fit", "--config", IMDB, *TINY, "--data.init_args.batch_size=8", "--trainer.max_epochs=3",
-                "--last_checkpoint.every_n_train_steps=2", "--trainer.callbacks+=test_bad_input.PoisonAt",
-                "--trainer.callbacks.step=3")
+    err = fails(
+        capsys,
+        "fit",
+        "--config",
+        IMDB,
+        *TINY,
+        "--data.init_args.batch_size=8",
+        "--trainer.max_epochs=3",
+        "--last_checkpoint.every_n_train_steps=2",
+        "--trainer.callbacks+=test_bad_input.PoisonAt",
+        "--trainer.callbacks.step=3",
+    )
     assert "the training loss is nan at step 3" in err and "--ckpt_path last" in err
     ckpt = torch.load(env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
@@ -257,9 +332,18 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(env, capsys, monke
     from fsspec.implementations.local import LocalFileOpener
 
     monkeypatch.setattr(LocalFileOpener, "write", LocalFileOpener.write)  # restored after the test
-    err = fails(capsys, "fit", "--config", IMDB, *TINY, "--data.init_args.batch_size=8", "--trainer.max_epochs=3",
-                "--last_checkpoint.every_n_train_steps=2", "--trainer.callbacks+=test_bad_input.DiskFullAfter",
-                "--trainer.callbacks.step=3")
+    err = fails(
+        capsys,
+        "fit",
+        "--config",
+        IMDB,
+        *TINY,
+        "--data.init_args.batch_size=8",
+        "--trainer.max_epochs=3",
+        "--last_checkpoint.every_n_train_steps=2",
+        "--trainer.callbacks+=test_bad_input.DiskFullAfter",
+        "--trainer.callbacks.step=3",
+    )
     assert "no space left on the device" in err and "the previous one is intact" in err
     folder = env / "runs" / "imdb_lstm" / "version_0" / "checkpoints"
     ckpt = torch.load(folder / "last.ckpt", weights_only=True)  # complete and loadable
@@ -268,16 +352,27 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(env, capsys, monke
 
 
 def test_predict_with_nothing_readable(env, capsys, imdb_checkpoint):
-    err = fails(capsys, "predict", "--config", IMDB, *TINY, "--ckpt_path", str(imdb_checkpoint),
-                "--data.init_args.predict_texts=['', '   ']", "--prediction_writer.output=out.jsonl")
+    err = fails(
+        capsys,
+        "predict",
+        "--config",
+        IMDB,
+        *TINY,
+        "--ckpt_path",
+        str(imdb_checkpoint),
+        "--data.init_args.predict_texts=['', '   ']",
+        "--prediction_writer.output=out.jsonl",
+    )
     assert "none of the 2 inputs can be predicted (line 1: empty input" in err
 
 
 def test_an_error_raised_in_a_loader_worker_is_reported_by_its_message_alone():
     from rnnlab.cli import _worker_message
 
-    wrapped = ("Caught RnnlabError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-               '  File "x.py", line 1\nrnnlab.errors.RnnlabError: lower data.batch_size\n')
+    wrapped = (
+        "Caught RnnlabError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1\nrnnlab.errors.RnnlabError: lower data.batch_size\n'
+    )
     assert _worker_message(wrapped) == "lower data.batch_size"
     assert _worker_message("plain message") == "plain message"
 

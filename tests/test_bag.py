@@ -7,10 +7,10 @@ import torch
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
+from conftest import language_classifier
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
 from rnnlab.models.classifier import TokenBag
-from conftest import language_classifier
 
 # token ids of a 12-token vocabulary (0 = padding); classes 0/1/2
 TEXTS = [[2, 3], [3, 2], [2, 4], [5, 6, 7], [5, 7], [8, 9], [9, 8, 9], [2, 3], [6, 5], [10, 11], [11], [4, 3, 2]]
@@ -64,8 +64,9 @@ def test_bag_fit_is_scikit_learns_logistic_regression_and_then_frozen(l2):
 
 
 def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
-    model, dm = language_classifier(hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101, ngram_order=1,
-                                    bag_l2=2.0)
+    model, dm = language_classifier(
+        hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101, ngram_order=1, bag_l2=2.0
+    )
     train = dm.datasets["train"]
     reference = TokenBag(dm.vocab_size, dm.num_classes, buckets=101)
     tokens = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True)
@@ -76,9 +77,11 @@ def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
     batch = next(iter(dm.val_dataloader()))
     tokens, lengths = batch.tokens, batch.lengths
     with torch.no_grad():
-        posteriors = [torch.log_softmax(model.discriminate(tokens, lengths), -1),
-                      torch.log_softmax(model.bag(tokens, lengths), -1),
-                      torch.log_softmax(model.ngram.scores(tokens, lengths) + model.log_prior, -1)]
+        posteriors = [
+            torch.log_softmax(model.discriminate(tokens, lengths), -1),
+            torch.log_softmax(model.bag(tokens, lengths), -1),
+            torch.log_softmax(model.ngram.scores(tokens, lengths) + model.log_prior, -1),
+        ]
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
     # training: only the network learns (its cross-entropy is the whole loss); the bag gets no gradient
     model.train()

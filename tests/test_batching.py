@@ -36,8 +36,9 @@ def test_deterministic_per_seed_and_epoch_and_reshuffled_across_epochs():
 @pytest.mark.parametrize("n,bs,world", [(1000, 32, 2), (97, 10, 2), (33, 8, 3), (3, 1, 2), (7, 64, 2)])
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_ranks_get_disjoint_batches_covering_all_with_equal_counts(n, bs, world, shuffle):
-    samplers = [LengthBucketSampler(lengths(n), bs, shuffle=shuffle, seed=0, num_replicas=world, rank=r)
-                for r in range(world)]
+    samplers = [
+        LengthBucketSampler(lengths(n), bs, shuffle=shuffle, seed=0, num_replicas=world, rank=r) for r in range(world)
+    ]
     for epoch in range(2):
         per_rank = []
         for s in samplers:

@@ -8,8 +8,12 @@ from rnnlab.nn.bptt import ManualBPTTRNN
 from rnnlab.nn.cells import GRUCell, LSTMCell, RNNCell
 from rnnlab.nn.recurrent import Recurrent
 
-PAIRS = [(RNNCell, nn.RNNCell, {}), (RNNCell, nn.RNNCell, {"nonlinearity": "relu"}), (LSTMCell, nn.LSTMCell, {}),
-         (GRUCell, nn.GRUCell, {})]
+PAIRS = [
+    (RNNCell, nn.RNNCell, {}),
+    (RNNCell, nn.RNNCell, {"nonlinearity": "relu"}),
+    (LSTMCell, nn.LSTMCell, {}),
+    (GRUCell, nn.GRUCell, {}),
+]
 
 
 @pytest.mark.parametrize("ours,theirs,kw", PAIRS)
@@ -115,8 +119,9 @@ def test_handwritten_bptt_gradcheck_float64_with_initial_state(cell):
 
     def f(x, h0, c0, *weights):
         state = (h0, c0) if cell == "lstm" else h0
-        out, final = torch.func.functional_call(r, dict(zip([n for n, _ in r.named_parameters()], weights)),
-                                                (x, lengths, state))
+        out, final = torch.func.functional_call(
+            r, dict(zip([n for n, _ in r.named_parameters()], weights)), (x, lengths, state)
+        )
         return out, torch.cat(final) if isinstance(final, tuple) else final
 
     assert torch.autograd.gradcheck(f, (x, h0, c0, *params))

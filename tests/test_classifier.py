@@ -5,12 +5,23 @@ from rnnlab.models import SequenceClassifier
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean", "attention"])
-@pytest.mark.parametrize("cell,impl,packed", [("lstm", "torch", False), ("gru", "torch", True),
-                                               ("rnn", "torch", False), ("lstm", "handwritten", False)])
+@pytest.mark.parametrize(
+    "cell,impl,packed",
+    [("lstm", "torch", False), ("gru", "torch", True), ("rnn", "torch", False), ("lstm", "handwritten", False)],
+)
 def test_a_sequence_alone_and_inside_a_padded_batch_gives_the_same_logits(pooling, cell, impl, packed):
     torch.manual_seed(0)
-    model = SequenceClassifier(vocab_size=50, num_classes=3, embedding_dim=8, hidden_size=8, num_layers=2,
-                               cell=cell, impl=impl, packed=packed, pooling=pooling).eval()
+    model = SequenceClassifier(
+        vocab_size=50,
+        num_classes=3,
+        embedding_dim=8,
+        hidden_size=8,
+        num_layers=2,
+        cell=cell,
+        impl=impl,
+        packed=packed,
+        pooling=pooling,
+    ).eval()
     seqs = [torch.randint(2, 50, (n,)) for n in (7, 2, 11, 1)]
     tokens = torch.zeros(4, 11, dtype=torch.long)
     for i, s in enumerate(seqs):

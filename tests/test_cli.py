@@ -12,9 +12,22 @@ from rnnlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "imdb_lstm.yaml")
-TINY = ["--model.init_args.embedding_dim", "16", "--model.init_args.hidden_size", "16",
-        "--data.init_args.val_size", "20", "--data.init_args.batch_size", "16", "--data.init_args.max_length", "64",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TINY = [
+    "--model.init_args.embedding_dim",
+    "16",
+    "--model.init_args.hidden_size",
+    "16",
+    "--data.init_args.val_size",
+    "20",
+    "--data.init_args.batch_size",
+    "16",
+    "--data.init_args.max_length",
+    "64",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
 
 
 def run(*args):
@@ -44,8 +57,20 @@ def test_fit_then_test_then_predict_from_checkpoint_alone(env, tmp_path, monkeyp
     monkeypatch.delenv("RNNLAB_LOCAL_DATA")
     inputs = elsewhere / "reviews.txt"
     inputs.write_text("A wonderful, superb film. Loved it!\n\n   \nawful boring waste\nqqqq xxxx\n", encoding="utf-8")
-    main(["predict", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_file",
-          str(inputs), "--prediction_writer.output", "out.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            CONFIG,
+            *TINY,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_file",
+            str(inputs),
+            "--prediction_writer.output",
+            "out.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (elsewhere / "out.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
     assert "empty" in rows[1]["error"] and "empty" in rows[2]["error"]
@@ -54,8 +79,20 @@ def test_fit_then_test_then_predict_from_checkpoint_alone(env, tmp_path, monkeyp
     assert "unknown" in rows[4]["warning"]
     assert not (elsewhere / "data").exists() or not any((elsewhere / "data").rglob("*.pt"))
     # the same through --data.predict_texts, written as CSV
-    main(["predict", "--config", CONFIG, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["great", ""]', "--prediction_writer.output", "out.csv"])
+    main(
+        [
+            "predict",
+            "--config",
+            CONFIG,
+            *TINY,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["great", ""]',
+            "--prediction_writer.output",
+            "out.csv",
+        ]
+    )
     lines = (elsewhere / "out.csv").read_text().splitlines()
     assert lines[0].startswith("line,input") and len(lines) == 3 and "empty" in lines[2]
 
@@ -77,7 +114,9 @@ def test_print_config_resolves_the_experiment(env, capsys):
         main(["fit", "--config", CONFIG, "--print_config"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "class_path: rnnlab.models.SequenceClassifier" in out and "class_path: rnnlab.data.imdb.IMDBDataModule" in out
+    assert (
+        "class_path: rnnlab.models.SequenceClassifier" in out and "class_path: rnnlab.data.imdb.IMDBDataModule" in out
+    )
     assert "monitor: val/acc" in out
 
 
@@ -112,8 +151,10 @@ def test_missing_data_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch, ca
 def _no_network(source, remote, target_dir):
     from rnnlab.errors import RnnlabError
 
-    raise RnnlabError(f"could not download {remote.url} (no network in tests). Place the file at "
-                      f"{target_dir / remote.name} or under $RNNLAB_LOCAL_DATA/{source.name}/")
+    raise RnnlabError(
+        f"could not download {remote.url} (no network in tests). Place the file at "
+        f"{target_dir / remote.name} or under $RNNLAB_LOCAL_DATA/{source.name}/"
+    )
 
 
 def test_bf16_mixed_fit_on_cpu(env):
@@ -148,8 +189,16 @@ def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
 
 
 def test_ddp_spawn_two_processes_on_cpu(env):
-    fit("--trainer.strategy", "ddp_spawn", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-        "--trainer.max_epochs", "1")
+    fit(
+        "--trainer.strategy",
+        "ddp_spawn",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "1",
+    )
     assert (env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -16,16 +16,29 @@ from lightning.pytorch.callbacks import Callback
 from rnnlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-         "--model.init_args.hidden_size=16", "--model.init_args.embedding_dim=16"]
+QUIET = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--model.init_args.hidden_size=16",
+    "--model.init_args.embedding_dim=16",
+]
 TASKS = {
-    "imdb_lstm": ("val/acc", ["--data.init_args.val_size=20", "--data.init_args.batch_size=7",
-                              "--data.init_args.max_length=64"]),
+    "imdb_lstm": (
+        "val/acc",
+        ["--data.init_args.val_size=20", "--data.init_args.batch_size=7", "--data.init_args.max_length=64"],
+    ),
     "conll2000_pos_bilstm": ("val/acc", ["--data.init_args.batch_size=9"]),
     # BLEU over the whole validation split: every rank's translations gathered before scoring
-    "cmn_eng_seq2seq_attn": ("val/bleu", ["--data.init_args.batch_size=8", "--data.init_args.min_freq=1",
-                                          "--model.init_args.hidden_size=32", "--model.init_args.dropout=0.0",
-                                          "--model.init_args.lr=0.01"]),
+    "cmn_eng_seq2seq_attn": (
+        "val/bleu",
+        [
+            "--data.init_args.batch_size=8",
+            "--data.init_args.min_freq=1",
+            "--model.init_args.hidden_size=32",
+            "--model.init_args.dropout=0.0",
+            "--model.init_args.lr=0.01",
+        ],
+    ),
 }
 
 
@@ -37,17 +50,32 @@ class RecordBatches(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         with open(os.path.join(self.folder, f"batches-{trainer.global_rank}.jsonl"), "a") as f:
-            f.write(json.dumps({"epoch": trainer.current_epoch, "rank": trainer.global_rank,
-                                "index": batch.index.tolist()}) + "\n")
+            f.write(
+                json.dumps({"epoch": trainer.current_epoch, "rank": trainer.global_rank, "index": batch.index.tolist()})
+                + "\n"
+            )
 
 
 @pytest.mark.parametrize("config", list(TASKS))
 def test_two_process_ddp_sees_every_sample_once_and_validates_like_one_process(env, config, capsys):
     metric, args = TASKS[config]
     path = str(ROOT / "configs" / f"{config}.yaml")
-    main(["fit", "--config", path, *QUIET, *args, "--trainer.strategy=ddp_spawn", "--trainer.devices=2",
-          "--trainer.accelerator=cpu", "--trainer.max_epochs=2", "--early_stopping.patience=5",
-          "--trainer.callbacks+=test_ddp.RecordBatches", f"--trainer.callbacks.folder={env}"])
+    main(
+        [
+            "fit",
+            "--config",
+            path,
+            *QUIET,
+            *args,
+            "--trainer.strategy=ddp_spawn",
+            "--trainer.devices=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.max_epochs=2",
+            "--early_stopping.patience=5",
+            "--trainer.callbacks+=test_ddp.RecordBatches",
+            f"--trainer.callbacks.folder={env}",
+        ]
+    )
     rows = [json.loads(line) for rank in (0, 1) for line in (env / f"batches-{rank}.jsonl").read_text().splitlines()]
     from rnnlab.cli import RnnlabCLI
 
@@ -67,8 +95,18 @@ def test_two_process_ddp_sees_every_sample_once_and_validates_like_one_process(e
     ddp_value = float(logged[-1][metric])
     assert ddp_value > 0, f"{metric} is 0: the comparison below would prove nothing"
     capsys.readouterr()
-    main(["validate", "--config", path, *QUIET, *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-          "--trainer.devices=1"])
+    main(
+        [
+            "validate",
+            "--config",
+            path,
+            *QUIET,
+            *args,
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--trainer.devices=1",
+        ]
+    )
     single = _last_printed_metric(capsys.readouterr().out, metric)
     assert single == pytest.approx(ddp_value, abs=1e-6), (single, ddp_value)
 

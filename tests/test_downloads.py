@@ -6,7 +6,6 @@ network blocked, every experiment fails with the same "could not download <URL>"
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -57,8 +56,9 @@ def test_a_download_that_fails_its_structural_check_is_not_kept(mirror, tmp_path
     (mirror / "junk.txt").write_text("not a zip\n")
     source = sources.get_source("icwb2")
     url = source.files[0].url.rsplit("/", 2)[0] + "/junk.txt"
-    monkeypatch.setitem(sources._REGISTRY, "icwb2", dataclasses.replace(
-        source, files=(dataclasses.replace(source.files[0], url=url),)))
+    monkeypatch.setitem(
+        sources._REGISTRY, "icwb2", dataclasses.replace(source, files=(dataclasses.replace(source.files[0], url=url),))
+    )
     with pytest.raises(RnnlabError, match="is not usable") as err:
         fetch("icwb2", root=tmp_path / "data")
     assert url in str(err.value)

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from rnnlab.data import base
+from conftest import write_imdb_archive
 from rnnlab.data.imdb import IMDBDataModule, read_archive, truncate
 from rnnlab.errors import RnnlabError
-from conftest import write_imdb_archive
 
 
 def test_reads_official_layout(tmp_path):
@@ -23,8 +22,11 @@ def _movies_of(dm, split: str) -> set:
     from rnnlab.data.imdb import review_movies
 
     raw = dm._read()
-    movie_of = {text: movie for label in dm.labels
-                for (_, _, text), movie in zip(raw[f"train/{label}"], review_movies(raw, "train", label))}
+    movie_of = {
+        text: movie
+        for label in dm.labels
+        for (_, _, text), movie in zip(raw[f"train/{label}"], review_movies(raw, "train", label))
+    }
     return {movie_of[text] for text, _ in dm.read_splits()[0][split]}
 
 
@@ -69,9 +71,12 @@ def test_random_validation_split_is_stratified_seeded_and_cached(env, monkeypatc
 
 
 def test_vocabulary_is_built_on_the_training_split_only(local_data, tmp_path, monkeypatch):
-    write_imdb_archive(tmp_path / "local" / "imdb" / "aclImdb_v1.tar.gz", extra={
-        "aclImdb/test/pos/999_10.txt": "zyzzyvaword appears only in the test set",
-    })
+    write_imdb_archive(
+        tmp_path / "local" / "imdb" / "aclImdb_v1.tar.gz",
+        extra={
+            "aclImdb/test/pos/999_10.txt": "zyzzyvaword appears only in the test set",
+        },
+    )
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(tmp_path / "local"))
     monkeypatch.chdir(tmp_path)
     dm = IMDBDataModule(val_size=10, min_freq=1)
@@ -119,4 +124,4 @@ def test_state_dict_round_trip_and_mismatch_is_refused(env):
 
 def test_missing_checkpoint_for_vocab_is_a_clear_error(env):
     with pytest.raises(RnnlabError, match="not found"):
-        IMDBDataModule(vocab_from="nope.ckpt").vocab_size
+        _ = IMDBDataModule(vocab_from="nope.ckpt").vocab_size

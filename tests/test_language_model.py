@@ -11,11 +11,21 @@ from rnnlab.data.charlm import CharCorpusDataModule, StreamBatchSampler, StreamW
 from rnnlab.models.language_model import LanguageModel, sample_next
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.init_args.hidden_size", "32", "--model.init_args.embedding_dim", "16"]
+TINY = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--model.init_args.hidden_size",
+    "32",
+    "--model.init_args.embedding_dim",
+    "16",
+]
 SLICES = ["--data.init_args.val_fraction", "0.1", "--data.init_args.test_fraction", "0.1"]  # enough for 4 streams
-TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
-        "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n") * 12
+TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n"
+) * 12
 
 
 @pytest.fixture
@@ -123,8 +133,18 @@ def test_corpus_datamodule_splits_contiguously_with_training_vocabulary(env, tex
 
 def test_shakespeare_config_trains_writes_samples_and_generates(env, text_file):
     config = str(ROOT / "configs" / "shakespeare_char_lstm.yaml")
-    args = [*TINY, "--data.init_args.path", str(text_file), *SLICES, "--data.init_args.seq_len", "32",
-            "--data.init_args.batch_size", "4", "--samples.max_new", "40"]
+    args = [
+        *TINY,
+        "--data.init_args.path",
+        str(text_file),
+        *SLICES,
+        "--data.init_args.seq_len",
+        "32",
+        "--data.init_args.batch_size",
+        "4",
+        "--samples.max_new",
+        "40",
+    ]
     main(["fit", "--config", config, *args, "--trainer.max_epochs", "2"])
     run = env / "runs" / "shakespeare_char_lstm" / "version_0"
     samples = (run / "samples.txt").read_text(encoding="utf-8")
@@ -133,9 +153,24 @@ def test_shakespeare_config_trains_writes_samples_and_generates(env, text_file):
     assert "val/bpc" in metrics[0]
     out = []
     for name in ("a.jsonl", "b.jsonl"):
-        main(["predict", "--config", config, *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-              "--data.init_args.predict_texts", '["ROMEO:\\\\n", "", "J"]', "--model.init_args.max_new", "25",
-              "--model.init_args.sample_seed", "3", "--prediction_writer.output", name])
+        main(
+            [
+                "predict",
+                "--config",
+                config,
+                *args,
+                "--ckpt_path",
+                str(run / "checkpoints" / "last.ckpt"),
+                "--data.init_args.predict_texts",
+                '["ROMEO:\\\\n", "", "J"]',
+                "--model.init_args.max_new",
+                "25",
+                "--model.init_args.sample_seed",
+                "3",
+                "--prediction_writer.output",
+                name,
+            ]
+        )
         out.append([json.loads(line) for line in (env / name).read_text().splitlines()])
     assert out[0] == out[1], "the same seed gives the same text"
     assert out[0][0]["output"].startswith("ROMEO:\n") and len(out[0][0]["output"]) == 7 + 25
@@ -143,18 +178,45 @@ def test_shakespeare_config_trains_writes_samples_and_generates(env, text_file):
 
 
 def test_stateless_mode_fast_dev_run(env, text_file):
-    main(["fit", "--config", str(ROOT / "configs" / "shakespeare_char_lstm.yaml"), *TINY,
-          "--data.init_args.path", str(text_file), *SLICES, "--data.init_args.stateful", "false",
-          "--data.init_args.seq_len", "32",
-          "--data.init_args.batch_size", "4", "--trainer.fast_dev_run", "true"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "shakespeare_char_lstm.yaml"),
+            *TINY,
+            "--data.init_args.path",
+            str(text_file),
+            *SLICES,
+            "--data.init_args.stateful",
+            "false",
+            "--data.init_args.seq_len",
+            "32",
+            "--data.init_args.batch_size",
+            "4",
+            "--trainer.fast_dev_run",
+            "true",
+        ]
+    )
 
 
 def test_names_generation_config_and_predict(env):
     config = str(ROOT / "configs" / "names_generate_gru.yaml")
     main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "2", "--data.init_args.batch_size", "16"])
     ckpt = env / "runs" / "names_generate_gru" / "version_0" / "checkpoints" / "last.ckpt"
-    main(["predict", "--config", config, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["Russian", "czech:Dv", "Klingon"]', "--model.init_args.max_new", "12"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *TINY,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["Russian", "czech:Dv", "Klingon"]',
+            "--model.init_args.max_new",
+            "12",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
     assert rows[0]["category"] == "Russian" and 1 <= len(rows[0]["output"]) <= 12
     assert rows[1]["category"] == "Czech" and rows[1]["output"].startswith("Dv")
@@ -183,12 +245,36 @@ def test_tang_poetry_config_trains_and_writes_poems(env):
     from rnnlab.data.poetry import poem_lines
 
     config = str(ROOT / "configs" / "tang_poetry_lstm.yaml")
-    main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "2", "--data.init_args.batch_size", "8",
-          "--samples.max_new", "30"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            *TINY,
+            "--trainer.max_epochs",
+            "2",
+            "--data.init_args.batch_size",
+            "8",
+            "--samples.max_new",
+            "30",
+        ]
+    )
     run = env / "runs" / "tang_poetry_lstm" / "version_0"
     assert "=== epoch 1" in (run / "samples.txt").read_text(encoding="utf-8")
-    main(["predict", "--config", config, *TINY, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-          "--data.init_args.predict_texts", '["", "床前", "😀", "藏头:白黃春夜"]', "--model.init_args.max_new", "40"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *TINY,
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--data.init_args.predict_texts",
+            '["", "床前", "😀", "藏头:白黃春夜"]',
+            "--model.init_args.max_new",
+            "40",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
     lines = poem_lines(rows[3]["output"])
     assert [line[0] for line in lines[:4]] == list("白黃春夜")[: len(lines[:4])]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +22,10 @@ from rnnlab.cli import _import, main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
-PRESETS = sorted(str(p.relative_to(ROOT / "configs").with_suffix("")) for p in
-                 [*(ROOT / "configs" / "trainer").glob("*.yaml"), *(ROOT / "configs" / "logger").glob("*.yaml")])
+PRESETS = sorted(
+    str(p.relative_to(ROOT / "configs").with_suffix(""))
+    for p in [*(ROOT / "configs" / "trainer").glob("*.yaml"), *(ROOT / "configs" / "logger").glob("*.yaml")]
+)
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # split and batch sizes of the real datasets that the tiny fixtures cannot fill: given to every datamodule that
 # takes them (a batch of 8 leaves every split at least one batch per DDP rank)
@@ -109,8 +110,9 @@ def test_every_experiment_parses_with_every_preset(env, preset, cli_parser, caps
     failures = {}
     for name in EXPERIMENTS:
         try:
-            cfg = cli_parser.parse_args(["fit", *experiment_args(name), "--config",
-                                         str(ROOT / "configs" / f"{preset}.yaml")]).fit
+            cfg = cli_parser.parse_args(
+                ["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml")]
+            ).fit
         except SystemExit:
             failures[name] = capsys.readouterr().err.strip()[-300:]
             continue
@@ -138,8 +140,15 @@ def test_every_experiment_trains_a_step(request, name, preset):
     fixtures) and checked first; under ``bf16`` it comes from local copies."""
     env = request.getfixturevalue("downloading_env" if preset == "trainer/cpu" else "env")
     provide_inputs(name, env)
-    main(["fit", *experiment_args(name), "--config", str(ROOT / "configs" / f"{preset}.yaml"),
-          "--trainer.fast_dev_run=true"])
+    main(
+        [
+            "fit",
+            *experiment_args(name),
+            "--config",
+            str(ROOT / "configs" / f"{preset}.yaml"),
+            "--trainer.fast_dev_run=true",
+        ]
+    )
 
 
 DDP_DRIVER = ROOT / "tests" / "ddp_matrix.py"
@@ -156,10 +165,22 @@ def test_every_experiment_trains_a_step_under_two_process_ddp(env, local_data):
     every experiment in turn; each rank reports each experiment's outcome."""
     report = env / "ddp_report"
     names = in_dependency_order(EXPERIMENTS)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           str(DDP_DRIVER), str(report), *names]
-    environ = {**os.environ, "RNNLAB_LOCAL_DATA": str(local_data), "PYTHONPATH": str(ROOT / "tests"),
-               "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        str(DDP_DRIVER),
+        str(report),
+        *names,
+    ]
+    environ = {
+        **os.environ,
+        "RNNLAB_LOCAL_DATA": str(local_data),
+        "PYTHONPATH": str(ROOT / "tests"),
+        "OMP_NUM_THREADS": "1",
+    }
     out = subprocess.run(cmd, cwd=env, env=environ, capture_output=True, text=True, timeout=900)
     results = {}
     for rank in (0, 1):
@@ -170,7 +191,9 @@ def test_every_experiment_trains_a_step_under_two_process_ddp(env, local_data):
             results[(row["name"], rank)] = row["status"]
     failed = {k: v for k, v in results.items() if v != "ok"}
     assert not failed, failed
-    assert {n for n, _ in results} == set(names), f"not run: {set(names) - {n for n, _ in results}}\n{out.stderr[-3000:]}"
+    assert {n for n, _ in results} == set(names), (
+        f"not run: {set(names) - {n for n, _ in results}}\n{out.stderr[-3000:]}"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
 
 
@@ -190,8 +213,18 @@ def test_every_experiment_predicts_from_its_checkpoint(env, name):
     assert examples, f"{type(dm).__name__}.predict_examples is empty"
     inputs = env / "inputs.txt"
     inputs.write_text("\n".join([*examples, dm.predict_bad_example]) + "\n", encoding="utf-8")
-    main(["predict", *args, "--ckpt_path", str(ckpts[0]), "--data.init_args.predict_file", str(inputs),
-          "--prediction_writer.output", "out.jsonl"])
+    main(
+        [
+            "predict",
+            *args,
+            "--ckpt_path",
+            str(ckpts[0]),
+            "--data.init_args.predict_file",
+            str(inputs),
+            "--prediction_writer.output",
+            "out.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["line"] for r in rows] == list(range(1, len(examples) + 2))
     assert all("error" not in r for r in rows[:-1]), rows

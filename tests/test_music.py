@@ -13,7 +13,8 @@ from conftest import CHORDS, jsb_pieces
 from rnnlab.cli import main
 from rnnlab.data.music import KEYS, LOW, PianoRollDataModule, from_roll, to_roll
 from rnnlab.errors import RnnlabError
-from rnnlab.models.music import PianoRollModel, midi_to_roll, roll_to_midi, roll_stats, step_nll
+from rnnlab.models.music import PianoRollModel, step_nll
+from rnnlab.pianoroll import midi_to_roll, roll_stats, roll_to_midi
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -59,11 +60,11 @@ def test_a_pickle_that_names_any_class_or_function_is_refused_and_runs_nothing(e
 
 def test_step_nll_equals_hand_computation():
     logits = torch.full((2, KEYS), -50.0)  # every key surely off ...
-    logits[0, 60 - LOW] = 0.0             # ... except a fair coin on middle C at step 0
-    logits[1, 64 - LOW] = math.log(3)     # and p = 3/4 for E at step 1
+    logits[0, 60 - LOW] = 0.0  # ... except a fair coin on middle C at step 0
+    logits[1, 64 - LOW] = math.log(3)  # and p = 3/4 for E at step 1
     target = torch.zeros(2, KEYS)
     target[0, 60 - LOW] = 1
-    target[1, 64 - LOW] = 0               # E stays silent: -log(1/4)
+    target[1, 64 - LOW] = 0  # E stays silent: -log(1/4)
     nll = step_nll(logits, target)
     assert torch.allclose(nll, torch.tensor([math.log(2), math.log(4)]), atol=1e-4)
 
@@ -74,7 +75,11 @@ def test_midi_round_trip_keeps_notes_and_timing(tmp_path):
     back = midi_to_roll(path)
     assert torch.equal(back, roll)
     stats = roll_stats([roll], primer_pitch_classes={0, 4, 7})
-    assert stats["notes_per_step"] == pytest.approx(8 / 6, abs=1e-3) and stats["pitch_min"] == 48 and stats["pitch_max"] == 72
+    assert (
+        stats["notes_per_step"] == pytest.approx(8 / 6, abs=1e-3)
+        and stats["pitch_min"] == 48
+        and stats["pitch_max"] == 72
+    )
     assert stats["in_key_share"] == pytest.approx(7 / 8)  # F (65) is out of the C-major triad
 
 
@@ -109,15 +114,42 @@ def test_generation_length_seed_and_temperature():
 @pytest.mark.parametrize("name", ["jsb_chorales_gru", "jsb_chorales_gru_conv"])
 def test_jsb_config_fits_tests_and_writes_midi(env, name):
     config = str(ROOT / "configs" / f"{name}.yaml")
-    main(["fit", "--config", config, *QUIET, "--trainer.max_epochs", "2", "--model.init_args.hidden_size", "16",
-          "--trainer.callbacks.init_args.every_n_epochs", "1"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            *QUIET,
+            "--trainer.max_epochs",
+            "2",
+            "--model.init_args.hidden_size",
+            "16",
+            "--trainer.callbacks.init_args.every_n_epochs",
+            "1",
+        ]
+    )
     run = env / "runs" / name / "version_0"
     assert (run / "samples" / "epoch1.mid").is_file() and (run / "samples" / "epoch1.png").is_file()
     ckpt = str(run / "checkpoints" / "last.ckpt")
     main(["test", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.hidden_size", "16"])
-    main(["predict", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.hidden_size", "16",
-          "--data.init_args.predict_texts", '["scratch", "test:1", "test:99"]', "--model.init_args.generate_steps",
-          "12", "--data.init_args.output_dir", "out"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *QUIET,
+            "--ckpt_path",
+            ckpt,
+            "--model.init_args.hidden_size",
+            "16",
+            "--data.init_args.predict_texts",
+            '["scratch", "test:1", "test:99"]',
+            "--model.init_args.generate_steps",
+            "12",
+            "--data.init_args.output_dir",
+            "out",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
     assert rows[0]["steps"] == 12 and Path(rows[0]["midi"]).is_file() and Path(rows[0]["png"]).is_file()
     assert rows[1]["steps"] == 8 + 12 and len(midi_to_roll(rows[1]["midi"])) <= 20

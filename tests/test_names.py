@@ -6,12 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import language_classifier, setup_for_fit, write_pytorch_names
 from rnnlab.cli import main
-from rnnlab.data.names import (ChineseNamesDataModule, NameLanguageDataModule, read_cncorpus, read_namesex,
-                               read_pytorch_names, to_ascii)
+from rnnlab.data.names import (
+    ChineseNamesDataModule,
+    NameLanguageDataModule,
+    read_cncorpus,
+    read_namesex,
+    read_pytorch_names,
+    to_ascii,
+)
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
-from conftest import language_classifier, setup_for_fit, write_pytorch_names
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -51,7 +57,7 @@ def test_fold_protocol_never_trains_on_the_test_fold(env, local_data):
         dm.setup("fit")
         test_names = [n for n, _, f in rows if f == fold]
         assert len(dm.datasets["test"]) == len(test_names)
-        decode = lambda ds: {"".join(dm.vocab.decode(s.tolist())) for s in ds.sequences}  # noqa: E731
+        decode = lambda ds, dm=dm: {"".join(dm.vocab.decode(s.tolist())) for s in ds.sequences}  # noqa: E731
         assert decode(dm.datasets["test"]) == set(test_names)
         train_val = [n for n, _, f in rows if f != fold]
         assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == len(train_val)
@@ -116,9 +122,18 @@ def test_onehot_and_embedding_inputs_have_the_same_shapes_and_train(encoding, en
     dm = NameLanguageDataModule(batch_size=32)
     dm.setup("fit")
     torch.manual_seed(0)
-    model = SequenceClassifier(dm.vocab_size, dm.num_classes, input_encoding=encoding, hidden_size=32,
-                               embedding_dim=16, cell="rnn", bidirectional=False, pooling="last", dropout=0.0,
-                               embedding_dropout=0.0)
+    model = SequenceClassifier(
+        dm.vocab_size,
+        dm.num_classes,
+        input_encoding=encoding,
+        hidden_size=32,
+        embedding_dim=16,
+        cell="rnn",
+        bidirectional=False,
+        pooling="last",
+        dropout=0.0,
+        embedding_dropout=0.0,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     batch = next(iter(dm.train_dataloader()))
     losses = []
@@ -159,8 +174,20 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
     assert (run.parent / "version_1" / "confusion_matrix.png").stat().st_size > 1000
     report = (run.parent / "version_1" / "classification_report.txt").read_text()
     assert "female" in report and "male" in report and "f1-score" in report
-    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["文偉", "文伟", "", "文龘", "ABC"]', "--prediction_writer.output", "names.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["文偉", "文伟", "", "文龘", "ABC"]',
+            "--prediction_writer.output",
+            "names.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "names.jsonl").read_text().splitlines()]
     assert rows[0]["label"] in ("female", "male") and rows[0]["top"].count(",") == 1
     assert "warning" not in rows[1], "simplified 伟 is converted to the traditional 偉 the model knows"
@@ -177,8 +204,20 @@ def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_p
     assert state["bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
     assert "generative.head.weight" in state and "log_prior" in state
     assert (run.parent / "version_1" / "classification_report.txt").exists()
-    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["文偉", "文伟", ""]', "--prediction_writer.output", "four.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["文偉", "文伟", ""]',
+            "--prediction_writer.output",
+            "four.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "four.jsonl").read_text().splitlines()]
     probs = [float(part.rsplit(" ", 1)[1]) for part in rows[0]["top"].split(", ")]
     assert rows[0]["label"] in ("female", "male") and abs(sum(probs) - 1) < 0.01
@@ -190,16 +229,42 @@ def test_language_cli_predict_top_k(env):
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.num_layers", "1"]
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1"])
     ckpt = env / "runs" / "names_lstm" / "version_0" / "checkpoints" / "last.ckpt"
-    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["Dvořák", "李"]', "--prediction_writer.output", "lang.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["Dvořák", "李"]',
+            "--prediction_writer.output",
+            "lang.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "lang.jsonl").read_text().splitlines()]
     assert rows[0]["top"].count(",") == 2 and rows[0]["label"] in rows[0]["top"]
     # names_lstm keeps Unicode: a character never seen in training is <unk>, predicted with a warning
     assert "every character is unknown" in rows[1]["warning"]
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1", "--data.init_args.ascii", "true"])
     ckpt = max((env / "runs" / "names_lstm").glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.ascii", "true",
-          "--data.init_args.predict_texts", '["Dvorak", "李"]', "--prediction_writer.output", "ascii.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.ascii",
+            "true",
+            "--data.init_args.predict_texts",
+            '["Dvorak", "李"]',
+            "--prediction_writer.output",
+            "ascii.jsonl",
+        ]
+    )
     row = json.loads((env / "ascii.jsonl").read_text().splitlines()[1])
     assert "no usable character" in row["error"]  # ASCII folding leaves nothing of 李
 
@@ -227,8 +292,17 @@ def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
     from rnnlab.models.classifier import ConditionalLM
 
     torch.manual_seed(0)
-    lm = ConditionalLM(vocab_size=12, num_classes=3, pad_id=0, embedding_dim=8, class_dim=4, hidden_size=16,
-                       cell="gru", impl="torch", dropout=0.0).eval()
+    lm = ConditionalLM(
+        vocab_size=12,
+        num_classes=3,
+        pad_id=0,
+        embedding_dim=8,
+        class_dim=4,
+        hidden_size=16,
+        cell="gru",
+        impl="torch",
+        dropout=0.0,
+    ).eval()
     short, long_ = torch.tensor([5, 6]), torch.tensor([4, 7, 9, 3, 2])
     batch = torch.zeros(2, 5, dtype=torch.long)
     batch[0, :2], batch[1] = short, long_
@@ -250,8 +324,14 @@ def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
 
 
 def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_with_the_training_prior(env):
-    model, dm = language_classifier(hidden_size=16, embedding_dim=8, generative=True, generative_hidden_size=16,
-                                    generative_embedding_dim=8, generative_class_dim=4)
+    model, dm = language_classifier(
+        hidden_size=16,
+        embedding_dim=8,
+        generative=True,
+        generative_hidden_size=16,
+        generative_embedding_dim=8,
+        generative_class_dim=4,
+    )
     prior = torch.tensor([16, 16, 16, 16, 48.0]) / 112
     assert torch.allclose(model.log_prior, prior.log())
     model.eval()
@@ -276,8 +356,20 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
     assert saved["ngram"]["order"] == 3 and saved["ngram"]["tables"]["event_counts"].sum() > 0  # the trigram counts
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
-    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["Dvořák", "Novak"]', "--prediction_writer.output", "hybrid.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["Dvořák", "Novak"]',
+            "--prediction_writer.output",
+            "hybrid.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "hybrid.jsonl").read_text().splitlines()]
     for row in rows:
         probs = [float(part.rsplit(" ", 1)[1]) for part in row["top"].split(", ")]
@@ -287,8 +379,15 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
 
 def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
     refit = str(ROOT / "configs" / "recipes" / "refit.yaml")
-    tiny = [*QUIET, "--config", refit, "--model.init_args.hidden_size", "16",
-            "--model.init_args.generative_hidden_size", "16"]
+    tiny = [
+        *QUIET,
+        "--config",
+        refit,
+        "--model.init_args.hidden_size",
+        "16",
+        "--model.init_args.generative_hidden_size",
+        "16",
+    ]
     _, run, _ = fit_and_test_tiny(env, "names_hybrid", tiny)
     saved = (run / "config.yaml").read_text()
     assert "train_on_val: true" in saved and "class_path: rnnlab.data.names.NameLanguageDataModule" in saved

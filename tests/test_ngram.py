@@ -21,12 +21,12 @@ def reference(train: list[tuple[list[int], int]], order: int, discount: float, s
         s = [B - 1] * (order - 1) + seq + [B - 1]
         for i in range(order - 1, len(s)):
             for h in range(order):
-                followers.setdefault((cls, tuple(s[i - h:i])), Counter())[s[i]] += 1
+                followers.setdefault((cls, tuple(s[i - h : i])), Counter())[s[i]] += 1
 
     def p(cls, history, w):
         prob = 1.0 / symbols
         for h in range(order):
-            hist = tuple(history[len(history) - h:]) if h else ()
+            hist = tuple(history[len(history) - h :]) if h else ()
             seen = followers.get((cls, hist), Counter())
             total = sum(seen.values())
             if total:
@@ -39,29 +39,32 @@ def reference(train: list[tuple[list[int], int]], order: int, discount: float, s
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_ngram_scores_equal_the_by_hand_model_and_each_distribution_sums_to_one(order):
     g = torch.Generator().manual_seed(order)
-    train = [(torch.randint(1, 6, (int(torch.randint(1, 6, (), generator=g)),), generator=g).tolist(), i % 2)
-             for i in range(40)]
+    train = [
+        (torch.randint(1, 6, (int(torch.randint(1, 6, (), generator=g)),), generator=g).tolist(), i % 2)
+        for i in range(40)
+    ]
     lm = NgramLM(vocab_size=8, num_classes=2, order=order, discount=0.7)
     lm.fit([torch.tensor(s) for s, _ in train], torch.tensor([c for _, c in train]))
     p = reference(train, order, 0.7, symbols=B)
     tests = [[1, 2, 3], [5], [4, 4, 4, 4, 1, 7], [7, 6]]  # 6 and 7 never seen in training
     tokens = torch.zeros(len(tests), 6, dtype=torch.long)
     for i, s in enumerate(tests):
-        tokens[i, :len(s)] = torch.tensor(s)
+        tokens[i, : len(s)] = torch.tensor(s)
     scores = lm.scores(tokens, torch.tensor([len(s) for s in tests]))
     for i, s in enumerate(tests):
         for cls in range(2):
             padded = [B - 1] * (order - 1) + s + [B - 1]
-            by_hand = sum(math.log(p(cls, padded[j - order + 1:j], padded[j])) for j in range(order - 1, len(padded)))
+            by_hand = sum(math.log(p(cls, padded[j - order + 1 : j], padded[j])) for j in range(order - 1, len(padded)))
             assert scores[i, cls].item() == pytest.approx(by_hand, rel=1e-5)
     for history in ([], [1], [2, 3], [7, 7]):
         for cls in range(2):
-            assert sum(p(cls, history[-(order - 1):] if order > 1 else [], w) for w in range(B)) == pytest.approx(1)
+            assert sum(p(cls, history[-(order - 1) :] if order > 1 else [], w) for w in range(B)) == pytest.approx(1)
 
 
 def test_ngram_counts_round_trip_and_bad_settings_are_clear_errors():
-    lm = NgramLM(vocab_size=8, num_classes=2, order=2).fit([torch.tensor([1, 2]), torch.tensor([3])],
-                                                          torch.tensor([0, 1]))
+    lm = NgramLM(vocab_size=8, num_classes=2, order=2).fit(
+        [torch.tensor([1, 2]), torch.tensor([3])], torch.tensor([0, 1])
+    )
     copy = NgramLM(vocab_size=8, num_classes=2, order=2)
     with pytest.raises(RnnlabError, match="no counts yet"):
         copy.scores(torch.tensor([[1, 2]]), torch.tensor([2]))
@@ -79,22 +82,39 @@ def test_ngram_counts_round_trip_and_bad_settings_are_clear_errors():
 
 def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_counts_in_its_checkpoint():
     torch.manual_seed(0)
-    model = SequenceClassifier(vocab_size=10, num_classes=3, hidden_size=8, embedding_dim=4, generative=True,
-                               generative_hidden_size=8, generative_embedding_dim=4, generative_class_dim=2,
-                               ngram_order=2).eval()
+    model = SequenceClassifier(
+        vocab_size=10,
+        num_classes=3,
+        hidden_size=8,
+        embedding_dim=4,
+        generative=True,
+        generative_hidden_size=8,
+        generative_embedding_dim=4,
+        generative_class_dim=2,
+        ngram_order=2,
+    ).eval()
     model.log_prior.copy_(torch.tensor([0.2, 0.3, 0.5]).log())
     model.ngram.fit([torch.tensor([2, 3, 4]), torch.tensor([5, 6]), torch.tensor([7])], torch.tensor([0, 1, 2]))
     tokens, lengths = torch.tensor([[2, 3, 4], [7, 0, 0]]), torch.tensor([3, 1])
     with torch.no_grad():
         posteriors = [torch.log_softmax(model.discriminate(tokens, lengths), -1)]
-        posteriors += [torch.log_softmax(m.scores(tokens, lengths) + model.log_prior, -1)
-                       for m in (model.generative, model.ngram)]
+        posteriors += [
+            torch.log_softmax(m.scores(tokens, lengths) + model.log_prior, -1) for m in (model.generative, model.ngram)
+        ]
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
     checkpoint = {"state_dict": model.state_dict()}
     model.on_save_checkpoint(checkpoint)
-    fresh = SequenceClassifier(vocab_size=10, num_classes=3, hidden_size=8, embedding_dim=4, generative=True,
-                               generative_hidden_size=8, generative_embedding_dim=4, generative_class_dim=2,
-                               ngram_order=2).eval()
+    fresh = SequenceClassifier(
+        vocab_size=10,
+        num_classes=3,
+        hidden_size=8,
+        embedding_dim=4,
+        generative=True,
+        generative_hidden_size=8,
+        generative_embedding_dim=4,
+        generative_class_dim=2,
+        ngram_order=2,
+    ).eval()
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"])
     with torch.no_grad():

@@ -93,6 +93,7 @@ def test_float32_padded_matches_packed():
     b.load_state_dict(a.state_dict())
     (o1, (h1, c1)), (o2, (h2, c2)) = a(x, lengths), b(x, lengths)
     torch.testing.assert_close(o1, o2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h1, h2, atol=1e-5, rtol=0)
     torch.testing.assert_close(c1, c2, atol=1e-5, rtol=0)
 
 

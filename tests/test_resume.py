@@ -15,10 +15,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "imdb_lstm.yaml")
-ARGS = ["--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=16", "--data.init_args.val_size=20",
-        "--data.init_args.batch_size=8", "--data.init_args.max_length=64", "--trainer.max_epochs=2",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--last_checkpoint.every_n_train_steps=3", "--early_stopping.patience=5"]
+ARGS = [
+    "--model.init_args.embedding_dim=16",
+    "--model.init_args.hidden_size=16",
+    "--data.init_args.val_size=20",
+    "--data.init_args.batch_size=8",
+    "--data.init_args.max_length=64",
+    "--trainer.max_epochs=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--last_checkpoint.every_n_train_steps=3",
+    "--early_stopping.patience=5",
+]
 STEPS_PER_EPOCH = 8  # 60 training reviews of the fixture in batches of 8
 
 KILLER = '''
@@ -92,8 +100,14 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(env, uninter
 
 
 def test_sigterm_saves_last_checkpoint_and_resume_matches(env, uninterrupted):
-    stopped = fit(env, "--trainer.callbacks+=killer.SignalAt", "--trainer.callbacks.step=5",
-                  "--trainer.callbacks.sig=SIGTERM", "--last_checkpoint.every_n_train_steps=0", check=False)
+    stopped = fit(
+        env,
+        "--trainer.callbacks+=killer.SignalAt",
+        "--trainer.callbacks.step=5",
+        "--trainer.callbacks.sig=SIGTERM",
+        "--last_checkpoint.every_n_train_steps=0",
+        check=False,
+    )
     saved = torch.load(env / "runs" / "imdb_lstm" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 5, "saved on SIGTERM, after the batch in flight"
     assert "SIGTERM: saved" in stopped.stderr + stopped.stdout
@@ -121,9 +135,15 @@ def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes_from_t
     (bin_dir / "scontrol").write_text(SCONTROL)
     (bin_dir / "scontrol").chmod(0o755)
     slurm = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    stopped = fit(env, "--trainer.callbacks+=killer.SignalAt", "--trainer.callbacks.step=6",
-                  "--trainer.callbacks.sig=SIGUSR1", "--last_checkpoint.every_n_train_steps=0", check=False,
-                  extra_env=slurm)
+    stopped = fit(
+        env,
+        "--trainer.callbacks+=killer.SignalAt",
+        "--trainer.callbacks.step=6",
+        "--trainer.callbacks.sig=SIGUSR1",
+        "--last_checkpoint.every_n_train_steps=0",
+        check=False,
+        extra_env=slurm,
+    )
     printed = stopped.stderr + stopped.stdout
     assert "SIGUSR1: saved" in printed and "requeued SLURM job 4242" in printed
     assert (bin_dir / "scontrol.log").read_text().split() == ["requeue", "4242"]
@@ -142,8 +162,15 @@ def test_wandb_run_resumes_from_its_own_checkpoints_and_continues_the_same_run(e
     them; the resumed fit continues the same W&B run (offline here: the same run id)."""
     wandb_preset = ["--config", str(ROOT / "configs" / "logger" / "wandb.yaml")]
     env_offline = {"WANDB_MODE": "offline", "WANDB_API_KEY": ""}
-    fit(env, *wandb_preset, "--trainer.callbacks+=killer.SignalAt", "--trainer.callbacks.step=5",
-        "--trainer.callbacks.sig=SIGTERM", extra_env=env_offline, check=False)
+    fit(
+        env,
+        *wandb_preset,
+        "--trainer.callbacks+=killer.SignalAt",
+        "--trainer.callbacks.step=5",
+        "--trainer.callbacks.sig=SIGTERM",
+        extra_env=env_offline,
+        check=False,
+    )
     first = list((env / "runs" / "imdb_lstm").glob("*/checkpoints/last.ckpt"))
     assert len(first) == 1
     run_id = first[0].parent.parent.name

@@ -19,8 +19,16 @@ from rnnlab.models.seq2seq import Seq2Seq
 from rnnlab.nn.attention import Attention
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "16"]
+TINY = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--model.init_args.hidden_size",
+    "16",
+    "--model.init_args.embedding_dim",
+    "16",
+]
 
 
 # ------------------------------------------------------------------ loaders on the official formats
@@ -34,20 +42,25 @@ def test_multi30k_reads_aligned_official_splits(env):
     tokens, target, _ = dm.dataset("test")[0]
     assert target[0] == dm.bos_id and target[-1] == dm.eos_id
     assert dm.decode_target(target[1:].tolist()) == rows[0]["en"]  # BPE decodes back to the exact sentence
-    later = TranslationDataModule(source="multi30k", src_lang="en", tgt_lang="fr", test_set="test_2017_flickr",
-                                  src_vocab=60, tgt_vocab=60)
+    later = TranslationDataModule(
+        source="multi30k", src_lang="en", tgt_lang="fr", test_set="test_2017_flickr", src_vocab=60, tgt_vocab=60
+    )
     later.setup("test")
     assert len(later.dataset("test")) == 15 and later.references("test")[0] == parallel_sentences(15, 103)[0]["fr"]
 
 
 def test_cmn_eng_split_directions_and_units(env):
-    dm = TranslationDataModule(source="cmn_eng", src_lang="zh", tgt_lang="en", tgt_level="word", lowercase=True,
-                               min_freq=1)
+    dm = TranslationDataModule(
+        source="cmn_eng", src_lang="zh", tgt_lang="en", tgt_level="word", lowercase=True, min_freq=1
+    )
     dm.setup("fit")
     sizes = {k: len(v) for k, v in dm.datasets.items()}
     pairs = dm.read_pairs()  # 300 pairs, a few sharing a source: val and test hold each source once
-    assert sizes == {"train": len(pairs["train"]), "val": len({s for s, _ in pairs["val"]}),
-                     "test": len({s for s, _ in pairs["test"]})}
+    assert sizes == {
+        "train": len(pairs["train"]),
+        "val": len({s for s, _ in pairs["val"]}),
+        "test": len({s for s, _ in pairs["test"]}),
+    }
     assert sum(map(len, pairs.values())) == 300 and 250 <= sizes["train"] <= 260 and 25 <= sizes["test"] <= 30
     assert dm.src_level == "char" and dm.tgt_level == "word"
     src, tgt, i = dm.dataset("train")[0]
@@ -68,12 +81,18 @@ def test_tutorial_eng_fra_zip_and_filter(env, tmp_path, monkeypatch):
     write_eng_fra(local / "eng_fra" / "data.zip")
     monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(local))
     assert tutorial_normalize("  Je suis fatigué!") == "je suis fatigue !"
-    dm = TranslationDataModule(source="eng_fra", src_lang="en", tgt_lang="fr", src_level="word", tgt_level="word",
-                               tutorial_filter=True, min_freq=1)
+    dm = TranslationDataModule(
+        source="eng_fra",
+        src_lang="en",
+        tgt_lang="fr",
+        src_level="word",
+        tgt_level="word",
+        tutorial_filter=True,
+        min_freq=1,
+    )
     pairs = dm.read_pairs()
     kept = sorted(s for part in pairs.values() for s, _ in part)
-    assert kept == ["he is tall .", "i am cold .", "i m tired .", "they are busy .", "we are here .",
-                    "you re late !"]
+    assert kept == ["he is tall .", "i am cold .", "i m tired .", "they are busy .", "we are here .", "you re late !"]
     everything = TranslationDataModule(source="eng_fra", src_lang="fr", tgt_lang="en").read_pairs()
     assert sum(len(p) for p in everything.values()) == 9
     assert ("J'ai froid.", "I am cold.") in [p for part in everything.values() for p in part]
@@ -88,21 +107,26 @@ def test_a_malformed_pair_line_is_named(env, tmp_path, monkeypatch):
         TranslationDataModule(source="cmn_eng", src_lang="zh", tgt_lang="en").read_pairs()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"source": "multi30k", "src_lang": "de", "tgt_lang": "de"}, "both 'de'"),
-    ({"source": "multi30k", "src_lang": "zh", "tgt_lang": "en"}, "multi30k has en, de, fr"),
-    ({"source": "multi30k", "test_set": "test_2020"}, "test_set must be one of"),
-    ({"source": "tatoeba"}, "source must be one of"),
-    ({"source": "cmn_eng", "src_lang": "zh", "tgt_lang": "en", "tgt_level": "subword"}, "tgt_level must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"source": "multi30k", "src_lang": "de", "tgt_lang": "de"}, "both 'de'"),
+        ({"source": "multi30k", "src_lang": "zh", "tgt_lang": "en"}, "multi30k has en, de, fr"),
+        ({"source": "multi30k", "test_set": "test_2020"}, "test_set must be one of"),
+        ({"source": "tatoeba"}, "source must be one of"),
+        ({"source": "cmn_eng", "src_lang": "zh", "tgt_lang": "en", "tgt_level": "subword"}, "tgt_level must be"),
+    ],
+)
 def test_bad_data_arguments_are_clear_errors(kwargs, match):
     with pytest.raises(RnnlabError, match=match):
         TranslationDataModule(**kwargs)
 
 
 def test_detokenize_levels():
-    assert detokenize(["tom", "'", "s", "dog", "isn", "'", "t", "here", ",", "is", "it", "?"], "word") == \
-        "tom's dog isn't here, is it?"
+    assert (
+        detokenize(["tom", "'", "s", "dog", "isn", "'", "t", "here", ",", "is", "it", "?"], "word")
+        == "tom's dog isn't here, is it?"
+    )
     assert detokenize(["it", "costs", "3", ".", "5", "dollars", "."], "word") == "it costs 3.5 dollars."
     assert detokenize(["我", "爱", "你", "。"], "char") == "我爱你。"
     sentences = [r["de"] for r in parallel_sentences(50, seed=1)]
@@ -150,9 +174,15 @@ def model(**kw) -> Seq2Seq:
     return Seq2Seq(**{**args, **kw}).eval()
 
 
-@pytest.mark.parametrize("kw", [{"input_feeding": False}, {"input_feeding": True},
-                                {"cell": "lstm", "attention": "general", "decoder_layers": 2, "encoder_layers": 2},
-                                {"attention": "none", "input_feeding": False}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"input_feeding": False},
+        {"input_feeding": True},
+        {"cell": "lstm", "attention": "general", "decoder_layers": 2, "encoder_layers": 2},
+        {"attention": "none", "input_feeding": False},
+    ],
+)
 def test_teacher_forcing_equals_step_by_step_decoding_with_gold_tokens(kw):
     m, batch = model(**kw), toy_batch()
     tgt_in, _ = m._split_target(batch.target)
@@ -171,8 +201,12 @@ def test_handwritten_cells_give_the_same_translations():
     hand = model(cell="lstm", impl="handwritten")
     hand.load_state_dict(torch_model.state_dict())
     tgt_in, _ = torch_model._split_target(batch.target)
-    torch.testing.assert_close(hand(batch.tokens, batch.lengths, tgt_in),
-                               torch_model(batch.tokens, batch.lengths, tgt_in), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        hand(batch.tokens, batch.lengths, tgt_in),
+        torch_model(batch.tokens, batch.lengths, tgt_in),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert torch.equal(hand.greedy(batch.tokens, batch.lengths), torch_model.greedy(batch.tokens, batch.lengths))
 
 
@@ -199,23 +233,23 @@ def test_beam_search_sorted_by_normalised_score_and_stops_at_eos(alpha):
             tgt_in = torch.tensor([[2] + hyp[: n - 1]])
             logp = torch.log_softmax(m(batch.tokens[b : b + 1], batch.lengths[b : b + 1], tgt_in).float(), -1)
             total = logp[0, torch.arange(n), torch.tensor(hyp[:n])].sum()
-            assert math.isclose(float(total.detach()) / n ** alpha, float(scores[b, k]), rel_tol=1e-4, abs_tol=1e-4)
+            assert math.isclose(float(total.detach()) / n**alpha, float(scores[b, k]), rel_tol=1e-4, abs_tol=1e-4)
     # the best beam is at least as likely as greedy's output
     greedy = m.greedy(batch.tokens, batch.lengths, max_len=12)
     for b in range(5):
         hyp = greedy[b].tolist()
         n = hyp.index(3) + 1 if 3 in hyp else len([t for t in hyp if t != 0])
-        logp = torch.log_softmax(m(batch.tokens[b : b + 1], batch.lengths[b : b + 1],
-                                   torch.tensor([[2] + hyp[: n - 1]])).float(), -1)
-        g = float(logp[0, torch.arange(n), torch.tensor(hyp[:n])].sum()) / n ** alpha
+        logp = torch.log_softmax(
+            m(batch.tokens[b : b + 1], batch.lengths[b : b + 1], torch.tensor([[2] + hyp[: n - 1]])).float(), -1
+        )
+        g = float(logp[0, torch.arange(n), torch.tensor(hyp[:n])].sum()) / n**alpha
         assert float(scores[b, 0]) >= g - 1e-4
 
 
 def test_copy_task_is_learned():
     """target = source over 10 symbols: > 95% token accuracy from greedy decoding within a few hundred steps."""
     torch.manual_seed(0)
-    m = Seq2Seq(vocab_size=14, tgt_vocab_size=14, embedding_dim=32, hidden_size=64, dropout=0.0,
-                label_smoothing=0.0)
+    m = Seq2Seq(vocab_size=14, tgt_vocab_size=14, embedding_dim=32, hidden_size=64, dropout=0.0, label_smoothing=0.0)
     opt = torch.optim.Adam(m.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(1)
 
@@ -230,8 +264,9 @@ def test_copy_task_is_learned():
     for _ in range(300):
         b = batch(32)
         tgt_in, labels = m._split_target(b.target)
-        loss = F.cross_entropy(m(b.tokens, b.lengths, tgt_in).flatten(0, 1), labels.flatten(),
-                               ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(
+            m(b.tokens, b.lengths, tgt_in).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -253,20 +288,44 @@ def test_bad_model_arguments():
 
 
 # ------------------------------------------------------------------ configs end to end
-@pytest.mark.parametrize("config", ["cmn_eng_seq2seq_attn", "multi30k_de_en_attn", "multi30k_en_fr_attn",
-                                    "eng_fra_seq2seq_attn"])
+@pytest.mark.parametrize(
+    "config", ["cmn_eng_seq2seq_attn", "multi30k_de_en_attn", "multi30k_en_fr_attn", "eng_fra_seq2seq_attn"]
+)
 def test_config_fast_dev_run(env, config, monkeypatch):
     if config.startswith("eng_fra"):
         write_eng_fra(env / "local" / "eng_fra" / "data.zip")
         monkeypatch.setenv("RNNLAB_LOCAL_DATA", str(env / "local"))
-    main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *TINY, "--trainer.fast_dev_run", "true",
-          "--data.init_args.src_vocab", "60", "--data.init_args.tgt_vocab", "60"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / f"{config}.yaml"),
+            *TINY,
+            "--trainer.fast_dev_run",
+            "true",
+            "--data.init_args.src_vocab",
+            "60",
+            "--data.init_args.tgt_vocab",
+            "60",
+        ]
+    )
 
 
 def test_translation_learns_tests_and_predicts(env):
     config = str(ROOT / "configs" / "cmn_eng_seq2seq_attn.yaml")
-    args = [*TINY, "--model.init_args.hidden_size", "32", "--data.init_args.batch_size", "16",
-            "--data.init_args.min_freq", "1", "--model.init_args.dropout", "0.0", "--model.init_args.lr", "0.01"]
+    args = [
+        *TINY,
+        "--model.init_args.hidden_size",
+        "32",
+        "--data.init_args.batch_size",
+        "16",
+        "--data.init_args.min_freq",
+        "1",
+        "--model.init_args.dropout",
+        "0.0",
+        "--model.init_args.lr",
+        "0.01",
+    ]
     main(["fit", "--config", config, *args, "--trainer.max_epochs", "15", "--early_stopping.patience", "20"])
     version = env / "runs" / "cmn_eng_seq2seq_attn" / "version_0"
     rows = (version / "metrics.csv").read_text().splitlines()
@@ -278,8 +337,20 @@ def test_translation_learns_tests_and_predicts(env):
     assert (version / "attention" / "epoch14.png").stat().st_size > 1000
     ckpt = next((version / "checkpoints").glob("epoch*.ckpt"))
     main(["test", "--config", config, *args, "--ckpt_path", str(ckpt)])
-    main(["predict", "--config", config, *args, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["大狗看小猫。", "", "大狗看蛇。"]', "--prediction_writer.output", "zh_en.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *args,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["大狗看小猫。", "", "大狗看蛇。"]',
+            "--prediction_writer.output",
+            "zh_en.jsonl",
+        ]
+    )
     out = [json.loads(line) for line in (env / "zh_en.jsonl").read_text().splitlines()]
     assert out[0]["translation"].startswith("big dog sees small cat"), out[0]
     assert "empty line" in out[1]["error"]

@@ -5,11 +5,11 @@ import threading
 
 import pytest
 
+from conftest import write_imdb_archive
 from rnnlab.data import sources
 from rnnlab.data.imdb import check_archive
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, sha256sum
 from rnnlab.errors import RnnlabError
-from conftest import write_imdb_archive
 
 CLOSED_URL = "http://127.0.0.1:9/nothing-listens-here/file.bin"
 

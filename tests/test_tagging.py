@@ -13,15 +13,24 @@ from rnnlab.cli import main
 from rnnlab.data.batching import pad_collate
 from rnnlab.data.conll2000 import CoNLL2000DataModule, parse_conll
 from rnnlab.data.segmentation import ChineseSegmentationDataModule, read_segmented, read_sinica_raw
-from rnnlab.data.tagging import bio_spans, bmes_to_words, ptb_tokenize, words_to_bmes
+from rnnlab.data.tagging import ptb_tokenize
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import SpanF1, scores, span_counts
 from rnnlab.models.tagger import SequenceTagger
 from rnnlab.nn.crf import CRF
+from rnnlab.spans import bio_spans, bmes_to_words, words_to_bmes
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "16"]
+TINY = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--model.init_args.hidden_size",
+    "16",
+    "--model.init_args.embedding_dim",
+    "16",
+]
 
 
 # ------------------------------------------------------------------ parsers on official formats
@@ -40,14 +49,20 @@ def test_conll2000_both_editions_read_the_same_sentences(env, tmp_path):
 
 def test_conll_parser_names_a_malformed_line():
     assert parse_conll("A DT B-NP\ncat NN I-NP\n\n\nIt PRP B-NP\n", "x") == [
-        (["A", "cat"], ["DT", "NN"], ["B-NP", "I-NP"]), (["It"], ["PRP"], ["B-NP"])]
+        (["A", "cat"], ["DT", "NN"], ["B-NP", "I-NP"]),
+        (["It"], ["PRP"], ["B-NP"]),
+    ]
     with pytest.raises(RnnlabError, match="line 2"):
         parse_conll("A DT B-NP\ncat NN\n", "train.txt")
 
 
 def test_sinica_raw_drops_treebank_markers():
     raw = "#1:1.[4257] 一 。\n#4:4.[39030] 我們 _11:是 鄰居 ，\n#20:20.[39043] 嘉珍 抓起 ‧的 我 的 手 [+]: []:又 _2\n"
-    assert read_sinica_raw(raw) == [["一", "。"], ["我們", "是", "鄰居", "，"], ["嘉珍", "抓起", "我", "的", "手", "又"]]
+    assert read_sinica_raw(raw) == [
+        ["一", "。"],
+        ["我們", "是", "鄰居", "，"],
+        ["嘉珍", "抓起", "我", "的", "手", "又"],
+    ]
 
 
 def test_sighan_format_splits_on_ascii_and_fullwidth_spaces():
@@ -129,7 +144,11 @@ def test_segmentation_scores_hand_worked():
 
 def test_bio_spans_read_like_conlleval():
     assert bio_spans(["B-NP", "I-NP", "O", "I-VP", "I-VP", "B-NP", "I-PP"]) == [
-        (0, 2, "NP"), (3, 5, "VP"), (5, 6, "NP"), (6, 7, "PP")]
+        (0, 2, "NP"),
+        (3, 5, "VP"),
+        (5, 6, "NP"),
+        (6, 7, "PP"),
+    ]
     assert bio_spans(["O", "O"]) == []
 
 
@@ -193,9 +212,18 @@ def test_crf_likelihood_and_viterbi_equal_brute_force(T, K):
 @pytest.mark.parametrize("crf,char_encoder", [(False, "lstm"), (True, "cnn")])
 def test_a_sentence_alone_and_in_a_padded_batch_gets_the_same_tags(crf, char_encoder):
     torch.manual_seed(0)
-    model = SequenceTagger(vocab_size=30, num_classes=5, char_vocab_size=12, unit_features=1, embedding_dim=8,
-                           char_encoder=char_encoder, char_embedding_dim=4, char_hidden_size=4, hidden_size=8,
-                           crf=crf).eval()
+    model = SequenceTagger(
+        vocab_size=30,
+        num_classes=5,
+        char_vocab_size=12,
+        unit_features=1,
+        embedding_dim=8,
+        char_encoder=char_encoder,
+        char_embedding_dim=4,
+        char_hidden_size=4,
+        hidden_size=8,
+        crf=crf,
+    ).eval()
     g = torch.Generator().manual_seed(1)
     sents = []
     for length in (3, 7, 5):
@@ -220,30 +248,83 @@ def test_char_encoder_without_characters_is_a_clear_error():
 
 
 def test_ptb_tokenizer_splits_like_the_treebank():
-    assert ptb_tokenize('"We don\'t," said Mr. Lee of the U.S. unit\'s $5 offer (50%).') == [
-        "``", "We", "do", "n't", ",", "''", "said", "Mr.", "Lee", "of", "the", "U.S.", "unit", "'s", "$", "5",
-        "offer", "(", "50", "%", ")", "."]
+    assert ptb_tokenize("\"We don't,\" said Mr. Lee of the U.S. unit's $5 offer (50%).") == [
+        "``",
+        "We",
+        "do",
+        "n't",
+        ",",
+        "''",
+        "said",
+        "Mr.",
+        "Lee",
+        "of",
+        "the",
+        "U.S.",
+        "unit",
+        "'s",
+        "$",
+        "5",
+        "offer",
+        "(",
+        "50",
+        "%",
+        ")",
+        ".",
+    ]
 
 
 # ------------------------------------------------------------------ configs end to end
-@pytest.mark.parametrize("config", ["conll2000_pos_bilstm", "conll2000_pos_bilstm_crf", "sinica_cws_bilstm",
-                                    "sinica_cws_bilstm_lexicon", "pku_cws_bilstm"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "conll2000_pos_bilstm",
+        "conll2000_pos_bilstm_crf",
+        "sinica_cws_bilstm",
+        "sinica_cws_bilstm_lexicon",
+        "pku_cws_bilstm",
+    ],
+)
 def test_config_fast_dev_run(env, config):
     main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *TINY, "--trainer.fast_dev_run", "true"])
 
 
 def test_pos_tagger_learns_and_predicts_raw_text(env):
     config = str(ROOT / "configs" / "conll2000_pos_bilstm.yaml")
-    main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "6", "--data.init_args.batch_size", "8",
-          "--model.init_args.lr", "0.02"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            *TINY,
+            "--trainer.max_epochs",
+            "6",
+            "--data.init_args.batch_size",
+            "8",
+            "--model.init_args.lr",
+            "0.02",
+        ]
+    )
     version = env / "runs" / "conll2000_pos_bilstm" / "version_0"
     rows = list((version / "metrics.csv").read_text().splitlines())
     header = rows[0].split(",")
     accs = [float(r.split(",")[header.index("val/acc")]) for r in rows[1:] if r.split(",")[header.index("val/acc")]]
     assert max(accs) > 0.95, accs
     ckpt = version / "checkpoints" / "last.ckpt"
-    main(["predict", "--config", config, *TINY, "--ckpt_path", str(ckpt), "--data.init_args.predict_texts",
-          '["The stock rose 3%.", "  ", "Xylophones fell."]', "--prediction_writer.output", "pos.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *TINY,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            '["The stock rose 3%.", "  ", "Xylophones fell."]',
+            "--prediction_writer.output",
+            "pos.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "pos.jsonl").read_text().splitlines()]
     assert rows[0]["output"].startswith("The/DT stock/NN rose/VBD 3/CD %/") and rows[0]["output"].endswith("./.")
     assert "empty" in rows[1]["error"]
@@ -252,16 +333,41 @@ def test_pos_tagger_learns_and_predicts_raw_text(env):
 
 def test_segmenter_learns_and_splits_raw_text(env):
     config = str(ROOT / "configs" / "sinica_cws_bilstm.yaml")
-    main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "8", "--data.init_args.batch_size", "8",
-          "--model.init_args.lr", "0.02", "--early_stopping.patience", "20"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            *TINY,
+            "--trainer.max_epochs",
+            "8",
+            "--data.init_args.batch_size",
+            "8",
+            "--model.init_args.lr",
+            "0.02",
+            "--early_stopping.patience",
+            "20",
+        ]
+    )
     version = env / "runs" / "sinica_cws_bilstm" / "version_0"
     text = (version / "metrics.csv").read_text().splitlines()
     header = text[0].split(",")
     f1 = [float(r.split(",")[header.index("val/f1")]) for r in text[1:] if r.split(",")[header.index("val/f1")]]
     assert max(f1) > 0.9, f1
-    main(["predict", "--config", config, *TINY, "--ckpt_path", str(version / "checkpoints" / "last.ckpt"),
-          "--data.init_args.predict_texts", '["我們住在同一條巷子", "他是我們同學。", "我们住在同一条巷子"]',
-          "--prediction_writer.output", "cws.jsonl"])
+    main(
+        [
+            "predict",
+            "--config",
+            config,
+            *TINY,
+            "--ckpt_path",
+            str(version / "checkpoints" / "last.ckpt"),
+            "--data.init_args.predict_texts",
+            '["我們住在同一條巷子", "他是我們同學。", "我们住在同一条巷子"]',
+            "--prediction_writer.output",
+            "cws.jsonl",
+        ]
+    )
     rows = [json.loads(line) for line in (env / "cws.jsonl").read_text().splitlines()]
     assert rows[0]["output"] == "我們 住在 同一條 巷子"
     assert rows[1]["output"] == "他 是 我們 同學 。"

@@ -32,8 +32,9 @@ def csv_file(tmp_path) -> Path:
 
 
 def test_scaler_uses_the_training_span_only_and_windows_align(env, csv_file):
-    dm = TimeSeriesDataModule(csv=str(csv_file), transform="none", window=5, horizon=3, val_fraction=0.2,
-                              test_fraction=0.2)
+    dm = TimeSeriesDataModule(
+        csv=str(csv_file), transform="none", window=5, horizon=3, val_fraction=0.2, test_fraction=0.2
+    )
     dm.setup("fit")
     raw, _ = dm.series()
     train_end = dm.bounds["train"][1]
@@ -61,8 +62,9 @@ def test_linear_rnn_configured_as_var1_equals_statsmodels_var1():
     x = torch.tensor(y[:-1], dtype=torch.float32).unsqueeze(0)
     target = torch.tensor(y[1:], dtype=torch.float32).unsqueeze(0)
     lengths = torch.tensor([x.shape[1]])
-    opt = torch.optim.LBFGS([p for p in model.parameters() if p.requires_grad], lr=1, max_iter=200,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [p for p in model.parameters() if p.requires_grad], lr=1, max_iter=200, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         opt.zero_grad()
@@ -87,8 +89,19 @@ def test_linear_rnn_configured_as_var1_equals_statsmodels_var1():
 @pytest.mark.parametrize("name", ["macro_var_gru", "macro_gru_local_level"])
 def test_macro_config_fits_and_tests(env, name):
     config = str(ROOT / "configs" / f"{name}.yaml")
-    main(["fit", "--config", config, "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false",
-          "--trainer.enable_model_summary", "false"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+        ]
+    )
     ckpt = env / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
     main(["test", "--config", config, "--ckpt_path", str(ckpt), "--trainer.enable_progress_bar", "false"])
     header = (env / "runs" / name / "version_1" / "metrics.csv").read_text().splitlines()[0]
@@ -119,8 +132,9 @@ def test_local_level_anchor_is_the_causal_mean_and_forecasts_shift_with_the_leve
     from rnnlab.models import SequenceRegressor
 
     torch.manual_seed(0)
-    model = SequenceRegressor(num_features=3, horizon=4, residual=True, anchor_window=3, relative_inputs=True,
-                              hidden_size=8)
+    model = SequenceRegressor(
+        num_features=3, horizon=4, residual=True, anchor_window=3, relative_inputs=True, hidden_size=8
+    )
     x = torch.randn(2, 6, 3)
     by_hand = torch.stack([x[:, max(0, t - 2) : t + 1].mean(1) for t in range(6)], 1)  # never a later step
     assert torch.allclose(model.anchor(x), by_hand, atol=1e-6)
@@ -131,9 +145,11 @@ def test_local_level_anchor_is_the_causal_mean_and_forecasts_shift_with_the_leve
     plain = SequenceRegressor(num_features=3, horizon=4, residual=True, anchor_window=3, hidden_size=8)
     assert not torch.allclose(plain(x + 5.0, lengths)[0], plain(x, lengths)[0] + 5.0, atol=1e-3)
 
-    for kwargs, message in (({"relative_inputs": True}, "set residual: true"),
-                            ({"residual": True, "relative_inputs": True}, "anchor_window >= 2"),
-                            ({"residual": True, "anchor_window": 0}, "anchor_window must be >= 1"),
-                            ({"residual": True, "anchor_window": 4, "forecast": "iterated"}, "forecast 'direct'")):
+    for kwargs, message in (
+        ({"relative_inputs": True}, "set residual: true"),
+        ({"residual": True, "relative_inputs": True}, "anchor_window >= 2"),
+        ({"residual": True, "anchor_window": 0}, "anchor_window must be >= 1"),
+        ({"residual": True, "anchor_window": 4, "forecast": "iterated"}, "forecast 'direct'"),
+    ):
         with pytest.raises(RnnlabError, match=message):
             SequenceRegressor(num_features=3, horizon=4, **kwargs)

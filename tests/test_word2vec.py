@@ -10,12 +10,19 @@ import pytest
 import torch
 
 from rnnlab.cli import main
+from rnnlab.data.word2vec import (
+    PairStream,
+    Word2VecDataModule,
+    keep_probabilities,
+    make_pairs,
+    subsample,
+    window_contexts,
+)
+from rnnlab.embeddings import align_embeddings, export_embeddings, load_embeddings
+from rnnlab.errors import RnnlabError
+from rnnlab.models.word2vec import Word2Vec, negative_sampling_loss, noise_distribution
 
 ROOT = Path(__file__).resolve().parents[1]
-from rnnlab.data.word2vec import PairStream, Word2VecDataModule, keep_probabilities, make_pairs, subsample, window_contexts
-from rnnlab.errors import RnnlabError
-from rnnlab.models.word2vec import (Word2Vec, align_embeddings, export_embeddings, load_embeddings,
-                                    negative_sampling_loss, noise_distribution)
 
 
 def test_window_pairs_stay_in_window_and_document():
@@ -34,8 +41,7 @@ def test_window_pairs_stay_in_window_and_document():
         used = int((dist == d).sum()) / int(((full[1] - full[0]).abs() == d).sum())
         assert abs(used - (4 - d + 1) / 4) < 0.06, (d, used)
     # without the dynamic radius every same-document neighbour within the window is a pair, exactly once
-    expected = {(i, j) for i in range(n) for j in range(max(0, i - 4), min(n, i + 5))
-                if j != i and doc[i] == doc[j]}
+    expected = {(i, j) for i in range(n) for j in range(max(0, i - 4), min(n, i + 5)) if j != i and doc[i] == doc[j]}
     assert set(zip(full[0].tolist(), full[1].tolist())) == expected and len(full[0]) == len(expected)
     # CBOW: one row per position with context, its window row holding the same words
     c_centre, c_window = make_pairs(ids, window_contexts(ids, doc, 4, dynamic=False), "cbow")
@@ -81,8 +87,9 @@ def test_loss_equals_the_formula_by_hand():
     u_pos = torch.tensor([[1.0, 0.2]])
     u_neg = torch.tensor([[[0.3, 0.4], [-1.0, 2.0]]])
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
-    by_hand = -(math.log(sig(0.5 * 1.0 - 1.0 * 0.2)) + math.log(1 - sig(0.5 * 0.3 - 1.0 * 0.4))
-                + math.log(1 - sig(-0.5 - 2.0)))
+    by_hand = -(
+        math.log(sig(0.5 * 1.0 - 1.0 * 0.2)) + math.log(1 - sig(0.5 * 0.3 - 1.0 * 0.4)) + math.log(1 - sig(-0.5 - 2.0))
+    )
     assert negative_sampling_loss(v, u_pos, u_neg).item() == pytest.approx(by_hand, rel=1e-6)
 
 
@@ -115,15 +122,32 @@ def cluster_corpus(path, n_docs: int = 400, seed: int = 0):
 @pytest.mark.parametrize("mode", ["skipgram", "cbow"])
 def test_trained_vectors_separate_two_clusters(env, mode):
     topics = cluster_corpus(env / "corpus.txt")
-    main([
-        "fit", "--model=rnnlab.models.Word2Vec", f"--model.mode={mode}", "--model.embedding_dim=16",
-        "--model.negatives=3", "--model.lr=0.02", "--model.export_path=vectors/w2v.pt", "--model.probe_words=[apple]",
-        "--data=rnnlab.data.word2vec.Word2VecDataModule", "--data.corpus=corpus.txt", f"--data.mode={mode}",
-        "--data.min_count=1", "--data.val_docs=20", "--data.batch_size=128", "--data.subsample_t=0",
-        "--trainer.max_epochs=4", "--trainer.enable_progress_bar=false",
-        "--checkpoint.monitor=val/loss", "--checkpoint.mode=min", "--early_stopping.monitor=val/loss",
-        "--early_stopping.mode=min", "--seed_everything=0",
-    ])
+    main(
+        [
+            "fit",
+            "--model=rnnlab.models.Word2Vec",
+            f"--model.mode={mode}",
+            "--model.embedding_dim=16",
+            "--model.negatives=3",
+            "--model.lr=0.02",
+            "--model.export_path=vectors/w2v.pt",
+            "--model.probe_words=[apple]",
+            "--data=rnnlab.data.word2vec.Word2VecDataModule",
+            "--data.corpus=corpus.txt",
+            f"--data.mode={mode}",
+            "--data.min_count=1",
+            "--data.val_docs=20",
+            "--data.batch_size=128",
+            "--data.subsample_t=0",
+            "--trainer.max_epochs=4",
+            "--trainer.enable_progress_bar=false",
+            "--checkpoint.monitor=val/loss",
+            "--checkpoint.mode=min",
+            "--early_stopping.monitor=val/loss",
+            "--early_stopping.mode=min",
+            "--seed_everything=0",
+        ]
+    )
     words, vectors = load_embeddings(env / "vectors" / "w2v.pt")
     index = {w: i for i, w in enumerate(words)}
     unit = torch.nn.functional.normalize(vectors, dim=1)
@@ -163,14 +187,43 @@ def test_imdb_classifier_starts_from_word2vec_vectors(env):
     """word2vec on the IMDB fixture's train + unsup reviews, then the classifier with frozen vectors: its rows are
     the exported vectors of the same words."""
     common = ["--trainer.enable_progress_bar=false", "--seed_everything=0"]
-    main(["fit", "--model=rnnlab.models.Word2Vec", "--model.embedding_dim=8", "--model.export_path=w2v/imdb.pt",
-          "--data=rnnlab.data.word2vec.Word2VecDataModule", "--data.corpus=imdb", "--data.min_count=1",
-          "--data.val_docs=10", "--data.batch_size=256", "--trainer.max_epochs=1", "--checkpoint.monitor=val/loss",
-          "--checkpoint.mode=min", "--early_stopping.monitor=val/loss", "--early_stopping.mode=min", *common])
-    main(["fit", "--model=rnnlab.models.SequenceClassifier", "--model.embedding_dim=8", "--model.hidden_size=8",
-          "--model.pretrained_embeddings=w2v/imdb.pt", "--model.freeze_embeddings=true",
-          "--data=rnnlab.data.imdb.IMDBDataModule", "--data.val_size=10", "--data.min_freq=1", "--data.batch_size=16",
-          "--trainer.max_epochs=1", "--checkpoint.dirpath=ckpt", "--checkpoint.filename=final", *common])
+    main(
+        [
+            "fit",
+            "--model=rnnlab.models.Word2Vec",
+            "--model.embedding_dim=8",
+            "--model.export_path=w2v/imdb.pt",
+            "--data=rnnlab.data.word2vec.Word2VecDataModule",
+            "--data.corpus=imdb",
+            "--data.min_count=1",
+            "--data.val_docs=10",
+            "--data.batch_size=256",
+            "--trainer.max_epochs=1",
+            "--checkpoint.monitor=val/loss",
+            "--checkpoint.mode=min",
+            "--early_stopping.monitor=val/loss",
+            "--early_stopping.mode=min",
+            *common,
+        ]
+    )
+    main(
+        [
+            "fit",
+            "--model=rnnlab.models.SequenceClassifier",
+            "--model.embedding_dim=8",
+            "--model.hidden_size=8",
+            "--model.pretrained_embeddings=w2v/imdb.pt",
+            "--model.freeze_embeddings=true",
+            "--data=rnnlab.data.imdb.IMDBDataModule",
+            "--data.val_size=10",
+            "--data.min_freq=1",
+            "--data.batch_size=16",
+            "--trainer.max_epochs=1",
+            "--checkpoint.dirpath=ckpt",
+            "--checkpoint.filename=final",
+            *common,
+        ]
+    )
     words, vectors = load_embeddings(env / "w2v" / "imdb.pt")
     ckpt = torch.load(env / "ckpt" / "final.ckpt", weights_only=True)
     from rnnlab.data.text import Vocabulary
@@ -187,9 +240,20 @@ def test_imdb_classifier_starts_from_word2vec_vectors(env):
 def test_mismatched_mode_and_bad_corpus_are_explained(env, capsys):
     (env / "c.txt").write_text("a b c\n" * 30)
     with pytest.raises(SystemExit):
-        main(["fit", "--model=rnnlab.models.Word2Vec", "--model.mode=cbow", "--data=rnnlab.data.word2vec.Word2VecDataModule",
-              "--data.corpus=c.txt", "--data.min_count=1", "--data.val_docs=2", "--trainer.max_epochs=1",
-              "--checkpoint.monitor=val/loss", "--early_stopping.monitor=val/loss"])
+        main(
+            [
+                "fit",
+                "--model=rnnlab.models.Word2Vec",
+                "--model.mode=cbow",
+                "--data=rnnlab.data.word2vec.Word2VecDataModule",
+                "--data.corpus=c.txt",
+                "--data.min_count=1",
+                "--data.val_docs=2",
+                "--trainer.max_epochs=1",
+                "--checkpoint.monitor=val/loss",
+                "--early_stopping.monitor=val/loss",
+            ]
+        )
     assert "model.init_args.mode and data.init_args.mode" in capsys.readouterr().err
     with pytest.raises(RnnlabError, match="corpus nope.txt not found"):
         Word2VecDataModule(corpus="nope.txt").read_documents()
@@ -216,11 +280,22 @@ def test_tagger_starts_from_character_vectors(env):
     chars = sorted(set("".join(["我們", "住在", "同一條", "巷子", "鄰居", "同學", "是", "也", "和", "他"])))
     vectors = torch.randn(len(chars), 8)
     export_embeddings(env / "chars.pt", chars, vectors)
-    main(["fit", "--config", str(ROOT / "configs" / "sinica_cws_bilstm.yaml"),
-          "--model.init_args.embedding_dim=8", "--model.init_args.hidden_size=8",
-          "--model.init_args.pretrained_embeddings=chars.pt", "--model.init_args.freeze_embeddings=true",
-          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--checkpoint.dirpath=ckpt",
-          "--checkpoint.filename=final", "--checkpoint.monitor=val/f1"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "sinica_cws_bilstm.yaml"),
+            "--model.init_args.embedding_dim=8",
+            "--model.init_args.hidden_size=8",
+            "--model.init_args.pretrained_embeddings=chars.pt",
+            "--model.init_args.freeze_embeddings=true",
+            "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false",
+            "--checkpoint.dirpath=ckpt",
+            "--checkpoint.filename=final",
+            "--checkpoint.monitor=val/f1",
+        ]
+    )
     ckpt = torch.load(env / "ckpt" / "final.ckpt", weights_only=True)
     from rnnlab.data.text import Vocabulary
 
@@ -235,13 +310,29 @@ def test_tagger_starts_from_character_vectors(env):
 
 def test_word2vec_trains_under_two_process_ddp(env):
     cluster_corpus(env / "corpus.txt")
-    main(["fit", "--model=rnnlab.models.Word2Vec", "--model.embedding_dim=8", "--model.export_path=vectors/ddp.pt",
-          "--data=rnnlab.data.word2vec.Word2VecDataModule", "--data.corpus=corpus.txt", "--data.min_count=1",
-          "--data.val_docs=20", "--data.batch_size=128", "--data.subsample_t=0", "--trainer.max_epochs=2",
-          "--trainer.strategy=ddp_spawn",
-          "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
-          "--checkpoint.monitor=val/loss", "--checkpoint.mode=min", "--early_stopping.monitor=val/loss",
-          "--early_stopping.mode=min"])
+    main(
+        [
+            "fit",
+            "--model=rnnlab.models.Word2Vec",
+            "--model.embedding_dim=8",
+            "--model.export_path=vectors/ddp.pt",
+            "--data=rnnlab.data.word2vec.Word2VecDataModule",
+            "--data.corpus=corpus.txt",
+            "--data.min_count=1",
+            "--data.val_docs=20",
+            "--data.batch_size=128",
+            "--data.subsample_t=0",
+            "--trainer.max_epochs=2",
+            "--trainer.strategy=ddp_spawn",
+            "--trainer.devices=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--checkpoint.monitor=val/loss",
+            "--checkpoint.mode=min",
+            "--early_stopping.monitor=val/loss",
+            "--early_stopping.mode=min",
+        ]
+    )
     words, vectors = load_embeddings(env / "vectors" / "ddp.pt")
     assert "apple" in words and torch.isfinite(vectors).all()
     ckpt = torch.load(next((env / "runs").rglob("last.ckpt")), weights_only=True)

@@ -9,15 +9,30 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from rnnlab.callbacks import (ConfusionMatrix, GenerationSamples, LastCheckpoint, PredictionWriter, ThroughputMonitor,
-                              TranslationSamples,
-                              find_last_checkpoint, run_dir)
+from rnnlab.callbacks import (
+    ConfusionMatrix,
+    GenerationSamples,
+    LastCheckpoint,
+    PredictionWriter,
+    ThroughputMonitor,
+    TranslationSamples,
+    find_last_checkpoint,
+)
+from rnnlab.compat import CheckpointHparamsHook
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
+from rnnlab.runs import run_dir
 
-
-OPTIONAL_LINKS = ("char_vocab_size", "unit_features", "num_features", "horizon", "tgt_vocab_size")  # taken by some models only
+OPTIONAL_LINKS = (
+    "char_vocab_size",
+    "unit_features",
+    "num_features",
+    "horizon",
+    "tgt_vocab_size",
+    "bos_id",
+    "eos_id",
+)  # taken by some models only
 
 
 def _import(class_path: str):
@@ -50,8 +65,9 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
             return
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
-        self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
-                         multifile=self.multifile)
+        self.parser.save(
+            self.config, str(folder / self.config_filename), skip_none=False, overwrite=True, multifile=self.multifile
+        )
         if trainer.logger is not None:
             trainer.logger.log_hyperparams(self.config.as_dict())
 
@@ -75,15 +91,19 @@ def _condense(message: str) -> str:
     accepted``."""
     import re
 
-    m = re.search(r'Parser key "(\w+)":.*?Problem with given class_path \'([\w.]+)\':\n(.*?)\n\s*- Expected a '
-                  r"<class 'NoneType'>", message, re.S)
+    m = re.search(
+        r'Parser key "(\w+)":.*?Problem with given class_path \'([\w.]+)\':\n(.*?)\n\s*- Expected a '
+        r"<class 'NoneType'>",
+        message,
+        re.S,
+    )
     if not m:
         return message.strip()
     detail = " ".join(line.strip() for line in m.group(3).splitlines() if line.strip())
     return f"{m.group(1)} ({m.group(2)}): {detail}"
 
 
-class RnnlabCLI(LightningCLI):
+class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
     """LightningCLI with rnnlab's defaults: DataModule properties linked into the model, checkpointing and early
     stopping on ``val/acc`` (override with ``--checkpoint.monitor`` etc.), a prediction writer, a throughput monitor,
     and ``--ckpt_path`` also supplying the vocabulary (``data.vocab_from``) for validate/test/predict."""
@@ -91,25 +111,35 @@ class RnnlabCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
         kwargs.setdefault("parser_class", RnnlabParser)
-        kwargs.setdefault("trainer_defaults", {
-            "default_root_dir": "runs",
-            "use_distributed_sampler": False,  # LengthBucketSampler shards by rank itself
-            "callbacks": [LearningRateMonitor(logging_interval="epoch")],
-        })
+        kwargs.setdefault(
+            "trainer_defaults",
+            {
+                "default_root_dir": "runs",
+                "use_distributed_sampler": False,  # LengthBucketSampler shards by rank itself
+                "callbacks": [LearningRateMonitor(logging_interval="epoch")],
+            },
+        )
         kwargs.setdefault("auto_configure_optimizers", True)
-        super().__init__(RnnlabModule, SequenceDataModule, *args, subclass_mode_model=True,
-                         subclass_mode_data=True, **kwargs)
+        super().__init__(
+            RnnlabModule, SequenceDataModule, *args, subclass_mode_model=True, subclass_mode_data=True, **kwargs
+        )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": False,
-            "checkpoint.filename": "epoch{epoch}-step{step}", "checkpoint.auto_insert_metric_name": False,
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": False,
+                "checkpoint.filename": "epoch{epoch}-step{step}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val/acc", "early_stopping.mode": "max",
-                             "early_stopping.patience": 3})
+        parser.set_defaults(
+            {"early_stopping.monitor": "val/acc", "early_stopping.mode": "max", "early_stopping.patience": 3}
+        )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
@@ -118,18 +148,19 @@ class RnnlabCLI(LightningCLI):
         for prop in ("vocab_size", "num_classes", "pad_id", *OPTIONAL_LINKS):
             parser.link_arguments(f"data.{prop}", f"model.init_args.{prop}", apply_on="instantiate")
 
-    def _parse_ckpt_path(self) -> None:
+    def apply_checkpoint_hparams(self) -> bool:
         """As LightningCLI's (the checkpoint's hyperparameters replace the config's, so the architecture matches the
         weights), except for a model's ``inference_hparams`` (e.g. sampling temperature): there the command line
-        wins. Keys a model does not take (links meant for other models) are dropped."""
+        wins. Keys a model does not take (links meant for other models) are dropped. False: a checkpoint without a
+        class path, for Lightning's own handling."""
         if not self.config.get("subcommand"):
-            return
+            return True
         sub = self.config[self.config.subcommand]
         if sub.get("ckpt_path") == "last" and self.config.subcommand == "fit":
             sub.ckpt_path = self._resolve_last(sub)
         ckpt_path = sub.get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
-            return
+            return True
         import torch
 
         checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
@@ -138,17 +169,17 @@ class RnnlabCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)
         if not hparams or class_path is None:
-            return super()._parse_ckpt_path()
+            return False
         cls = _import(class_path)
         accepted = _init_parameters(class_path)
-        keep = {k: v for k, v in hparams.items()
-                if k in accepted and k not in getattr(cls, "inference_hparams", ())}
+        keep = {k: v for k, v in hparams.items() if k in accepted and k not in getattr(cls, "inference_hparams", ())}
         model = {"class_path": class_path, "dict_kwargs": keep}
         try:
             self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
         except SystemExit:
             sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
             raise
+        return True
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -168,7 +199,6 @@ class RnnlabCLI(LightningCLI):
         if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):
             init.vocab_from = str(ckpt)
 
-
     @staticmethod
     def _resolve_last(cfg) -> str | None:
         """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment (``<save_dir>/<name>/*/checkpoints``);
@@ -182,8 +212,11 @@ class RnnlabCLI(LightningCLI):
         if args is not None and args.get("save_dir"):
             root = Path(str(args.get("save_dir"))) / str(args.get("name") or "lightning_logs")
         found = find_last_checkpoint(root)
-        rank_zero_info(f"--ckpt_path last: resuming from {found}" if found else
-                       f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/, starting from scratch")
+        rank_zero_info(
+            f"--ckpt_path last: resuming from {found}"
+            if found
+            else f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/, starting from scratch"
+        )
         return str(found) if found else None
 
 
@@ -234,9 +267,12 @@ def main(args=None) -> None:
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        print(f"error: no space left on the device while writing {err.filename or 'a file'} ({err}). Checkpoints "
-              f"are written to a temporary file and renamed, so the previous one is intact: free some space and "
-              f"resume with --ckpt_path last", file=sys.stderr)
+        print(
+            f"error: no space left on the device while writing {err.filename or 'a file'} ({err}). Checkpoints "
+            f"are written to a temporary file and renamed, so the previous one is intact: free some space and "
+            f"resume with --ckpt_path last",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -40,8 +40,15 @@ class WandbLogger(_LightningWandbLogger):
     Every checkpoint carries the run id; ``fit --ckpt_path <checkpoint>`` continues that W&B run (``id`` unless given).
     """
 
-    def __init__(self, project: str = "rnnlab", name: Optional[str] = None, save_dir: str = "runs",
-                 log_model: bool = True, offline: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        project: str = "rnnlab",
+        name: Optional[str] = None,
+        save_dir: str = "runs",
+        log_model: bool = True,
+        offline: bool = False,
+        **kwargs,
+    ) -> None:
         if not offline and (reason := offline_reason()):
             print(f"wandb: logging offline ({reason}); sync later with `wandb sync {save_dir}/wandb/offline-run-*`")
             offline = True
@@ -49,8 +56,14 @@ class WandbLogger(_LightningWandbLogger):
         self._experiment_name = name
         self._offline_log_model = offline and bool(log_model)
         self._checkpoint_callback = None
-        super().__init__(project=project, name=name, save_dir=save_dir, offline=offline,
-                         log_model=False if offline else log_model, **kwargs)
+        super().__init__(
+            project=project,
+            name=name,
+            save_dir=save_dir,
+            offline=offline,
+            log_model=False if offline else log_model,
+            **kwargs,
+        )
 
     @property
     def name(self) -> Optional[str]:
@@ -66,9 +79,14 @@ class WandbLogger(_LightningWandbLogger):
         if self._offline_log_model and status == "success" and cb is not None and cb.best_model_path:
             import wandb
 
-            artifact = wandb.Artifact(f"model-{self.experiment.id}", type="model",
-                                      metadata={"score": float(cb.best_model_score) if cb.best_model_score is not None
-                                                else None, "monitor": cb.monitor})
+            artifact = wandb.Artifact(
+                f"model-{self.experiment.id}",
+                type="model",
+                metadata={
+                    "score": float(cb.best_model_score) if cb.best_model_score is not None else None,
+                    "monitor": cb.monitor,
+                },
+            )
             artifact.add_file(cb.best_model_path, name="model.ckpt")
             self.experiment.log_artifact(artifact, aliases=["best", "latest"])
         super().finalize(status)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from rnnlab.data.tagging import bio_spans, bmes_spans
+from rnnlab.spans import bio_spans, bmes_spans
 
 
 def spans(tags: Sequence[str], scheme: str) -> set[tuple]:
@@ -38,8 +38,12 @@ def scores(counts: Sequence[float]) -> dict[str, float]:
     correct, predicted, gold, oov_correct, oov_gold = (float(c) for c in counts)
     p = correct / predicted if predicted else 0.0
     r = correct / gold if gold else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "oov_recall": oov_correct / oov_gold if oov_gold else 0.0}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "oov_recall": oov_correct / oov_gold if oov_gold else 0.0,
+    }
 
 
 class SpanF1(Metric):

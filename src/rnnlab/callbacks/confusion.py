@@ -8,14 +8,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-
-def run_dir(trainer) -> Path:
-    """The folder of this run, where ModelCheckpoint puts ``checkpoints/``: ``<save_dir>/<name>/<version>``."""
-    logger = trainer.logger
-    if logger is None or logger.save_dir is None:
-        return Path(trainer.default_root_dir)
-    version = logger.version
-    return Path(logger.save_dir, str(logger.name), version if isinstance(version, str) else f"version_{version}")
+from rnnlab.runs import run_dir
 
 
 def plot_confusion(matrix, labels: list[str], path: Path, title: str) -> None:
@@ -37,8 +30,15 @@ def plot_confusion(matrix, labels: list[str], path: Path, title: str) -> None:
     for i in range(n):
         for j in range(n):
             if matrix[i, j]:
-                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7 if n > 8 else 9,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(matrix[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=7 if n > 8 else 9,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -73,11 +73,14 @@ class ConfusionMatrix(L.Callback):
         matrix = confusion_matrix(targets.numpy(), preds.numpy(), labels=ids)
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
-        report = classification_report(targets.numpy(), preds.numpy(), labels=ids, target_names=labels, digits=4,
-                                       zero_division=0)
+        report = classification_report(
+            targets.numpy(), preds.numpy(), labels=ids, target_names=labels, digits=4, zero_division=0
+        )
         (folder / "classification_report.txt").write_text(report)
         png = folder / "confusion_matrix.png"
-        plot_confusion(matrix, labels, png, f"test: {len(targets)} examples, accuracy {(preds == targets).float().mean():.4f}")
+        plot_confusion(
+            matrix, labels, png, f"test: {len(targets)} examples, accuracy {(preds == targets).float().mean():.4f}"
+        )
         self.last = {"matrix": matrix, "report": report, "png": png}
         logger = trainer.logger
         if logger is not None and hasattr(logger, "log_image"):

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from rnnlab.compat import mark_saved, request_stop, save_last
 from rnnlab.errors import RnnlabError
 
 
@@ -38,7 +39,10 @@ class LastCheckpoint(ModelCheckpoint):
         if every_n_train_steps < 0 or minutes < 0:
             raise RnnlabError("last_checkpoint.every_n_train_steps and last_checkpoint.minutes must be >= 0")
         super().__init__(
-            monitor=None, save_top_k=0, save_last=True, every_n_epochs=0,
+            monitor=None,
+            save_top_k=0,
+            save_last=True,
+            every_n_epochs=0,
             every_n_train_steps=every_n_train_steps or None,
             train_time_interval=timedelta(minutes=minutes) if minutes and not every_n_train_steps else None,
         )
@@ -53,13 +57,12 @@ class LastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         # as ModelCheckpoint, without telling the loggers: W&B's model artifacts follow the best-model callback
         trainer.save_checkpoint(filepath, self.save_weights_only)
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        mark_saved(self, trainer, filepath)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Also at the end of every epoch (after its validation): ``last.ckpt`` is this callback's file alone."""
         if not (trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != "fit"):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            save_last(self, trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         pass  # epoch-end saves happen in on_train_epoch_end, after validation
@@ -82,16 +85,15 @@ class LastCheckpoint(ModelCheckpoint):
         """SIGUSR1 (SLURM's warning before the time limit): stop after the batch in flight as on SIGTERM -- Lightning
         agrees on it across ranks -- then :meth:`on_exception` saves ``last.ckpt`` and requeues the job."""
         self._requeue = True
-        trainer._signal_connector.received_sigterm = True
+        request_stop(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and self.dirpath:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            save_last(self, trainer)
             signal_name = "SIGUSR1" if self._requeue else "SIGTERM"
             rank_zero_info(f"{signal_name}: saved {self.last_model_path}; resume with --ckpt_path last")
             if self._requeue and trainer.is_global_zero:
                 requeue()
-
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["rnnlab_rng"] = {"torch": torch.get_rng_state(), "python": list(_py_state())}
@@ -139,5 +141,8 @@ def requeue() -> None:
     except (OSError, subprocess.TimeoutExpired) as err:
         rank_zero_info(f"could not requeue SLURM job {job} ({err}); resume it by hand with --ckpt_path last")
         return
-    rank_zero_info(f"requeued SLURM job {job}" if result.returncode == 0 else
-                   f"scontrol requeue {job} failed ({result.stderr.strip()}); resume by hand with --ckpt_path last")
+    rank_zero_info(
+        f"requeued SLURM job {job}"
+        if result.returncode == 0
+        else f"scontrol requeue {job} failed ({result.stderr.strip()}); resume by hand with --ckpt_path last"
+    )

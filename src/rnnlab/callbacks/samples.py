@@ -6,9 +6,8 @@ from typing import Optional
 
 import lightning as L
 
-from rnnlab.callbacks.confusion import run_dir
 from rnnlab.data.batching import pad_collate
-from rnnlab.models.language_model import banned_ids
+from rnnlab.runs import run_dir
 
 
 class GenerationSamples(L.Callback):
@@ -24,26 +23,45 @@ class GenerationSamples(L.Callback):
         every_n_epochs: how often (0 turns it off).
     """
 
-    def __init__(self, prompts: Optional[list[str]] = None, max_new: int = 200, temperature: float = 0.8,
-                 seed: int = 0, every_n_epochs: int = 1) -> None:
+    def __init__(
+        self,
+        prompts: Optional[list[str]] = None,
+        max_new: int = 200,
+        temperature: float = 0.8,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+    ) -> None:
         self.prompts, self.max_new, self.temperature = prompts, max_new, temperature
         self.seed, self.every_n_epochs = seed, every_n_epochs
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
-        if (not hasattr(pl_module, "generate") or not hasattr(dm, "default_prompts") or trainer.sanity_checking
-                or not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs
-                or trainer.global_rank != 0):
+        if (
+            not hasattr(pl_module, "generate")
+            or not hasattr(dm, "default_prompts")
+            or trainer.sanity_checking
+            or not self.every_n_epochs
+            or (trainer.current_epoch + 1) % self.every_n_epochs
+            or trainer.global_rank != 0
+        ):
             return
         items = [i for i in dm.encode_predict(self.prompts or dm.default_prompts()) if "tokens" in i]
         if not items:
             return
         batch = pad_collate([(item["tokens"], None, k) for k, item in enumerate(items)], pad_id=dm.pad_id)
-        generated = pl_module.generate(batch.tokens.to(pl_module.device), batch.lengths, self.max_new,
-                                       self.temperature, eos_id=getattr(dm, "eos_id", None), seed=self.seed,
-                                       banned=banned_ids(dm))
-        rows = [(item["input"], dm.render_prediction(item, {"generated": generated[k].cpu()})["output"])
-                for k, item in enumerate(items)]
+        generated = pl_module.generate(
+            batch.tokens.to(pl_module.device),
+            batch.lengths,
+            self.max_new,
+            self.temperature,
+            eos_id=pl_module.task.eos_id,
+            seed=self.seed,
+            banned=pl_module.task.banned_ids(),
+        )
+        rows = [
+            (item["input"], dm.render_prediction(item, {"generated": generated[k].cpu()})["output"])
+            for k, item in enumerate(items)
+        ]
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "samples.txt", "a", encoding="utf-8") as f:
@@ -52,8 +70,11 @@ class GenerationSamples(L.Callback):
                 f.write(f"--- {prompt!r}\n{text}\n")
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                logger.log_text(key="samples", columns=["epoch", "prompt", "sample"],
-                                data=[[trainer.current_epoch, p, t] for p, t in rows])
+                logger.log_text(
+                    key="samples",
+                    columns=["epoch", "prompt", "sample"],
+                    data=[[trainer.current_epoch, p, t] for p, t in rows],
+                )
 
 
 class PianoRollSamples(L.Callback):
@@ -71,10 +92,15 @@ class PianoRollSamples(L.Callback):
         self.steps, self.temperature, self.seed, self.every_n_epochs = steps, temperature, seed, every_n_epochs
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        from rnnlab.models.music import plot_roll, roll_to_midi
+        from rnnlab.pianoroll import plot_roll, roll_to_midi
 
-        if (trainer.sanity_checking or not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs
-                or trainer.global_rank != 0 or not hasattr(pl_module, "generate")):
+        if (
+            trainer.sanity_checking
+            or not self.every_n_epochs
+            or (trainer.current_epoch + 1) % self.every_n_epochs
+            or trainer.global_rank != 0
+            or not hasattr(pl_module, "generate")
+        ):
             return
         roll = pl_module.generate(self.steps, None, self.temperature, self.seed).cpu()
         folder = run_dir(trainer) / "samples"
@@ -83,7 +109,9 @@ class PianoRollSamples(L.Callback):
         png = plot_roll(roll, stem.with_suffix(".png"), title=f"epoch {trainer.current_epoch}")
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key="samples/piano_roll", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"])
+                logger.log_image(
+                    key="samples/piano_roll", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"]
+                )
 
 
 class TranslationSamples(L.Callback):
@@ -101,16 +129,23 @@ class TranslationSamples(L.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
-        if (trainer.sanity_checking or not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs
-                or trainer.global_rank != 0 or not hasattr(pl_module, "greedy") or not hasattr(dm, "references")):
+        if (
+            trainer.sanity_checking
+            or not self.every_n_epochs
+            or (trainer.current_epoch + 1) % self.every_n_epochs
+            or trainer.global_rank != 0
+            or not hasattr(pl_module, "greedy")
+            or not hasattr(dm, "references")
+        ):
             return
         dataset = dm.dataset("val")
         picked = list(range(min(self.n, len(dataset))))
         batch = dm.collate([dataset[i] for i in picked])
-        ids, weights = pl_module.greedy(batch.tokens.long().to(pl_module.device), batch.lengths,
-                                        return_attention=True)
-        rows = [(dm.source_text("val", i), dm.references("val")[i], dm.decode_target(ids[k].tolist()))
-                for k, i in enumerate(picked)]
+        ids, weights = pl_module.greedy(batch.tokens.long().to(pl_module.device), batch.lengths, return_attention=True)
+        rows = [
+            (dm.source_text("val", i), dm.references("val")[i], dm.decode_target(ids[k].tolist()))
+            for k, i in enumerate(picked)
+        ]
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "translations.txt", "a", encoding="utf-8") as f:
@@ -124,12 +159,16 @@ class TranslationSamples(L.Callback):
                 src = dm.source_tokens(batch.tokens[k, : batch.lengths[k]].tolist())
                 hyp = dm.target_tokens(ids[k].tolist())
                 maps.append((src, hyp, weights[k, : len(hyp), : len(src)].float().cpu()))
-            png = plot_attention(maps, folder / "attention" / f"epoch{trainer.current_epoch}.png",
-                                 title=f"epoch {trainer.current_epoch}")
+            png = plot_attention(
+                maps, folder / "attention" / f"epoch{trainer.current_epoch}.png", title=f"epoch {trainer.current_epoch}"
+            )
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                logger.log_text(key="translations", columns=["epoch", "source", "reference", "hypothesis"],
-                                data=[[trainer.current_epoch, *row] for row in rows])
+                logger.log_text(
+                    key="translations",
+                    columns=["epoch", "source", "reference", "hypothesis"],
+                    data=[[trainer.current_epoch, *row] for row in rows],
+                )
                 if png is not None:
                     logger.log_image(key="attention", images=[str(png)], caption=[f"epoch {trainer.current_epoch}"])
 
@@ -145,8 +184,16 @@ def plot_attention(maps, path, title: str = ""):
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # Chinese/Japanese tokens need a CJK font: the first of these that is installed is used, else boxes are drawn
-    cjk = ["Noto Sans CJK SC", "Noto Sans CJK TC", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei",
-           "Microsoft YaHei", "PingFang SC", "DejaVu Sans"]
+    cjk = [
+        "Noto Sans CJK SC",
+        "Noto Sans CJK TC",
+        "Source Han Sans SC",
+        "WenQuanYi Zen Hei",
+        "SimHei",
+        "Microsoft YaHei",
+        "PingFang SC",
+        "DejaVu Sans",
+    ]
     plt.rcParams["font.sans-serif"] = cjk + [f for f in plt.rcParams["font.sans-serif"] if f not in cjk]
     fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4.5), squeeze=False)
     for ax, (src, hyp, w) in zip(axes[0], maps):

@@ -33,7 +33,10 @@ class ThroughputMonitor(L.Callback):
         if not self._positions:
             return
         world = trainer.world_size
-        self.last = {"tokens_per_s": self._tokens * world / seconds, "padding": 1 - self._tokens / self._positions,
-                     "epoch_seconds": seconds}
+        self.last = {
+            "tokens_per_s": self._tokens * world / seconds,
+            "padding": 1 - self._tokens / self._positions,
+            "epoch_seconds": seconds,
+        }
         pl_module.log("train/tokens_per_s", self.last["tokens_per_s"], sync_dist=False)
         pl_module.log("train/padding", self.last["padding"], sync_dist=False)

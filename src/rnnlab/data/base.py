@@ -28,6 +28,7 @@ from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from rnnlab.contract import Task
 from rnnlab.data.batching import LengthBucketSampler, SequenceDataset, pad_collate
 from rnnlab.errors import RnnlabError
 
@@ -190,10 +191,33 @@ class SequenceDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict":
             self._ensure_state()
+            self.hand_over_task()
             return
         payload = self._load_or_build()
         self._set_state(payload["state"])
         self.datasets = {split: self.make_dataset(split, data) for split, data in payload["splits"].items()}
+        self.hand_over_task()
+
+    def describe_task(self) -> Task:
+        """This data's :class:`~rnnlab.contract.Task` (complete after ``setup``). Subclasses add their fields with
+        ``dataclasses.replace(super().describe_task(), ...)``."""
+        return Task(
+            vocab=getattr(self, "vocab", None),
+            labels=tuple(getattr(self, "labels", None) or ()),
+            pad_id=self.pad_id,
+            predict_item=self._predict_item,
+            train_batches=lambda: len(self.train_dataloader()),
+            unit_features=self.unit_features,
+        )
+
+    def _predict_item(self, i: int) -> dict:
+        return self.predict_items[i] if 0 <= i < len(self.predict_items) else {}
+
+    def hand_over_task(self) -> None:
+        """The end of ``setup``: give the Trainer's model this data's :class:`~rnnlab.contract.Task`."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        if model is not None and hasattr(model, "bind_task"):
+            model.bind_task(self.describe_task())
 
     def state_dict(self) -> dict:
         return dict(self._ensure_state())
@@ -221,8 +245,13 @@ class SequenceDataModule(L.LightningDataModule):
     def sampler(self, split: str, shuffle: bool) -> LengthBucketSampler:
         rank, world = self._rank_world()
         return LengthBucketSampler(
-            self.dataset(split).lengths(), self.batch_size, shuffle=shuffle, seed=self.seed,
-            num_replicas=world, rank=rank, pool_batches=self.bucket_pool,
+            self.dataset(split).lengths(),
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            pool_batches=self.bucket_pool,
         )
 
     def collate(self, samples):
@@ -234,8 +263,11 @@ class SequenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return ResumableDataLoader(
-            self.dataset(split), batch_sampler=self.sampler(split, shuffle), collate_fn=self.collate_fn(),
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            self.dataset(split),
+            batch_sampler=self.sampler(split, shuffle),
+            collate_fn=self.collate_fn(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
             generator=torch.Generator(),  # worker seeds from here, not from the global RNG (exact resumes)
         )
 
@@ -278,7 +310,7 @@ class SequenceDataModule(L.LightningDataModule):
                 ) from None
         raise RnnlabError(
             "nothing to predict: pass --data.predict_file <file, one input per line> or "
-            "--data.predict_texts '[\"first text\", \"second text\"]'"
+            '--data.predict_texts \'["first text", "second text"]\''
         )
 
     def predict_dataloader(self) -> DataLoader:
@@ -286,11 +318,14 @@ class SequenceDataModule(L.LightningDataModule):
         self.predict_items = self.encode_predict(self.read_predict_inputs())
         valid = [i for i, item in enumerate(self.predict_items) if "tokens" in item]
         if not valid:  # Lightning would run no predict loop at all and write nothing
-            reasons = "; ".join(f"line {i}: {item.get('error', 'unreadable')}"
-                                for i, item in enumerate(self.predict_items[:5], start=1))
+            reasons = "; ".join(
+                f"line {i}: {item.get('error', 'unreadable')}" for i, item in enumerate(self.predict_items[:5], start=1)
+            )
             more = " ..." if len(self.predict_items) > 5 else ""
-            raise RnnlabError(f"none of the {len(self.predict_items)} inputs can be predicted ({reasons}{more}); "
-                              f"give at least one non-empty input the model can read")
+            raise RnnlabError(
+                f"none of the {len(self.predict_items)} inputs can be predicted ({reasons}{more}); "
+                f"give at least one non-empty input the model can read"
+            )
         dataset = SequenceDataset([self.predict_items[i]["tokens"] for i in valid])
         collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
@@ -300,8 +335,11 @@ class SequenceDataModule(L.LightningDataModule):
         ``top_k`` classes with probabilities, e.g. ``Russian 0.93, Czech 0.03, English 0.01``."""
         probs = output["probs"]
         order = probs.argsort(descending=True)[:top_k].tolist()
-        return {"label": self.labels[order[0]], "prob": round(float(probs[order[0]]), 4),
-                "top": ", ".join(f"{self.labels[i]} {float(probs[i]):.2f}" for i in order)}
+        return {
+            "label": self.labels[order[0]],
+            "prob": round(float(probs[order[0]]), 4),
+            "top": ", ".join(f"{self.labels[i]} {float(probs[i]):.2f}" for i in order),
+        }
 
     # ------------------------------------------ properties the CLI links into the model
     @property
@@ -327,6 +365,9 @@ class SequenceDataModule(L.LightningDataModule):
     def char_vocab_size(self) -> int:
         """Size of the character vocabulary of a character-level word encoder (0: none)."""
         return 0
+
+    bos_id: Optional[int] = None  # the start and end symbols' ids, where the data has them
+    eos_id: Optional[int] = None
 
     @property
     def tgt_vocab_size(self) -> int:

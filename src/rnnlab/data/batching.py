@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores it)
-
-
-@dataclass
-class Batch:
-    """A padded batch. ``tokens [B, T]`` or ``[B, T, K]`` (K ids per step, e.g. a word and its characters; padding =
-    ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
-    ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), ``[B, T']`` for
-    a target sequence of its own length (seq2seq), or None;
-    ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP)."""
-
-    tokens: Tensor
-    lengths: Tensor
-    target: Tensor | None
-    index: Tensor
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
+from rnnlab.contract import IGNORE_INDEX, Batch
 
 
 class SequenceDataset(Dataset):
@@ -111,8 +93,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         if len(lengths) < num_replicas:
             from rnnlab.errors import RnnlabError
 
-            raise RnnlabError(f"a split of {len(lengths)} samples cannot be shared by {num_replicas} DDP ranks (each "
-                              f"needs one): use fewer devices, or give the split more data")
+            raise RnnlabError(
+                f"a split of {len(lengths)} samples cannot be shared by {num_replicas} DDP ranks (each "
+                f"needs one): use fewer devices, or give the split more data"
+            )
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
         self.max_batch = batch_size
         self.shuffle, self.seed = shuffle, seed

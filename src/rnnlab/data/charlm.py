@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.classification import stratified_split
@@ -28,22 +30,34 @@ from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.data.text import BOS, EOS, Vocabulary
 from rnnlab.errors import RnnlabError
 
+
 def _check_text(path: Path) -> str:
     """A usable text corpus: UTF-8, not empty."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise RnnlabError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): not the official file; "
-                          f"download it again") from None
+        raise RnnlabError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): not the official file; download it again"
+        ) from None
     if not text.strip():
         raise RnnlabError(f"{path} is empty: not the official file; download it again")
     return f"{len(text)} characters"
 
 
-register(Source("tinyshakespeare", files=(RemoteFile(
-    "input.txt", "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),),
-    homepage="https://github.com/karpathy/char-rnn", check=_check_text))
+register(
+    Source(
+        "tinyshakespeare",
+        files=(
+            RemoteFile(
+                "input.txt",
+                "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+                "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            ),
+        ),
+        homepage="https://github.com/karpathy/char-rnn",
+        check=_check_text,
+    )
+)
 
 
 class StreamWindows(Dataset):
@@ -53,8 +67,10 @@ class StreamWindows(Dataset):
     def __init__(self, stream: Tensor, num_streams: int, seq_len: int) -> None:
         per_stream = (len(stream) - 1) // num_streams
         if per_stream < seq_len + 1:
-            raise RnnlabError(f"the text ({len(stream)} characters) is too short for {num_streams} streams of "
-                              f"windows of {seq_len}: lower batch_size or seq_len")
+            raise RnnlabError(
+                f"the text ({len(stream)} characters) is too short for {num_streams} streams of "
+                f"windows of {seq_len}: lower batch_size or seq_len"
+            )
         self.rows = stream[: num_streams * per_stream + 1]
         self.per_stream, self.seq_len, self.num_streams = per_stream, seq_len, num_streams
         self.windows = (per_stream - 1) // seq_len  # every window has its next character for the last target
@@ -73,8 +89,16 @@ class StreamBatchSampler(Sampler[list[int]]):
     """Batches of :class:`StreamWindows`. ``stateful``: batch ``i`` = window ``i`` of this rank's streams, in order;
     otherwise all windows shuffled per (seed, epoch) and dealt out to the ranks."""
 
-    def __init__(self, windows: StreamWindows, batch_size: int, stateful: bool, seed: int = 0, rank: int = 0,
-                 num_replicas: int = 1, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        windows: StreamWindows,
+        batch_size: int,
+        stateful: bool,
+        seed: int = 0,
+        rank: int = 0,
+        num_replicas: int = 1,
+        shuffle: bool = True,
+    ) -> None:
         self.w, self.batch_size, self.stateful, self.seed = windows, batch_size, stateful, seed
         self.rank, self.num_replicas, self.shuffle, self.epoch = rank, num_replicas, shuffle, 0
 
@@ -94,8 +118,11 @@ class StreamBatchSampler(Sampler[list[int]]):
                 yield [s * W + i for s in streams]
             return
         n = len(self.w)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-                 if self.shuffle else torch.arange(n)).tolist()
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            if self.shuffle
+            else torch.arange(n)
+        ).tolist()
         per_rank = n // self.num_replicas
         mine = order[self.rank * per_rank : (self.rank + 1) * per_rank]
         for start in range(0, len(mine), self.batch_size):
@@ -126,12 +153,21 @@ class CharCorpusDataModule(SequenceDataModule):
     predict_examples = ("ROMEO:",)
     eos_id: Optional[int] = None  # a stream has no end symbol
 
-    def __init__(self, path: Optional[str] = None, seq_len: int = 128, val_fraction: float = 0.05,
-                 test_fraction: float = 0.05, stateful: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        seq_len: int = 128,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        stateful: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise RnnlabError(f"val_fraction and test_fraction must be in (0, 1) and leave text to train on, got "
-                              f"{val_fraction} and {test_fraction}")
+            raise RnnlabError(
+                f"val_fraction and test_fraction must be in (0, 1) and leave text to train on, got "
+                f"{val_fraction} and {test_fraction}"
+            )
         if seq_len < 1:
             raise RnnlabError(f"seq_len must be >= 1, got {seq_len}")
         self.path, self.seq_len, self.val_fraction, self.stateful = path, seq_len, val_fraction, stateful
@@ -140,6 +176,9 @@ class CharCorpusDataModule(SequenceDataModule):
             self.name = f"text_{Path(path).stem}"
         self.vocab: Optional[Vocabulary] = None
         self.labels: list[str] = []
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), stateful=self.stateful)
 
     def encoding_args(self) -> dict:
         args = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
@@ -179,10 +218,16 @@ class CharCorpusDataModule(SequenceDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
-        sampler = StreamBatchSampler(self.dataset(split), self.batch_size, self.stateful, self.seed, rank, world,
-                                     shuffle=shuffle)
-        return DataLoader(self.dataset(split), batch_sampler=sampler, collate_fn=self.collate_fn(),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        sampler = StreamBatchSampler(
+            self.dataset(split), self.batch_size, self.stateful, self.seed, rank, world, shuffle=shuffle
+        )
+        return DataLoader(
+            self.dataset(split),
+            batch_sampler=sampler,
+            collate_fn=self.collate_fn(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     # ----------------------------------------------------------------- predict
     def encode_predict(self, texts: list[str]) -> list[dict]:
@@ -196,8 +241,10 @@ class CharCorpusDataModule(SequenceDataModule):
             item = {"input": raw, "tokens": torch.tensor(ids), "prompt": prompt}
             unknown = sorted({c for c, i in zip(prompt, ids) if i == self.vocab.unk_id})
             if unknown:
-                item["error"] = (f"characters not in the training text: {', '.join(map(repr, unknown))}; the model "
-                                 f"cannot read them -- remove or replace them")
+                item["error"] = (
+                    f"characters not in the training text: {', '.join(map(repr, unknown))}; the model "
+                    f"cannot read them -- remove or replace them"
+                )
                 del item["tokens"]
             items.append(item)
         return items
@@ -247,14 +294,17 @@ class DocumentLMDataModule(SequenceDataModule):
         if state is None:
             counts = Counter(c for text, _ in splits["train"] for c in text)
             vocab = Vocabulary.from_counts(counts, nfkc=False, extra_specials=(BOS, EOS), min_freq=self.min_freq)
-            state = {"vocab": vocab.to_str(),
-                     "labels": list(labels)}
+            state = {"vocab": vocab.to_str(), "labels": list(labels)}
         elif list(state["labels"]) != list(labels):
             raise RnnlabError(f"the checkpoint's categories {state['labels']} are not this data's {labels}")
         vocab = Vocabulary.from_str(state["vocab"])
-        encoded = {split: {"tokens": [self._encode(vocab, text, y, bool(labels)) for text, y in docs],
-                           "targets": [torch.tensor(vocab.lookup(text) + [self.eos_id]) for text, _ in docs]}
-                   for split, docs in splits.items()}
+        encoded = {
+            split: {
+                "tokens": [self._encode(vocab, text, y, bool(labels)) for text, y in docs],
+                "targets": [torch.tensor(vocab.lookup(text) + [self.eos_id]) for text, _ in docs],
+            }
+            for split, docs in splits.items()
+        }
         return {"state": state, "splits": encoded}
 
     def _encode(self, vocab: Vocabulary, prefix: str, category: int, with_category: bool) -> Tensor:
@@ -264,6 +314,9 @@ class DocumentLMDataModule(SequenceDataModule):
     def on_state(self, state: dict) -> None:
         self.vocab = Vocabulary.from_str(state["vocab"])
         self.labels = list(state["labels"])
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), bos_id=self.bos_id, eos_id=self.eos_id)
 
     def make_dataset(self, split: str, data: dict) -> SequenceDataset:
         return SequenceDataset(data["tokens"], data["targets"])  # <bos> c1..cn -> c1..cn <eos>
@@ -277,8 +330,13 @@ class DocumentLMDataModule(SequenceDataModule):
             if self.labels:
                 name, _, prefix = raw.strip().partition(":")
                 if name.strip().lower() not in by_name:
-                    items.append({"input": raw, "error": f"unknown category {name.strip()!r}: use one of "
-                                                         f"{', '.join(self.labels)} (optionally 'Category:prefix')"})
+                    items.append(
+                        {
+                            "input": raw,
+                            "error": f"unknown category {name.strip()!r}: use one of "
+                            f"{', '.join(self.labels)} (optionally 'Category:prefix')",
+                        }
+                    )
                     continue
                 category = by_name[name.strip().lower()]
                 item["category"] = self.labels[category]
@@ -286,11 +344,17 @@ class DocumentLMDataModule(SequenceDataModule):
             ids = self.vocab.lookup(prefix)
             if self.vocab.unk_id in ids:
                 bad = sorted({c for c, i in zip(prefix, ids) if i == self.vocab.unk_id})
-                items.append({"input": raw, "error": f"characters never seen in training: {', '.join(map(repr, bad))}"
-                                                     f"; the model cannot continue from them"})
+                items.append(
+                    {
+                        "input": raw,
+                        "error": f"characters never seen in training: {', '.join(map(repr, bad))}"
+                        f"; the model cannot continue from them",
+                    }
+                )
                 continue
-            items.append({**item, "tokens": self._encode(self.vocab, prefix, category, bool(self.labels)),
-                          "prompt": prefix})
+            items.append(
+                {**item, "tokens": self._encode(self.vocab, prefix, category, bool(self.labels)), "prompt": prefix}
+            )
         return items
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
@@ -325,8 +389,12 @@ class NameGenerationDataModule(DocumentLMDataModule):
         self.ascii, self.val_fraction, self.test_fraction = ascii, val_fraction, test_fraction
 
     def encoding_args(self) -> dict:
-        return {"ascii": self.ascii, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "min_freq": self.min_freq}
+        return {
+            "ascii": self.ascii,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "min_freq": self.min_freq,
+        }
 
     def normalize(self, text: str) -> str:
         return to_ascii(text) if self.ascii else text
@@ -337,5 +405,8 @@ class NameGenerationDataModule(DocumentLMDataModule):
         rows = [(self.normalize(n), y) for y, lang in enumerate(labels) for n in by_lang[lang]]
         rows = [r for r in rows if r[0]]
         val, test, train = stratified_split([y for _, y in rows], [self.val_fraction, self.test_fraction], self.seed)
-        return {"train": [rows[i] for i in train], "val": [rows[i] for i in val],
-                "test": [rows[i] for i in test]}, labels
+        return {
+            "train": [rows[i] for i in train],
+            "val": [rows[i] for i in val],
+            "test": [rows[i] for i in test],
+        }, labels

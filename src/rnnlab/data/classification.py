@@ -7,10 +7,12 @@ encoding (once, cached), truncation, class counts and ``predict`` on raw text ar
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Literal, Optional
 
 import torch
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule, pack_sequences, unpack_sequences
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.text import Vocabulary
@@ -30,7 +32,7 @@ def truncate(seq: torch.Tensor, max_length: Optional[int], keep: str) -> torch.T
     if keep == "tail":
         return seq[-max_length:]
     head = max_length // 4
-    return torch.cat([seq[:head], seq[len(seq) - (max_length - head):]])
+    return torch.cat([seq[:head], seq[len(seq) - (max_length - head) :]])
 
 
 def stratified_split(labels: list[int], fractions: list[float], seed: int) -> list[list[int]]:
@@ -112,8 +114,10 @@ class TextClassificationDataModule(SequenceDataModule):
         super().__init__(**kwargs)
         self.train_on_val = train_on_val
         if train_on_val:
-            log.warning("train_on_val: the validation split is trained on, so its metrics are not held out (choose "
-                        "the epochs beforehand; no early stopping or best-checkpoint choice on them)")
+            log.warning(
+                "train_on_val: the validation split is trained on, so its metrics are not held out (choose "
+                "the epochs beforehand; no early stopping or best-checkpoint choice on them)"
+            )
         if truncation not in ("head", "tail", "both"):
             raise RnnlabError(f"truncation must be 'head', 'tail' or 'both', got {truncation!r}")
         if level not in ("word", "char"):
@@ -133,8 +137,13 @@ class TextClassificationDataModule(SequenceDataModule):
         return {}
 
     def encoding_args(self) -> dict:
-        return {"level": self.level, "max_vocab": self.max_vocab, "min_freq": self.min_freq,
-                "lowercase": self.lowercase, "train_on_val": self.train_on_val}
+        return {
+            "level": self.level,
+            "max_vocab": self.max_vocab,
+            "min_freq": self.min_freq,
+            "lowercase": self.lowercase,
+            "train_on_val": self.train_on_val,
+        }
 
     # ----------------------------------------------------------------- building
     def build(self, state: Optional[dict]) -> dict:
@@ -145,8 +154,14 @@ class TextClassificationDataModule(SequenceDataModule):
         if self.train_on_val:
             splits = {**splits, "train": splits["train"] + splits["val"]}
         if state is None:
-            vocab = Vocabulary.build((t for t, _ in splits["train"]), level=self.level, lowercase=self.lowercase,
-                                     html_breaks=self.html_breaks, max_size=self.max_vocab, min_freq=self.min_freq)
+            vocab = Vocabulary.build(
+                (t for t, _ in splits["train"]),
+                level=self.level,
+                lowercase=self.lowercase,
+                html_breaks=self.html_breaks,
+                max_size=self.max_vocab,
+                min_freq=self.min_freq,
+            )
             state = {"vocab": vocab.to_str(), "labels": list(labels)}
         else:
             vocab = Vocabulary.from_str(state["vocab"])
@@ -154,8 +169,10 @@ class TextClassificationDataModule(SequenceDataModule):
                 raise RnnlabError(f"the checkpoint's labels {state['labels']} are not this dataset's {labels}")
         encoded = {}
         for split, items in splits.items():
-            encoded[split] = {**pack_sequences(vocab.encode([t for t, _ in items])),
-                              "targets": torch.tensor([y for _, y in items], dtype=torch.long)}
+            encoded[split] = {
+                **pack_sequences(vocab.encode([t for t, _ in items])),
+                "targets": torch.tensor([y for _, y in items], dtype=torch.long),
+            }
         for split, texts in self.read_unlabelled().items():
             encoded[split] = pack_sequences(vocab.encode(texts))
         return {"state": state, "splits": encoded}
@@ -171,6 +188,15 @@ class TextClassificationDataModule(SequenceDataModule):
         if split == "train" and targets is not None:
             self._class_counts = torch.bincount(targets[keep], minlength=len(self.labels)).tolist()
         return SequenceDataset([seqs[i] for i in keep], None if targets is None else targets[keep])
+
+    def describe_task(self) -> Task:
+        return replace(
+            super().describe_task(), class_counts=self.class_counts, train_examples=self._train_examples, collate=self.collate
+        )
+
+    def _train_examples(self) -> tuple[list, torch.Tensor]:
+        train = self.dataset("train")
+        return list(train.sequences), train.targets
 
     @property
     def class_counts(self) -> Optional[list[int]]:

@@ -58,25 +58,40 @@ def _check_gz(path: Path) -> str:
         with gzip.open(path, "rt", encoding="latin-1") as f:
             head = [next(f) for _ in range(3)]
     except (OSError, EOFError, StopIteration):
-        raise RnnlabError(f"{path} is not a gzip file of CoNLL-2000 lines; download it again from {CONLL_URL}") \
-            from None
+        raise RnnlabError(
+            f"{path} is not a gzip file of CoNLL-2000 lines; download it again from {CONLL_URL}"
+        ) from None
     if len(head[0].split()) != 3:
         raise RnnlabError(f"{path}: the first line is not 'word POS chunk'; download it again from {CONLL_URL}")
     return "word POS chunk lines"
 
 
-register(Source(
-    "conll2000",
-    files=(RemoteFile("train.txt.gz", CONLL_URL + "train.txt.gz"), RemoteFile("test.txt.gz", CONLL_URL + "test.txt.gz")),
-    homepage=CONLL_URL, check=_check_gz,
-))
-register(Source(
-    "conll2000_nltk", folder="conll2000",
-    files=(RemoteFile("conll2000.zip",
-                      "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/conll2000.zip",
-                      "01e65164f268366e7caa0db92332a1955d081908c87016e2c7640c3c5279b7cd"),),
-    homepage=CONLL_URL, check=_check_zip,
-))
+register(
+    Source(
+        "conll2000",
+        files=(
+            RemoteFile("train.txt.gz", CONLL_URL + "train.txt.gz"),
+            RemoteFile("test.txt.gz", CONLL_URL + "test.txt.gz"),
+        ),
+        homepage=CONLL_URL,
+        check=_check_gz,
+    )
+)
+register(
+    Source(
+        "conll2000_nltk",
+        folder="conll2000",
+        files=(
+            RemoteFile(
+                "conll2000.zip",
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/conll2000.zip",
+                "01e65164f268366e7caa0db92332a1955d081908c87016e2c7640c3c5279b7cd",
+            ),
+        ),
+        homepage=CONLL_URL,
+        check=_check_zip,
+    )
+)
 
 
 class CoNLL2000DataModule(TaggingDataModule):
@@ -97,8 +112,14 @@ class CoNLL2000DataModule(TaggingDataModule):
     name = "conll2000"
     predict_examples = ("The market rose 3 % in 1989 .",)
 
-    def __init__(self, task: Literal["pos", "chunk"] = "pos", edition: Literal["nltk", "official"] = "nltk",
-                 val_fraction: float = 0.05, pretokenized: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        task: Literal["pos", "chunk"] = "pos",
+        edition: Literal["nltk", "official"] = "nltk",
+        val_fraction: float = 0.05,
+        pretokenized: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if task not in ("pos", "chunk"):
             raise RnnlabError(f"task must be 'pos' or 'chunk', got {task!r}")
@@ -123,8 +144,10 @@ class CoNLL2000DataModule(TaggingDataModule):
     def read_splits(self) -> dict[str, Tagged]:
         column = 1 if self.task == "pos" else 2
         raw = self.read_raw()
-        parsed = {s: [(w, cols[column - 1]) for w, *cols in parse_conll(text, f"conll2000 {s}.txt")]
-                  for s, text in raw.items()}
+        parsed = {
+            s: [(w, cols[column - 1]) for w, *cols in parse_conll(text, f"conll2000 {s}.txt")]
+            for s, text in raw.items()
+        }
         val, train = seeded_split(parsed["train"], [self.val_fraction], self.seed)
         return {"train": train, "val": val, "test": parsed["test"]}
 

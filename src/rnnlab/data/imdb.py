@@ -13,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from rnnlab.data.classification import (Labelled, TextClassificationDataModule, grouped_split, stratified_split,
-                                        truncate)
+from rnnlab.data.classification import Labelled, TextClassificationDataModule, grouped_split, stratified_split, truncate
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
 from rnnlab.errors import RnnlabError
 
@@ -23,8 +22,13 @@ log = logging.getLogger(__name__)
 
 ARCHIVE = "aclImdb_v1.tar.gz"
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
-OFFICIAL_COUNTS = {("train", "pos"): 12500, ("train", "neg"): 12500, ("test", "pos"): 12500,
-                   ("test", "neg"): 12500, ("train", "unsup"): 50000}
+OFFICIAL_COUNTS = {
+    ("train", "pos"): 12500,
+    ("train", "neg"): 12500,
+    ("test", "pos"): 12500,
+    ("test", "neg"): 12500,
+    ("train", "unsup"): 50000,
+}
 
 
 def _count_members(path: Path) -> Counter:
@@ -35,7 +39,9 @@ def _count_members(path: Path) -> Counter:
                 if m := _MEMBER.match(member.name):
                     counts[(m.group(1), m.group(2))] += 1
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise RnnlabError(f"{path} is not a readable tar.gz archive ({err}); replace it with {IMDB.files[0].url}")
+        raise RnnlabError(
+            f"{path} is not a readable tar.gz archive ({err}); replace it with {IMDB.files[0].url}"
+        ) from None
     return counts
 
 
@@ -53,13 +59,20 @@ def check_archive(path: Path) -> str:
     return summary + (f"; differs from the official counts in {sorted(differ)}" if differ else "; official counts")
 
 
-IMDB = register(Source(
-    name="imdb",
-    files=(RemoteFile(ARCHIVE, "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
-                      "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"),),
-    homepage="https://ai.stanford.edu/~amaas/data/sentiment/",
-    check=check_archive,
-))
+IMDB = register(
+    Source(
+        name="imdb",
+        files=(
+            RemoteFile(
+                ARCHIVE,
+                "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+                "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+            ),
+        ),
+        homepage="https://ai.stanford.edu/~amaas/data/sentiment/",
+        check=check_archive,
+    )
+)
 
 
 _URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
@@ -75,8 +88,9 @@ def read_archive(path: Path, unsup: bool = False) -> dict[str, list[tuple[int, i
         for member in tar_files(tar, path):
             if u := _URLS.match(member.name):
                 lines = tar.extractfile(member).read().decode("utf-8", errors="replace").splitlines()
-                out[f"movies/{u.group(1)}/{u.group(2)}"] = [(m.group(1) if (m := _MOVIE.search(line)) else line)
-                                                            for line in lines]
+                out[f"movies/{u.group(1)}/{u.group(2)}"] = [
+                    (m.group(1) if (m := _MOVIE.search(line)) else line) for line in lines
+                ]
                 continue
             m = _MEMBER.match(member.name)
             if not m or (m.group(2) == "unsup" and not unsup):
@@ -136,8 +150,15 @@ class IMDBDataModule(TextClassificationDataModule):
         val_split: Literal["movie", "random"] = "movie",
         **kwargs,
     ) -> None:
-        super().__init__(level="word", max_vocab=max_vocab, min_freq=min_freq, max_length=max_length,
-                         truncation=truncation, lowercase=lowercase, **kwargs)
+        super().__init__(
+            level="word",
+            max_vocab=max_vocab,
+            min_freq=min_freq,
+            max_length=max_length,
+            truncation=truncation,
+            lowercase=lowercase,
+            **kwargs,
+        )
         if val_split not in ("movie", "random"):
             raise RnnlabError(f"val_split must be 'movie' or 'random', got {val_split!r}")
         self.val_size, self.unsup, self.val_split = val_size, unsup, val_split
@@ -161,19 +182,25 @@ class IMDBDataModule(TextClassificationDataModule):
         n = len(official_train)
         n_val = round(self.val_size * n) if isinstance(self.val_size, float) else int(self.val_size)
         if not 0 < n_val < n:
-            raise RnnlabError(f"val_size={self.val_size} must leave reviews for both training and validation "
-                              f"(the train set has {n})")
+            raise RnnlabError(
+                f"val_size={self.val_size} must leave reviews for both training and validation (the train set has {n})"
+            )
         labels = [y for _, y in official_train]
         movies = [review_movies(raw, "train", lab) for lab in self.labels]
         if self.val_split == "movie" and all(m is not None for m in movies):
             val_idx, train_idx = grouped_split([m for part in movies for m in part], labels, n_val, self.seed)
         else:
             if self.val_split == "movie":
-                log.warning("imdb: urls_*.txt missing or short in the archive, so validation is a random split: it "
-                            "shares movies with training and reads easier than test")
+                log.warning(
+                    "imdb: urls_*.txt missing or short in the archive, so validation is a random split: it "
+                    "shares movies with training and reads easier than test"
+                )
             val_idx, train_idx = stratified_split(labels, [n_val / n], self.seed)
-        splits = {"train": [official_train[i] for i in train_idx], "val": [official_train[i] for i in val_idx],
-                  "test": labelled("test")}
+        splits = {
+            "train": [official_train[i] for i in train_idx],
+            "val": [official_train[i] for i in val_idx],
+            "test": labelled("test"),
+        }
         return splits, list(self.labels)
 
     def read_unlabelled(self) -> dict[str, list[str]]:

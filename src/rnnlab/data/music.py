@@ -25,10 +25,10 @@ from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
 from rnnlab.errors import RnnlabError
+from rnnlab.pianoroll import HIGH, KEYS, LOW
 
-LOW, HIGH = 21, 108  # the piano's MIDI range
-KEYS = HIGH - LOW + 1
 URL = "https://raw.githubusercontent.com/czhuang/JSB-Chorales-dataset/master/"
+
 
 def _check(path: Path) -> str:
     try:
@@ -40,12 +40,25 @@ def _check(path: Path) -> str:
     return ", ".join(f"{k} {len(data[k])} pieces" for k in ("train", "valid", "test"))
 
 
-register(Source("jsb_chorales", check=_check, files=(
-    RemoteFile("jsb-chorales-quarter.json", URL + "jsb-chorales-quarter.json",
-               "2db9329f1881a1d3f49703ec556bf1d6f84b4f6c1d702c156536e93cf31e1c91"),
-    RemoteFile("jsb-chorales-16th.json", URL + "jsb-chorales-16th.json",
-               "8730aca7b64e7d29493733d1cf19fad4a5b351d8f1845e57dac27728104fd39f")),
-    homepage="https://github.com/czhuang/JSB-Chorales-dataset"))
+register(
+    Source(
+        "jsb_chorales",
+        check=_check,
+        files=(
+            RemoteFile(
+                "jsb-chorales-quarter.json",
+                URL + "jsb-chorales-quarter.json",
+                "2db9329f1881a1d3f49703ec556bf1d6f84b4f6c1d702c156536e93cf31e1c91",
+            ),
+            RemoteFile(
+                "jsb-chorales-16th.json",
+                URL + "jsb-chorales-16th.json",
+                "8730aca7b64e7d29493733d1cf19fad4a5b351d8f1845e57dac27728104fd39f",
+            ),
+        ),
+        homepage="https://github.com/czhuang/JSB-Chorales-dataset",
+    )
+)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -63,8 +76,10 @@ def read_plain_pickle(path: Path):
     try:
         return _PlainUnpickler(io.BytesIO(path.read_bytes()), encoding="latin-1").load()
     except Exception as err:  # a corrupt or hostile pickle raises many kinds of errors
-        raise RnnlabError(f"{path} is not a readable plain-data pickle ({type(err).__name__}: {err}); convert it to "
-                          f"the JSON edition ({{'train': [...], 'valid': [...], 'test': [...]}})") from None
+        raise RnnlabError(
+            f"{path} is not a readable plain-data pickle ({type(err).__name__}: {err}); convert it to "
+            f"the JSON edition ({{'train': [...], 'valid': [...], 'test': [...]}})"
+        ) from None
 
 
 def to_roll(steps: list, where: str = "") -> Tensor:
@@ -75,8 +90,7 @@ def to_roll(steps: list, where: str = "") -> Tensor:
             raise RnnlabError(f"{where}, step {t}: expected a list of MIDI pitches, found {step!r}")
         for p in step:
             if not isinstance(p, (int, float)) or int(p) != p or not LOW <= p <= HIGH:
-                raise RnnlabError(f"{where}, step {t}: pitch {p!r} is not a MIDI note in the piano range "
-                                  f"{LOW}-{HIGH}")
+                raise RnnlabError(f"{where}, step {t}: pitch {p!r} is not a MIDI note in the piano range {LOW}-{HIGH}")
             roll[t, int(p) - LOW] = 1.0
     return roll
 
@@ -139,8 +153,15 @@ class PianoRollDataModule(SequenceDataModule):
     predict_examples = ("scratch", "test:0")
     predict_bad_example = "chorale"
 
-    def __init__(self, resolution: Literal["quarter", "16th"] = "quarter", pickle: Optional[str] = None,
-                 transpose: int = 0, primer_steps: int = 8, output_dir: str = "samples", **kwargs) -> None:
+    def __init__(
+        self,
+        resolution: Literal["quarter", "16th"] = "quarter",
+        pickle: Optional[str] = None,
+        transpose: int = 0,
+        primer_steps: int = 8,
+        output_dir: str = "samples",
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("batch_size", 16)
         super().__init__(**kwargs)
         if resolution not in ("quarter", "16th"):
@@ -203,7 +224,9 @@ class PianoRollDataModule(SequenceDataModule):
                 pieces = self.read()
             if split not in pieces or not n.isdigit() or int(n) >= len(pieces[split]):
                 sizes = ", ".join(f"{k}: 0-{len(v) - 1}" for k, v in pieces.items())
-                items.append({"input": raw, "error": f"expected 'scratch' or '<split>:<piece>' ({sizes}), got {spec!r}"})
+                items.append(
+                    {"input": raw, "error": f"expected 'scratch' or '<split>:<piece>' ({sizes}), got {spec!r}"}
+                )
                 continue
             primer = pieces[split][int(n)][: self.primer_steps]
             items.append({"input": raw, "tokens": torch.zeros(1, KEYS), "primer": primer})
@@ -214,19 +237,21 @@ class PianoRollDataModule(SequenceDataModule):
 
         self.predict_items = self.encode_predict(self.read_predict_inputs())
         valid = [i for i, item in enumerate(self.predict_items) if "primer" in item]
-        return DataLoader([(self.predict_items[i]["primer"], i) for i in valid], batch_size=None,
-                          collate_fn=lambda x: x)
+        return DataLoader(
+            [(self.predict_items[i]["primer"], i) for i in valid], batch_size=None, collate_fn=lambda x: x
+        )
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
-        from rnnlab.models.music import plot_roll, roll_stats, roll_to_midi
+        from rnnlab.pianoroll import plot_roll, roll_stats, roll_to_midi
 
         line = int(output["index"]) + 1
         roll = output["roll"]
         stem = Path(self.output_dir) / f"piece_{line}"
         midi = roll_to_midi(roll, stem.with_suffix(".mid"))
-        png = plot_roll(roll, stem.with_suffix(".png"), title=item["input"] or "scratch",
-                        primer_steps=len(item["primer"]))
-        return {"midi": str(midi), "png": str(png), "steps": len(roll), **roll_stats([roll[len(item["primer"]):]])}
+        png = plot_roll(
+            roll, stem.with_suffix(".png"), title=item["input"] or "scratch", primer_steps=len(item["primer"])
+        )
+        return {"midi": str(midi), "png": str(png), "steps": len(roll), **roll_stats([roll[len(item["primer"]) :]])}
 
     @property
     def num_features(self) -> int:

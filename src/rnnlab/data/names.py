@@ -96,37 +96,69 @@ def read_pytorch_names(path: Path) -> dict[str, list[str]]:
                     if p.parent.as_posix().endswith("data/names") and p.suffix == ".txt":
                         files[p.stem] = z.read(name).decode("utf-8-sig")
         except zipfile.BadZipFile as err:
-            raise RnnlabError(f"{path} is not a zip archive ({err}); get data.zip from "
-                              f"https://download.pytorch.org/tutorial/data.zip") from None
+            raise RnnlabError(
+                f"{path} is not a zip archive ({err}); get data.zip from https://download.pytorch.org/tutorial/data.zip"
+            ) from None
     names = {lang: [n.strip() for n in text.splitlines() if n.strip()] for lang, text in sorted(files.items())}
     names = {lang: ns for lang, ns in names.items() if ns}
     if len(names) < 2:
-        raise RnnlabError(f"{path}: expected data/names/<Language>.txt files for several languages, found "
-                          f"{sorted(names) or 'none'}")
+        raise RnnlabError(
+            f"{path}: expected data/names/<Language>.txt files for several languages, found {sorted(names) or 'none'}"
+        )
     return names
 
 
 def to_ascii(name: str) -> str:
     """The tutorial's Unicode -> ASCII: strip accents (NFD, drop combining marks), keep its 57 symbols."""
-    return "".join(c for c in unicodedata.normalize("NFD", name)
-                   if unicodedata.category(c) != "Mn" and c in ASCII_LETTERS)
+    return "".join(
+        c for c in unicodedata.normalize("NFD", name) if unicodedata.category(c) != "Mn" and c in ASCII_LETTERS
+    )
 
 
-register(Source("namesex", (RemoteFile("namesex_data_v2.csv", NAMESEX_URL + "namesex_data_v2.csv",
-                                       "c96e17ebda445201ad9844476cfa8100c609bb16b9f4911393b29086cb7d56a9"),
-                            RemoteFile("testdata.csv", NAMESEX_URL + "testdata.csv",
-                                       "2132a2f6adf41b30931ba3a8edc009c9e5832bc01d958e7199f984279e3ca8e7")),
-                homepage="https://github.com/hsinmin/namesex", license="GPL-3.0",
-                check=lambda p: f"{len(read_namesex(p))} names" if p.name.startswith("namesex") else
-                f"{len(read_namesex_test(p))} names"))
-register(Source("chinese_names", (RemoteFile(
-    CNCORPUS_FILE, "https://raw.githubusercontent.com/wainshine/Chinese-Names-Corpus/master/Chinese_Names_Corpus/"
-    + CNCORPUS_FILE),), homepage="https://github.com/wainshine/Chinese-Names-Corpus",
-    check=lambda p: f"{len(read_cncorpus(p))} names"))
-register(Source("pytorch_names", (RemoteFile("data.zip", "https://download.pytorch.org/tutorial/data.zip",
-                                             extracted="data/names"),),
-                homepage="https://pytorch.org/tutorials/intermediate/char_rnn_classification_tutorial.html",
-                check=lambda p: f"{len(read_pytorch_names(p))} languages"))
+register(
+    Source(
+        "namesex",
+        (
+            RemoteFile(
+                "namesex_data_v2.csv",
+                NAMESEX_URL + "namesex_data_v2.csv",
+                "c96e17ebda445201ad9844476cfa8100c609bb16b9f4911393b29086cb7d56a9",
+            ),
+            RemoteFile(
+                "testdata.csv",
+                NAMESEX_URL + "testdata.csv",
+                "2132a2f6adf41b30931ba3a8edc009c9e5832bc01d958e7199f984279e3ca8e7",
+            ),
+        ),
+        homepage="https://github.com/hsinmin/namesex",
+        license="GPL-3.0",
+        check=lambda p: (
+            f"{len(read_namesex(p))} names" if p.name.startswith("namesex") else f"{len(read_namesex_test(p))} names"
+        ),
+    )
+)
+register(
+    Source(
+        "chinese_names",
+        (
+            RemoteFile(
+                CNCORPUS_FILE,
+                "https://raw.githubusercontent.com/wainshine/Chinese-Names-Corpus/master/Chinese_Names_Corpus/"
+                + CNCORPUS_FILE,
+            ),
+        ),
+        homepage="https://github.com/wainshine/Chinese-Names-Corpus",
+        check=lambda p: f"{len(read_cncorpus(p))} names",
+    )
+)
+register(
+    Source(
+        "pytorch_names",
+        (RemoteFile("data.zip", "https://download.pytorch.org/tutorial/data.zip", extracted="data/names"),),
+        homepage="https://pytorch.org/tutorials/intermediate/char_rnn_classification_tutorial.html",
+        check=lambda p: f"{len(read_pytorch_names(p))} languages",
+    )
+)
 
 
 class _Converter:
@@ -250,9 +282,17 @@ class ChineseNamesDataModule(TextClassificationDataModule):
         self.convert = _Converter(script)
 
     def encoding_args(self) -> dict:
-        return {**super().encoding_args(), "source": self.source, "protocol": self.protocol,
-                "test_fold": self.test_fold, "val_fraction": self.val_fraction, "train_size": self.train_size,
-                "test_size": self.test_size, "script": self.script, "char_features": self.char_features}
+        return {
+            **super().encoding_args(),
+            "source": self.source,
+            "protocol": self.protocol,
+            "test_fold": self.test_fold,
+            "val_fraction": self.val_fraction,
+            "train_size": self.train_size,
+            "test_size": self.test_size,
+            "script": self.script,
+            "char_features": self.char_features,
+        }
 
     def _name(self, raw: str) -> str:
         name = self.convert(raw.strip())
@@ -267,8 +307,11 @@ class ChineseNamesDataModule(TextClassificationDataModule):
             seen = {n for n, _, _ in rows}
             extra["testdata_unseen"] = [(n, s) for n, s in extra["testdata"] if n not in seen]
         else:
-            rows = [(self._name(n), 1 if sex == "男" else 0, -1)
-                    for n, sex in read_cncorpus(paths[CNCORPUS_FILE]) if sex != "未知"]
+            rows = [
+                (self._name(n), 1 if sex == "男" else 0, -1)
+                for n, sex in read_cncorpus(paths[CNCORPUS_FILE])
+                if sex != "未知"
+            ]
         if self.protocol == "folds":
             test = [(n, y) for n, y, f in rows if f == self.test_fold]
             pool = [(n, y) for n, y, f in rows if f != self.test_fold]
@@ -298,15 +341,25 @@ class NameLanguageDataModule(TextClassificationDataModule):
     name = "pytorch_names"
     predict_examples = ("Dvořák", "Nakamura")
 
-    def __init__(self, ascii: bool = True, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 lowercase: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        ascii: bool = True,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        lowercase: bool = False,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("batch_size", 128)
         super().__init__(level="char", lowercase=lowercase, **kwargs)
         self.ascii, self.val_fraction, self.test_fraction = ascii, val_fraction, test_fraction
 
     def encoding_args(self) -> dict:
-        return {**super().encoding_args(), "ascii": self.ascii, "val_fraction": self.val_fraction,
-                "test_fraction": self.test_fraction}
+        return {
+            **super().encoding_args(),
+            "ascii": self.ascii,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+        }
 
     def _clean(self, name: str) -> str:
         return to_ascii(name) if self.ascii else name
@@ -317,7 +370,11 @@ class NameLanguageDataModule(TextClassificationDataModule):
         rows = [(self._clean(n), y) for y, lang in enumerate(labels) for n in by_lang[lang]]
         rows = [r for r in rows if r[0]]
         val, test, train = stratified_split([y for _, y in rows], [self.val_fraction, self.test_fraction], self.seed)
-        return {"train": [rows[i] for i in train], "val": [rows[i] for i in val], "test": [rows[i] for i in test]}, labels
+        return {
+            "train": [rows[i] for i in train],
+            "val": [rows[i] for i in val],
+            "test": [rows[i] for i in test],
+        }, labels
 
     def preprocess(self, text: str) -> str:
         return self._clean(text.strip())

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
+from rnnlab.contract import Task
 from rnnlab.data.base import seeded_split
 from rnnlab.data.charlm import DocumentLMDataModule
 from rnnlab.data.names import _Converter
@@ -42,16 +44,25 @@ def _poem_members(path: Path) -> list[str]:
         raise RnnlabError(f"{path} is not a tar archive ({err}); rebuild it from {REPO}") from None
 
 
-register(Source("chinese_poetry", files=(RemoteFile("chinese-poetry-tang.tar.gz", f"{REPO}/archive/{COMMIT}.tar.gz"),),
-                homepage=REPO, check=_check, license="MIT"))
+register(
+    Source(
+        "chinese_poetry",
+        files=(RemoteFile("chinese-poetry-tang.tar.gz", f"{REPO}/archive/{COMMIT}.tar.gz"),),
+        homepage=REPO,
+        check=_check,
+        license="MIT",
+    )
+)
 
 
 def read_tang(path: Path) -> list[dict]:
     """Every poem of the archive, in file order: ``[{"author", "title", "paragraphs"}]``."""
     poems = []
     with tarfile.open(path) as tar:
-        members = sorted((m for m in tar_files(tar, path) if POEM_FILE.search(m.name)),
-                         key=lambda m: int(POEM_FILE.search(m.name).group(2)))
+        members = sorted(
+            (m for m in tar_files(tar, path) if POEM_FILE.search(m.name)),
+            key=lambda m: int(POEM_FILE.search(m.name).group(2)),
+        )
         for m in members:
             try:
                 data = json.loads(tar.extractfile(m).read().decode("utf-8"))
@@ -100,9 +111,16 @@ class TangPoetryDataModule(DocumentLMDataModule):
     predict_examples = ("春眠", "藏头:春花")
     predict_bad_example = "藏头:"
 
-    def __init__(self, form: Literal["any", "regular"] = "regular", line_chars: Optional[int] = None,
-                 script: Literal["as_is", "simplified"] = "as_is", max_chars: int = 128,
-                 val_fraction: float = 0.05, test_fraction: float = 0.05, **kwargs) -> None:
+    def __init__(
+        self,
+        form: Literal["any", "regular"] = "regular",
+        line_chars: Optional[int] = None,
+        script: Literal["as_is", "simplified"] = "as_is",
+        max_chars: int = 128,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if form not in ("any", "regular"):
             raise RnnlabError(f"form must be 'any' or 'regular', got {form!r}")
@@ -115,12 +133,21 @@ class TangPoetryDataModule(DocumentLMDataModule):
         self._convert = _Converter(script)
 
     def encoding_args(self) -> dict:
-        return {"form": self.form, "line_chars": self.line_chars, "script": self.script, "max_chars": self.max_chars,
-                "min_freq": self.min_freq,
-                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        return {
+            "form": self.form,
+            "line_chars": self.line_chars,
+            "script": self.script,
+            "max_chars": self.max_chars,
+            "min_freq": self.min_freq,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+        }
 
     def normalize(self, text: str) -> str:
         return self._convert(text)
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), line_end_ids=tuple(self.line_end_ids))
 
     @property
     def line_end_ids(self) -> list[int]:
@@ -137,8 +164,14 @@ class TangPoetryDataModule(DocumentLMDataModule):
                 ids = self.vocab.lookup(chars)
                 if not chars or self.vocab.unk_id in ids:
                     bad = sorted({c for c, i in zip(chars, ids) if i == self.vocab.unk_id})
-                    items.append({"input": raw, "error": "give the first characters of the lines after '藏头:'" if not
-                                  chars else f"characters never seen in training: {', '.join(map(repr, bad))}"})
+                    items.append(
+                        {
+                            "input": raw,
+                            "error": "give the first characters of the lines after '藏头:'"
+                            if not chars
+                            else f"characters never seen in training: {', '.join(map(repr, bad))}",
+                        }
+                    )
                     continue
                 item = super().encode_predict([""])[0]
                 items.append({**item, "input": raw, "line_heads": ids})
@@ -159,7 +192,9 @@ class TangPoetryDataModule(DocumentLMDataModule):
         texts = ["".join(p.get("paragraphs") or []).strip() for p in read_tang(path)]
         poems = [self.normalize(t) for t in texts if self.keep(t)]
         if len(poems) < 10:
-            raise RnnlabError(f"only {len(poems)} poems pass form={self.form!r}, line_chars={self.line_chars}, "
-                              f"max_chars={self.max_chars}; relax the filter")
+            raise RnnlabError(
+                f"only {len(poems)} poems pass form={self.form!r}, line_chars={self.line_chars}, "
+                f"max_chars={self.max_chars}; relax the filter"
+            )
         val, test, train = seeded_split([(p, 0) for p in poems], [self.val_fraction, self.test_fraction], self.seed)
         return {"val": val, "test": test, "train": train}, []

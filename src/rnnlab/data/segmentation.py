@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 from typing import Literal, Sequence
 
-
 from rnnlab.data.base import seeded_split
 from rnnlab.data.names import _Converter
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
@@ -40,16 +39,29 @@ def _check_sinica(path: Path) -> str:
     return "raw present"
 
 
-register(Source("icwb2", files=(RemoteFile("icwb2-data.zip", SIGHAN_URL, extracted="icwb2-data"),),
-                homepage="http://sighan.cs.uchicago.edu/bakeoff2005/", check=_check_icwb2))
-register(Source(
-    "sinica_treebank",
-    files=(RemoteFile("sinica_treebank.zip",
-                      "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/sinica_treebank.zip",
-                      "395958a28f06d92ce1de0f0cf1bb17dc4a5cc882d27487447252ad615641e9ba"),),
-    homepage="http://rocling.iis.sinica.edu.tw/CKIP/engversion/treebank.htm", check=_check_sinica,
-    license="CC BY-NC-SA 2.5",
-))
+register(
+    Source(
+        "icwb2",
+        files=(RemoteFile("icwb2-data.zip", SIGHAN_URL, extracted="icwb2-data"),),
+        homepage="http://sighan.cs.uchicago.edu/bakeoff2005/",
+        check=_check_icwb2,
+    )
+)
+register(
+    Source(
+        "sinica_treebank",
+        files=(
+            RemoteFile(
+                "sinica_treebank.zip",
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/sinica_treebank.zip",
+                "395958a28f06d92ce1de0f0cf1bb17dc4a5cc882d27487447252ad615641e9ba",
+            ),
+        ),
+        homepage="http://rocling.iis.sinica.edu.tw/CKIP/engversion/treebank.htm",
+        check=_check_sinica,
+        license="CC BY-NC-SA 2.5",
+    )
+)
 
 
 def _listing(path: Path) -> set[str]:
@@ -132,10 +144,17 @@ class ChineseSegmentationDataModule(TaggingDataModule):
     unit_name = "character"
     predict_examples = ("我們住在同一條巷子", "我爱北京天安门")
 
-    def __init__(self, corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica", bigrams: bool = True,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 script: Literal["as_is", "traditional", "simplified"] = "as_is", lexicon: Sequence[str] = (),
-                 lexicon_max_len: int = 4, **kwargs) -> None:
+    def __init__(
+        self,
+        corpus: Literal["sinica", "pku", "msr", "cityu", "as"] = "sinica",
+        bigrams: bool = True,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        script: Literal["as_is", "traditional", "simplified"] = "as_is",
+        lexicon: Sequence[str] = (),
+        lexicon_max_len: int = 4,
+        **kwargs,
+    ) -> None:
         if corpus not in ("sinica", *SIGHAN_CORPORA):
             raise RnnlabError(f"corpus must be 'sinica' or one of {SIGHAN_CORPORA}, got {corpus!r}")
         if script not in ("as_is", "traditional", "simplified"):
@@ -154,10 +173,16 @@ class ChineseSegmentationDataModule(TaggingDataModule):
         self._training_words: set[str] | None = None
 
     def encoding_args(self) -> dict:
-        return {**super().encoding_args(), "corpus": self.corpus, "val_fraction": self.val_fraction,
-                "test_fraction": self.test_fraction, "script": self.script, "bigrams": self.bigrams,
-                "lexicon": [[n, Path(n).stat().st_mtime] if Path(n).is_file() else n for n in self.lexicon],
-                "lexicon_max_len": self.lexicon_max_len}  # an edited word-list file re-encodes the data
+        return {
+            **super().encoding_args(),
+            "corpus": self.corpus,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "script": self.script,
+            "bigrams": self.bigrams,
+            "lexicon": [[n, Path(n).stat().st_mtime] if Path(n).is_file() else n for n in self.lexicon],
+            "lexicon_max_len": self.lexicon_max_len,
+        }  # an edited word-list file re-encodes the data
 
     def lexicon_words(self) -> set[str]:
         """The words of ``lexicon`` (read once), in the corpus's script."""
@@ -190,8 +215,12 @@ class ChineseSegmentationDataModule(TaggingDataModule):
                 flags.append(f"B{n}")
             if i - n + 1 >= 0 and "".join(units[i - n + 1 : i + 1]) in words:
                 flags.append(f"E{n}")
-        if any("".join(units[j : j + n]) in words for n in range(3, self.lexicon_max_len + 1)
-               for j in range(max(0, i - n + 2), i) if j + n <= len(units) and j + n - 1 > i):
+        if any(
+            "".join(units[j : j + n]) in words
+            for n in range(3, self.lexicon_max_len + 1)
+            for j in range(max(0, i - n + 2), i)
+            if j + n <= len(units) and j + n - 1 > i
+        ):
             flags.append("M")
         return "lex:" + ("".join(flags) or "-")
 

@@ -112,7 +112,11 @@ def _verify_local(source: Source, remote: RemoteFile, path: Path) -> None:
     summary = source.check(path)  # raises RnnlabError with the reason if the copy is unusable
     log.warning(
         "%s: local copy %s has sha256 %s..., not the official %s...; structure checked%s, using it.",
-        source.name, path, digest[:12], remote.sha256[:12], f" ({summary})" if summary else "",
+        source.name,
+        path,
+        digest[:12],
+        remote.sha256[:12],
+        f" ({summary})" if summary else "",
     )
 
 
@@ -126,8 +130,10 @@ def _unsafe_reason(name: str, link: bool) -> str | None:
 
 
 def _refuse(path: Path, name: str, reason: str) -> None:
-    raise RnnlabError(f"{path}: refusing archive member {name!r} ({reason}): official archives hold neither; the file "
-                      f"is damaged or not the official one -- replace it with the official download")
+    raise RnnlabError(
+        f"{path}: refusing archive member {name!r} ({reason}): official archives hold neither; the file "
+        f"is damaged or not the official one -- replace it with the official download"
+    )
 
 
 def tar_files(tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
@@ -209,14 +215,17 @@ def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
     # a zip to take one member from is saved beside its member under its own name (names may hold folders)
     fname = str(PurePosixPath(remote.name).with_name(PurePosixPath(remote.url).name)) if remote.member else remote.name
     try:
-        path = Path(pooch.retrieve(
-            remote.url,
-            known_hash=f"sha256:{remote.sha256}" if remote.sha256 and not remote.member else None,
-            fname=fname,
-            path=target_dir,
-            downloader=pooch.HTTPDownloader(progressbar=_progressbar(), headers={"User-Agent": USER_AGENT},
-                                            timeout=60),
-        ))
+        path = Path(
+            pooch.retrieve(
+                remote.url,
+                known_hash=f"sha256:{remote.sha256}" if remote.sha256 and not remote.member else None,
+                fname=fname,
+                path=target_dir,
+                downloader=pooch.HTTPDownloader(
+                    progressbar=_progressbar(), headers={"User-Agent": USER_AGENT}, timeout=60
+                ),
+            )
+        )
     except ValueError as err:  # pooch's checksum mismatch
         raise RnnlabError(
             f"download of {remote.url} is corrupt or changed upstream ({err}). Delete {target} and "
@@ -238,12 +247,20 @@ def _download(source: Source, remote: RemoteFile, target_dir: Path) -> Path:
             raise RnnlabError(f"the download of {remote.url} is not usable: {err}") from None
         if remote.sha256 is not None and sha256sum(path) != remote.sha256:
             path.unlink(missing_ok=True)
-            raise RnnlabError(f"download of {remote.url} is corrupt or changed upstream: {remote.member} does not "
-                              f"have the pinned sha256 {remote.sha256}")
+            raise RnnlabError(
+                f"download of {remote.url} is corrupt or changed upstream: {remote.member} does not "
+                f"have the pinned sha256 {remote.sha256}"
+            )
         digest = _record(path) if remote.sha256 is None else remote.sha256
-        log.warning("%s: downloaded %s (%s); upstream publishes no checksum, so its sha256 %s is recorded in %s and "
-                    "checked on every later read.", source.name, remote.url, summary or "structure checked", digest,
-                    record_path(path))
+        log.warning(
+            "%s: downloaded %s (%s); upstream publishes no checksum, so its sha256 %s is recorded in %s and "
+            "checked on every later read.",
+            source.name,
+            remote.url,
+            summary or "structure checked",
+            digest,
+            record_path(path),
+        )
     return path
 
 

@@ -11,73 +11,26 @@ vocabulary, then (with ``char_features``) the ``W`` characters of the unit in th
 with 0 -- and ``target [T, 2]``: the tag id and a 0/1 flag "this unit (its word, for segmentation) was not seen in
 training", for the out-of-vocabulary metrics.
 
-Helpers for segmentation as tagging (``B``/``M``/``E``/``S``) and chunks (``B-X``/``I-X``/``O``) live here too.
+Segmentation as tagging (``B``/``M``/``E``/``S``) and chunks (``B-X``/``I-X``/``O``): :mod:`rnnlab.spans`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Optional, Sequence
+from dataclasses import replace
+from typing import Optional, Sequence
 
 import torch
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.text import Vocabulary
 from rnnlab.errors import RnnlabError
+from rnnlab.spans import bio_spans, bmes_spans, bmes_to_words, word_spans, words_to_bmes  # noqa: F401 (re-exported for data modules)
 
 Tagged = list[tuple[list[str], list[str]]]  # sentences: (units, tags)
-
-
-# ------------------------------------------------------------------------------ segmentation <-> tags
-def words_to_bmes(words: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``["我", "爱", "北京"] -> (["我", "爱", "北", "京"], ["S", "S", "B", "E"])``."""
-    chars, tags = [], []
-    for w in words:
-        chars.extend(w)
-        tags.extend(["S"] if len(w) == 1 else ["B"] + ["M"] * (len(w) - 2) + ["E"])
-    return chars, tags
-
-
-def bmes_to_words(chars: Sequence[str], tags: Sequence[str]) -> list[str]:
-    """Inverse of :func:`words_to_bmes`, total on any tag sequence: a word starts at ``B``/``S`` and after
-    ``E``/``S`` (so an ill-formed ``M`` or ``E`` just continues the current word)."""
-    words: list[str] = []
-    for i, (c, t) in enumerate(zip(chars, tags)):
-        if i == 0 or t in ("B", "S") or tags[i - 1] in ("E", "S"):
-            words.append(c)
-        else:
-            words[-1] += c
-    return words
-
-
-def word_spans(words: Iterable[str]) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of consecutive words (how the SIGHAN ``score`` script matches words)."""
-    spans, start = [], 0
-    for w in words:
-        spans.append((start, start + len(w)))
-        start += len(w)
-    return spans
-
-
-def bmes_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
-    return word_spans(bmes_to_words(["x"] * len(tags), tags))
-
-
-def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Chunks ``(start, end, type)`` of ``B-X``/``I-X``/``O`` tags, as ``conlleval`` reads them (an ``I-X`` after
-    ``O`` or after another type opens a chunk)."""
-    spans: list[tuple[int, int, str]] = []
-    start, kind = None, None
-    for i, t in enumerate(list(tags) + ["O"]):
-        prefix, _, typ = t.partition("-")
-        if start is not None and (prefix in ("B", "O") or typ != kind):
-            spans.append((start, i, kind))
-            start, kind = None, None
-        if prefix in ("B", "I") and start is None:
-            start, kind = i, typ
-    return spans
 
 
 # ------------------------------------------------------------------------------ the DataModule
@@ -142,9 +95,15 @@ class TaggingDataModule(SequenceDataModule):
         return " ".join(f"{u}/{t}" for u, t in zip(units, tags))
 
     def encoding_args(self) -> dict:
-        return {"lowercase": self.lowercase, "normalize": self.normalize, "min_freq": self.min_freq,
-                "max_vocab": self.max_vocab, "char_features": self.char_features,
-                "max_word_chars": self.max_word_chars, "unit_features": self.unit_features}
+        return {
+            "lowercase": self.lowercase,
+            "normalize": self.normalize,
+            "min_freq": self.min_freq,
+            "max_vocab": self.max_vocab,
+            "char_features": self.char_features,
+            "max_word_chars": self.max_word_chars,
+            "unit_features": self.unit_features,
+        }
 
     # ----------------------------------------------------------------- building
     def build(self, state: Optional[dict]) -> dict:
@@ -156,24 +115,30 @@ class TaggingDataModule(SequenceDataModule):
         if state is None:
             train = splits["train"]
             counts = Counter(k for units, _ in train for keys in self.unit_keys(units) for k in keys)
-            vocab = Vocabulary.from_counts(counts, lowercase=self.lowercase, nfkc=self.normalize,
-                                           max_size=self.max_vocab, min_freq=self.min_freq)
+            vocab = Vocabulary.from_counts(
+                counts, lowercase=self.lowercase, nfkc=self.normalize, max_size=self.max_vocab, min_freq=self.min_freq
+            )
             chars = None
             if self.char_features:
-                chars = Vocabulary.from_counts(Counter(c for units, _ in train for u in units for c in u),
-                                               nfkc=self.normalize)
+                chars = Vocabulary.from_counts(
+                    Counter(c for units, _ in train for u in units for c in u), nfkc=self.normalize
+                )
             state = {"vocab": vocab.to_str(), "chars": chars.to_str() if chars else None, "labels": tags}
         elif not set(tags) <= set(state["labels"]):
-            raise RnnlabError(f"the data has tags {sorted(set(tags) - set(state['labels']))} that the checkpoint's "
-                              f"model does not know; train on this data first")
+            raise RnnlabError(
+                f"the data has tags {sorted(set(tags) - set(state['labels']))} that the checkpoint's "
+                f"model does not know; train on this data first"
+            )
         self.on_state(state)
         known = self.known_words(splits["train"])
         index = {t: i for i, t in enumerate(state["labels"])}
         encoded = {}
         for split, sentences in splits.items():
             units = [u for u, _ in sentences]
-            targets = [torch.tensor([[index[t] for t in ts], self.oov_flags(us, ts, known)], dtype=torch.long).T
-                       for us, ts in sentences]
+            targets = [
+                torch.tensor([[index[t] for t in ts], self.oov_flags(us, ts, known)], dtype=torch.long).T
+                for us, ts in sentences
+            ]
             encoded[split] = {"tokens": self.encode_units(units), "targets": targets}
         return {"state": state, "splits": encoded}
 
@@ -185,8 +150,10 @@ class TaggingDataModule(SequenceDataModule):
         char_ids = None
         if self.chars is not None:
             half = self.max_word_chars // 2
-            cut = [[u if len(u) <= self.max_word_chars else u[:half] + u[len(u) - half:] for u in units]
-                   for units in sentences]
+            cut = [
+                [u if len(u) <= self.max_word_chars else u[:half] + u[len(u) - half :] for u in units]
+                for units in sentences
+            ]
             char_ids = self.chars.encode_units([[c for u in units for c in u] for units in cut])
         out = []
         for s, units in enumerate(sentences):
@@ -222,8 +189,9 @@ class TaggingDataModule(SequenceDataModule):
             unknown = [u for u, i in zip(units, tokens[:, 0].tolist()) if i == self.vocab.unk_id]
             if unknown:
                 shown = ", ".join(repr(u) for u in list(dict.fromkeys(unknown))[:5])
-                item["warning"] = (f"{len(unknown)} of {len(units)} {self.unit_name}s unseen in training: {shown}"
-                                   + (" ..." if len(set(unknown)) > 5 else ""))
+                item["warning"] = f"{len(unknown)} of {len(units)} {self.unit_name}s unseen in training: {shown}" + (
+                    " ..." if len(set(unknown)) > 5 else ""
+                )
             items.append(item)
         return items
 
@@ -232,6 +200,9 @@ class TaggingDataModule(SequenceDataModule):
         return {"output": self.render(item["units"], tags)}
 
     # ------------------------------------------ properties the CLI links into the model
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), scheme=self.scheme)
+
     @property
     def unit_features(self) -> int:
         return len(self.unit_keys(["x"])[0])

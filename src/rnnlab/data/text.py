@@ -61,14 +61,19 @@ class Vocabulary:
             tok = Tokenizer(models.BPE(unk_token=UNK))
             tok.pre_tokenizer = pre_tokenizers.Metaspace()
             tok.decoder = decoders.Metaspace()
-            trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=min_freq, special_tokens=specials,
-                                          show_progress=False)
+            trainer = trainers.BpeTrainer(
+                vocab_size=size, min_frequency=min_freq, special_tokens=specials, show_progress=False
+            )
         else:
             tok = Tokenizer(models.WordLevel(unk_token=UNK))
-            tok.pre_tokenizer = (pre_tokenizers.Whitespace() if level == "word"
-                                 else pre_tokenizers.Split(Regex(r"\X"), behavior="isolated"))
-            trainer = trainers.WordLevelTrainer(vocab_size=size, min_frequency=min_freq, special_tokens=specials,
-                                                show_progress=False)
+            tok.pre_tokenizer = (
+                pre_tokenizers.Whitespace()
+                if level == "word"
+                else pre_tokenizers.Split(Regex(r"\X"), behavior="isolated")
+            )
+            trainer = trainers.WordLevelTrainer(
+                vocab_size=size, min_frequency=min_freq, special_tokens=specials, show_progress=False
+            )
         tok.normalizer = normalizers.Sequence(norm)
         tok.train_from_iterator(texts, trainer=trainer)
         return cls(tok)
@@ -109,8 +114,9 @@ class Vocabulary:
         """One id per unit of each already-split sequence (in one parallel call); a unit that normalises to
         several pieces gets the id of its first, one that normalises to nothing gets ``<unk>``."""
         out = []
-        encodings = self.tokenizer.encode_batch([list(s) for s in sequences], is_pretokenized=True,
-                                                add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch(
+            [list(s) for s in sequences], is_pretokenized=True, add_special_tokens=False
+        )
         for seq, enc in zip(sequences, encodings):
             ids = [self.unk_id] * len(seq)
             seen = set()

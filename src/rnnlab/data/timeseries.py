@@ -12,12 +12,14 @@ forecast time), their targets never reach into later ones.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
 import torch
 from torch import Tensor
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.errors import RnnlabError
@@ -46,8 +48,10 @@ def transform(values: Tensor, kind: str, columns: list[str]) -> Tensor:
     if kind == "logdiff":
         bad = [c for c, ok in zip(columns, (values > 0).all(0).tolist()) if not ok]
         if bad:
-            raise RnnlabError(f"transform 'logdiff' needs positive values, but {bad} have zeros or negatives; use "
-                              f"'diff' or 'none' for them")
+            raise RnnlabError(
+                f"transform 'logdiff' needs positive values, but {bad} have zeros or negatives; use "
+                f"'diff' or 'none' for them"
+            )
         logs = values.log()
         return logs[1:] - logs[:-1]
     raise RnnlabError(f"transform must be 'logdiff', 'diff' or 'none', got {kind!r}")
@@ -68,9 +72,17 @@ class TimeSeriesDataModule(SequenceDataModule):
 
     name = "macrodata"
 
-    def __init__(self, csv: Optional[str] = None, columns: Optional[list[str]] = None,
-                 transform: Literal["logdiff", "diff", "none"] = "logdiff", window: int = 16, horizon: int = 4,
-                 val_fraction: float = 0.15, test_fraction: float = 0.15, **kwargs) -> None:
+    def __init__(
+        self,
+        csv: Optional[str] = None,
+        columns: Optional[list[str]] = None,
+        transform: Literal["logdiff", "diff", "none"] = "logdiff",
+        window: int = 16,
+        horizon: int = 4,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("batch_size", 32)
         super().__init__(**kwargs)
         if window < 1 or horizon < 1:
@@ -111,8 +123,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         n_test, n_val = round(self.test_fraction * n), round(self.val_fraction * n)
         test_start, val_start = n - n_test, n - n_test - n_val
         if min(n_test, n_val) < self._horizon or val_start <= self.window + self._horizon:
-            raise RnnlabError(f"{n} steps are too few for window {self.window}, horizon {self._horizon} and these "
-                              f"split fractions")
+            raise RnnlabError(
+                f"{n} steps are too few for window {self.window}, horizon {self._horizon} and these split fractions"
+            )
         return {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, n)}
 
     def build(self, state: Optional[dict]) -> dict:
@@ -120,8 +133,13 @@ class TimeSeriesDataModule(SequenceDataModule):
         spans = self.spans(len(y))
         if state is None:
             train = y[: spans["train"][1]]
-            state = {"columns": columns, "mean": train.mean(0).tolist(), "std": train.std(0).clamp(min=1e-12).tolist(),
-                     "transform": self.kind, "labels": columns}
+            state = {
+                "columns": columns,
+                "mean": train.mean(0).tolist(),
+                "std": train.std(0).clamp(min=1e-12).tolist(),
+                "transform": self.kind,
+                "labels": columns,
+            }
         scaled = (y - torch.tensor(state["mean"], dtype=y.dtype)) / torch.tensor(state["std"], dtype=y.dtype)
         return {"state": state, "splits": {"series": {"values": scaled.float()}}}
 
@@ -145,12 +163,17 @@ class TimeSeriesDataModule(SequenceDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict":
             self._ensure_state()
+            self.hand_over_task()
             return
         payload = self._load_or_build()
         self._set_state(payload["state"])
         series = payload["splits"]["series"]["values"]
         self.bounds = self.spans(len(series))
         self.datasets = {split: self.windows(series, split) for split in ("train", "val", "test")}
+        self.hand_over_task()
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), scale=self.scale)
 
     def on_state(self, state: dict) -> None:
         self.labels = list(state["columns"])
@@ -168,7 +191,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         frame = load_frame(self.csv)
         if {"year", "quarter"} <= set(frame.columns):
             labels = [f"{int(y)}Q{int(q)}" for y, q in zip(frame["year"], frame["quarter"])]
-            return labels[len(labels) - n:]  # a difference transform drops the first step
+            return labels[len(labels) - n :]  # a difference transform drops the first step
         return [str(i) for i in range(n)]
 
     def encode_predict(self, texts: list[str]) -> list[dict]:
@@ -181,9 +204,17 @@ class TimeSeriesDataModule(SequenceDataModule):
             spec = raw.strip()
             t = len(series) - 1 if spec in ("", "last") else periods.index(spec) if spec in periods else None
             if t is None or t < self.window - 1:
-                items.append({"input": raw, "error": (
-                    f"unknown origin {spec!r}: give 'last' or a period from {periods[self.window - 1]} to "
-                    f"{periods[-1]}" if t is None else f"{spec} has fewer than window={self.window} steps before it")})
+                items.append(
+                    {
+                        "input": raw,
+                        "error": (
+                            f"unknown origin {spec!r}: give 'last' or a period from {periods[self.window - 1]} to "
+                            f"{periods[-1]}"
+                            if t is None
+                            else f"{spec} has fewer than window={self.window} steps before it"
+                        ),
+                    }
+                )
                 continue
             items.append({"input": raw, "tokens": series[t - self.window + 1 : t + 1], "origin": periods[t]})
         return items
@@ -193,8 +224,11 @@ class TimeSeriesDataModule(SequenceDataModule):
         quarter-on-quarter log growth for ``logdiff``)."""
         mean, std = torch.tensor(self.state["mean"]), torch.tensor(self.state["std"])
         values = output["forecast"].double() * std + mean  # [H, D]
-        return {"origin": item["origin"], "units": self.kind,
-                "forecast": {c: [round(float(v), 6) for v in values[:, k]] for k, c in enumerate(self.labels)}}
+        return {
+            "origin": item["origin"],
+            "units": self.kind,
+            "forecast": {c: [round(float(v), 6) for v in values[:, k]] for k, c in enumerate(self.labels)},
+        }
 
     @property
     def scale(self) -> Tensor:

@@ -24,11 +24,13 @@ import io
 import re
 import unicodedata
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import torch
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule, seeded_split
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
@@ -57,8 +59,20 @@ MULTI30K_SHA256 = {
 }
 LANGS = {"multi30k": ("en", "de", "fr"), "cmn_eng": ("en", "zh"), "eng_fra": ("en", "fr")}
 # the PyTorch tutorial's filter: English sides that start with these
-ENG_PREFIXES = ("i am ", "i m ", "he is", "he s ", "she is", "she s ", "you are", "you re ", "we are", "we re ",
-                "they are", "they re ")
+ENG_PREFIXES = (
+    "i am ",
+    "i m ",
+    "he is",
+    "he s ",
+    "she is",
+    "she s ",
+    "you are",
+    "you re ",
+    "we are",
+    "we re ",
+    "they are",
+    "they re ",
+)
 
 
 def _check_multi30k(path: Path) -> str:
@@ -66,8 +80,9 @@ def _check_multi30k(path: Path) -> str:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             n = sum(1 for _ in f)
     except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise RnnlabError(f"{path} is not a gzip file of UTF-8 sentences ({err}); download it again from "
-                          f"{MULTI30K_URL}") from None
+        raise RnnlabError(
+            f"{path} is not a gzip file of UTF-8 sentences ({err}); download it again from {MULTI30K_URL}"
+        ) from None
     return f"{n} lines"
 
 
@@ -76,25 +91,41 @@ def _check_pairs(path: Path) -> str:
     lines = _read_pair_lines(path)
     bad = next((i for i, line in enumerate(lines[:1000], 1) if line.strip() and len(line.split("\t")) < 2), None)
     if not lines or bad is not None:
-        raise RnnlabError(f"{path}: line {bad or 1} is not 'sentence TAB translation'; replace the file with the "
-                          f"official download")
+        raise RnnlabError(
+            f"{path}: line {bad or 1} is not 'sentence TAB translation'; replace the file with the official download"
+        )
     return f"{len(lines)} lines"
 
 
-register(Source(
-    "multi30k",
-    files=tuple(RemoteFile(f"data/task1/raw/{stem}.gz", MULTI30K_URL + f"{stem}.gz", sha)
-                for stem, sha in MULTI30K_SHA256.items()),
-    homepage="https://github.com/multi30k/dataset", check=_check_multi30k, license="research use (Flickr30k terms)",
-))
-register(Source(  # the zip on manythings.org is re-exported from Tatoeba regularly: no checksum can be pinned
-    "cmn_eng", files=(RemoteFile("cmn.txt", "https://www.manythings.org/anki/cmn-eng.zip", member="cmn.txt"),),
-    homepage="https://www.manythings.org/anki/", check=_check_pairs, license="CC-BY 2.0 (France), tatoeba.org",
-))
-register(Source(
-    "eng_fra", files=(RemoteFile("data.zip", "https://download.pytorch.org/tutorial/data.zip", extracted="data"),),
-    homepage="https://pytorch.org/tutorials/intermediate/seq2seq_translation_tutorial.html", check=_check_pairs,
-))
+register(
+    Source(
+        "multi30k",
+        files=tuple(
+            RemoteFile(f"data/task1/raw/{stem}.gz", MULTI30K_URL + f"{stem}.gz", sha)
+            for stem, sha in MULTI30K_SHA256.items()
+        ),
+        homepage="https://github.com/multi30k/dataset",
+        check=_check_multi30k,
+        license="research use (Flickr30k terms)",
+    )
+)
+register(
+    Source(  # the zip on manythings.org is re-exported from Tatoeba regularly: no checksum can be pinned
+        "cmn_eng",
+        files=(RemoteFile("cmn.txt", "https://www.manythings.org/anki/cmn-eng.zip", member="cmn.txt"),),
+        homepage="https://www.manythings.org/anki/",
+        check=_check_pairs,
+        license="CC-BY 2.0 (France), tatoeba.org",
+    )
+)
+register(
+    Source(
+        "eng_fra",
+        files=(RemoteFile("data.zip", "https://download.pytorch.org/tutorial/data.zip", extracted="data"),),
+        homepage="https://pytorch.org/tutorials/intermediate/seq2seq_translation_tutorial.html",
+        check=_check_pairs,
+    )
+)
 
 
 def _by_source(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[list[str]]]:
@@ -173,8 +204,12 @@ class TranslationDataModule(SequenceDataModule):
 
     version = 2  # 2: references are lists (every translation of a source)
 
-    EXAMPLES = {"de": "Ein Hund rennt über eine grüne Wiese.", "en": "A dog runs across a green field.",
-                "fr": "Un chien court dans un champ vert.", "zh": "我喜欢猫。"}
+    EXAMPLES = {
+        "de": "Ein Hund rennt über eine grüne Wiese.",
+        "en": "A dog runs across a green field.",
+        "fr": "Un chien court dans un champ vert.",
+        "zh": "我喜欢猫。",
+    }
 
     @property
     def predict_examples(self) -> tuple[str, ...]:
@@ -228,11 +263,18 @@ class TranslationDataModule(SequenceDataModule):
         self.sources: dict[str, list[str]] = {}  # per split: the raw source sentences
 
     def encoding_args(self) -> dict:
-        return {"src": [self.src_lang, self.src_level, self.src_vocab_size], "min_freq": self.min_freq,
-                "split_by": self.split_by,
-                "tgt": [self.tgt_lang, self.tgt_level, self.tgt_vocab_size_arg], "lowercase": self.lowercase,
-                "max_len": self.max_len, "test_set": self.test_set, "val": self.val_fraction,
-                "test": self.test_fraction, "tutorial_filter": self.tutorial_filter}
+        return {
+            "src": [self.src_lang, self.src_level, self.src_vocab_size],
+            "min_freq": self.min_freq,
+            "split_by": self.split_by,
+            "tgt": [self.tgt_lang, self.tgt_level, self.tgt_vocab_size_arg],
+            "lowercase": self.lowercase,
+            "max_len": self.max_len,
+            "test_set": self.test_set,
+            "val": self.val_fraction,
+            "test": self.test_fraction,
+            "tutorial_filter": self.tutorial_filter,
+        }
 
     # ------------------------------------------------------------------ reading
     def read_pairs(self) -> dict[str, list[tuple[str, str]]]:
@@ -247,8 +289,10 @@ class TranslationDataModule(SequenceDataModule):
                     with gzip.open(files[f"data/task1/raw/{stem}.{lang}.gz"], "rt", encoding="utf-8") as f:
                         sides.append(f.read().splitlines())
                 if len(sides[0]) != len(sides[1]):
-                    raise RnnlabError(f"multi30k {stem}: {len(sides[0])} {self.src_lang} lines but {len(sides[1])} "
-                                      f"{self.tgt_lang} lines; the files are damaged -- download them again")
+                    raise RnnlabError(
+                        f"multi30k {stem}: {len(sides[0])} {self.src_lang} lines but {len(sides[1])} "
+                        f"{self.tgt_lang} lines; the files are damaged -- download them again"
+                    )
                 out[split] = list(zip(*sides))
             return out
         path = files["cmn.txt" if self.source == "cmn_eng" else "data.zip"]
@@ -283,13 +327,26 @@ class TranslationDataModule(SequenceDataModule):
                 raise RnnlabError(f"{self.source}: the {split!r} split is empty; check the data and the split sizes")
         if state is None:
             train = pairs["train"]
-            vocabs = [Vocabulary.build([p[side] for p in train], level=level, lowercase=self.lowercase,
-                                       max_size=size, min_freq=self.min_freq,
-                                       extra_specials=(BOS, EOS))
-                      for side, level, size in ((0, self.src_level, self.src_vocab_size),
-                                                (1, self.tgt_level, self.tgt_vocab_size_arg))]
-            state = {"src": vocabs[0].to_str(), "tgt": vocabs[1].to_str(), "src_level": self.src_level,
-                     "tgt_level": self.tgt_level}
+            vocabs = [
+                Vocabulary.build(
+                    [p[side] for p in train],
+                    level=level,
+                    lowercase=self.lowercase,
+                    max_size=size,
+                    min_freq=self.min_freq,
+                    extra_specials=(BOS, EOS),
+                )
+                for side, level, size in (
+                    (0, self.src_level, self.src_vocab_size),
+                    (1, self.tgt_level, self.tgt_vocab_size_arg),
+                )
+            ]
+            state = {
+                "src": vocabs[0].to_str(),
+                "tgt": vocabs[1].to_str(),
+                "src_level": self.src_level,
+                "tgt_level": self.tgt_level,
+            }
         self.on_state(state)
         encoded = {}
         for split, items in pairs.items():
@@ -298,8 +355,11 @@ class TranslationDataModule(SequenceDataModule):
                 items, alternatives = _by_source(items)  # one item per source, all its translations as references
             src = self.vocab.encode([s for s, _ in items])
             tgt = self.target_vocab.encode([t for _, t in items])
-            keep = [i for i in range(len(items)) if src[i] and tgt[i]
-                    and (split != "train" or max(len(src[i]), len(tgt[i])) <= self.max_len)]
+            keep = [
+                i
+                for i in range(len(items))
+                if src[i] and tgt[i] and (split != "train" or max(len(src[i]), len(tgt[i])) <= self.max_len)
+            ]
             encoded[split] = {
                 "tokens": [torch.tensor(src[i], dtype=torch.int32) for i in keep],
                 "targets": [torch.tensor([self.bos_id, *tgt[i], self.eos_id], dtype=torch.int32) for i in keep],
@@ -374,7 +434,9 @@ class TranslationDataModule(SequenceDataModule):
             unknown = [raw[a:b] for (a, b), i in zip(enc.offsets, enc.ids) if i == self.vocab.unk_id]
             if unknown:
                 shown = ", ".join(repr(u) for u in list(dict.fromkeys(unknown))[:5])
-                item["warning"] = f"{len(unknown)} of {len(enc.ids)} source tokens unseen in training, read as <unk>: {shown}"
+                item["warning"] = (
+                    f"{len(unknown)} of {len(enc.ids)} source tokens unseen in training, read as <unk>: {shown}"
+                )
             items.append(item)
         return items
 
@@ -384,13 +446,25 @@ class TranslationDataModule(SequenceDataModule):
             row["score"] = round(float(output["score"]), 4)
         return row
 
+    def describe_task(self) -> Task:
+        return replace(
+            super().describe_task(),
+            bos_id=self.bos_id,
+            eos_id=self.eos_id,
+            target_lang=self.tgt_lang,
+            decode_target=self.decode_target,
+            references=self.all_references,
+        )
+
     # ------------------------------------------ properties the CLI links into the model
     @property
     def bos_id(self) -> int:
+        """``<bos>`` in the target vocabulary (the vocabulary is built with it there, and checked when loaded)."""
         return 2
 
     @property
     def eos_id(self) -> int:
+        """``<eos>`` in the target vocabulary (as ``bos_id``)."""
         return 3
 
     @property

@@ -20,6 +20,7 @@ stream instead splits every batch across the ranks (each pair counted once, even
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
+from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule, pack_sequences, seeded_split
 from rnnlab.data.imdb import ARCHIVE, read_archive
 from rnnlab.data.sources import fetch
@@ -52,8 +54,9 @@ def subsample(ids: Tensor, doc: Tensor, keep: Tensor, generator: torch.Generator
     return ids[mask], doc[mask]
 
 
-def window_contexts(ids: Tensor, doc: Tensor, window: int, generator: Optional[torch.Generator] = None,
-                    dynamic: bool = True) -> Tensor:
+def window_contexts(
+    ids: Tensor, doc: Tensor, window: int, generator: Optional[torch.Generator] = None, dynamic: bool = True
+) -> Tensor:
     """``[N, 2 * window]`` context ids of every position (offsets ``-window..-1, 1..window``), ``-1`` where the
     neighbour is outside the sequence, in another document, or beyond the position's radius ``b`` (``U{1..window}``
     when ``dynamic``, else ``window``)."""
@@ -83,8 +86,20 @@ def make_pairs(ids: Tensor, context: Tensor, mode: Literal["skipgram", "cbow"]) 
 class PairStream(IterableDataset):
     """Batches ``(centre, context)`` of one epoch, regenerated per epoch (see the module docstring)."""
 
-    def __init__(self, ids: Tensor, doc_lengths: Tensor, keep: Tensor, mode: str, window: int, batch_size: int,
-                 seed: int, chunk_tokens: int = 1 << 20, rank: int = 0, world: int = 1, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        ids: Tensor,
+        doc_lengths: Tensor,
+        keep: Tensor,
+        mode: str,
+        window: int,
+        batch_size: int,
+        seed: int,
+        chunk_tokens: int = 1 << 20,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = True,
+    ) -> None:
         self.ids, self.doc_lengths, self.keep = ids, doc_lengths, keep
         self.mode, self.window, self.batch_size, self.seed = mode, window, batch_size, seed
         self.chunk_tokens, self.rank, self.world, self.shuffle = chunk_tokens, rank, world, shuffle
@@ -101,8 +116,13 @@ class PairStream(IterableDataset):
         order = torch.randperm(n_docs, generator=g) if self.shuffle else torch.arange(n_docs)
         # documents in chunks of about chunk_tokens tokens
         cum = torch.cumsum(self.doc_lengths[order], 0)
-        bounds = torch.searchsorted(cum, torch.arange(self.chunk_tokens, int(cum[-1]) + self.chunk_tokens,
-                                                      self.chunk_tokens), right=True).tolist() if n_docs else []
+        bounds = (
+            torch.searchsorted(
+                cum, torch.arange(self.chunk_tokens, int(cum[-1]) + self.chunk_tokens, self.chunk_tokens), right=True
+            ).tolist()
+            if n_docs
+            else []
+        )
         lo = 0
         for hi in dict.fromkeys(min(b, n_docs) for b in bounds):
             docs = order[lo:hi]
@@ -111,7 +131,8 @@ class PairStream(IterableDataset):
                 continue
             lengths = self.doc_lengths[docs]
             token_pos = torch.repeat_interleave(starts[docs], lengths) + (
-                torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths))
+                torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+            )
             ids = self.ids[token_pos]
             doc = torch.repeat_interleave(torch.arange(len(docs)), lengths)
             ids, doc = subsample(ids, doc, self.keep, g)
@@ -196,8 +217,15 @@ class Word2VecDataModule(SequenceDataModule):
 
     def encoding_args(self) -> dict:
         corpus = self.corpus if self.corpus in ("imdb", "tang") else str(Path(self.corpus).resolve())
-        return {"word2vec": 1, "corpus": corpus, "max_vocab": self.max_vocab, "min_count": self.min_count,
-                "lowercase": self.lowercase, "level": self.level, "val_docs": self.val_docs}
+        return {
+            "word2vec": 1,
+            "corpus": corpus,
+            "max_vocab": self.max_vocab,
+            "min_count": self.min_count,
+            "lowercase": self.lowercase,
+            "level": self.level,
+            "val_docs": self.val_docs,
+        }
 
     def read_documents(self) -> list[str]:
         if self.corpus == "imdb":
@@ -220,12 +248,20 @@ class Word2VecDataModule(SequenceDataModule):
     def build(self, state: Optional[dict]) -> dict:
         docs = self.read_documents()
         if len(docs) <= self.val_docs:
-            raise RnnlabError(f"corpus has {len(docs)} documents, not more than val_docs={self.val_docs}; "
-                              f"lower data.val_docs or give a larger corpus")
+            raise RnnlabError(
+                f"corpus has {len(docs)} documents, not more than val_docs={self.val_docs}; "
+                f"lower data.val_docs or give a larger corpus"
+            )
         val, train = seeded_split(docs, [self.val_docs / len(docs)], self.seed) if self.val_docs else ([], docs)
         if state is None:
-            vocab = Vocabulary.build(train, level=self.level, lowercase=self.lowercase, html_breaks=self.html_breaks,
-                                     max_size=self.max_vocab, min_freq=self.min_count)
+            vocab = Vocabulary.build(
+                train,
+                level=self.level,
+                lowercase=self.lowercase,
+                html_breaks=self.html_breaks,
+                max_size=self.max_vocab,
+                min_freq=self.min_count,
+            )
         else:
             vocab = Vocabulary.from_str(state["vocab"])
         encoded = {}
@@ -252,8 +288,19 @@ class Word2VecDataModule(SequenceDataModule):
         data = self.datasets[split]
         rank, world = self._rank_world()
         keep = keep_probabilities(self.counts, self.subsample_t)
-        stream = PairStream(data["ids"], data["lengths"], keep, self.mode, self.window, self.batch_size, self.seed,
-                            self.chunk_tokens, rank, world, shuffle)
+        stream = PairStream(
+            data["ids"],
+            data["lengths"],
+            keep,
+            self.mode,
+            self.window,
+            self.batch_size,
+            self.seed,
+            self.chunk_tokens,
+            rank,
+            world,
+            shuffle,
+        )
         if shuffle and self.trainer is not None:
             stream.set_epoch(self.trainer.current_epoch)
         return stream
@@ -268,6 +315,9 @@ class Word2VecDataModule(SequenceDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), counts=self.counts, mode=self.mode, set_epoch=self.set_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the model at each training epoch start: a new shuffle, subsample and window draw."""
@@ -308,8 +358,9 @@ class Word2VecDataModule(SequenceDataModule):
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         words = self.vocab.tokens()
-        return {"neighbours": ", ".join(f"{words[int(i)]} {float(s):.2f}" for i, s in zip(output["ids"],
-                                                                                          output["sims"]))}
+        return {
+            "neighbours": ", ".join(f"{words[int(i)]} {float(s):.2f}" for i, s in zip(output["ids"], output["sims"]))
+        }
 
     @property
     def words(self) -> list[str]:

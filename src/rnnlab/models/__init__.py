@@ -6,4 +6,12 @@ from rnnlab.models.seq2seq import Seq2Seq
 from rnnlab.models.tagger import SequenceTagger
 from rnnlab.models.word2vec import Word2Vec
 
-__all__ = ["LanguageModel", "PianoRollModel", "Seq2Seq", "SequenceClassifier", "SequenceRegressor", "SequenceTagger", "Word2Vec"]
+__all__ = [
+    "LanguageModel",
+    "PianoRollModel",
+    "Seq2Seq",
+    "SequenceClassifier",
+    "SequenceRegressor",
+    "SequenceTagger",
+    "Word2Vec",
+]

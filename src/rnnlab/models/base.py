@@ -8,6 +8,8 @@ from typing import Literal
 import lightning as L
 import torch
 
+from rnnlab.compat import batch_in_epoch
+from rnnlab.contract import Task
 from rnnlab.errors import RnnlabError
 
 
@@ -23,6 +25,12 @@ class RnnlabModule(L.LightningModule):
 
     A ``--optimizer`` / ``--lr_scheduler`` given to the CLI (LightningCLI's own) replaces this method.
     """
+
+    task: Task = Task()  # what the data says about itself; the DataModule binds it at the end of its setup
+
+    def bind_task(self, task: Task) -> None:
+        """Receive the DataModule's :class:`~rnnlab.contract.Task` (before this module's own ``setup``)."""
+        self.task = task
 
     def evaluate(self, batch, stage: str):
         raise NotImplementedError(f"{type(self).__name__} does not evaluate")
@@ -49,7 +57,7 @@ class RnnlabModule(L.LightningModule):
             trainer = self.trainer
             raise RnnlabError(
                 f"the training loss is {float(loss.detach()):.4g} at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped before "
+                f"{trainer.current_epoch}, batch {batch_in_epoch(trainer)}); training stopped before "
                 f"the weights were touched, so the last checkpoint in the run's checkpoints/ folder is good. Lower "
                 f"model.init_args.lr, set trainer.gradient_clip_val, or train in 32-bit precision; resume with "
                 f"--ckpt_path last"
@@ -74,28 +82,34 @@ class RnnlabModule(L.LightningModule):
         if hp.scheduler == "constant" or total < 2:  # a one-step run has no schedule
             return opt
         if hp.scheduler == "onecycle":  # a warm-up of at least 1.5 steps: OneCycleLR divides by its length - 1
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
-                                                        pct_start=min(max(hp.warmup, 1.5 / total), 0.9),
-                                                        anneal_strategy="cos")
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt,
+                max_lr=hp.lr,
+                total_steps=total,
+                pct_start=min(max(hp.warmup, 1.5 / total), 0.9),
+                anneal_strategy="cos",
+            )
         elif hp.scheduler == "cosine":
             warm = max(int(hp.warmup * total), 1)
             sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(max(s - warm, 0) / max(total - warm, 1), 1.0)))))
+                opt,
+                lambda s: min(
+                    (s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(max(s - warm, 0) / max(total - warm, 1), 1.0)))
+                ),
+            )
         else:
             raise RnnlabError(f"scheduler must be onecycle, cosine or constant, got {hp.scheduler!r}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
     def _stepping_batches(self) -> float:
         """Optimiser steps of the whole fit, for the schedule. As ``trainer.estimated_stepping_batches``, but
-        counted on a throw-away train loader of the DataModule: Lightning's property builds the real loader
+        counted on a throw-away train loader of the DataModule (``Task.train_batches``): Lightning's property builds the real loader
         before a checkpoint's loop state is restored, and a run resumed mid-epoch would then restart the epoch."""
         trainer = self.trainer
-        dm = trainer.datamodule
-        if dm is None or trainer.max_epochs in (None, -1) or not hasattr(dm, "train_dataloader"):
+        if self.task.train_batches is None or trainer.max_epochs in (None, -1):
             return trainer.estimated_stepping_batches
         try:
-            n = len(dm.train_dataloader())
+            n = self.task.train_batches()
         except TypeError:  # an iterable without a length
             return trainer.estimated_stepping_batches
         limit = trainer.limit_train_batches

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from rnnlab.data.batching import Batch
+from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.models.ngram import NgramLM
@@ -37,8 +37,18 @@ class ConditionalLM(nn.Module):
     every input step -- the generative half of :class:`SequenceClassifier`'s ``generative`` option. It reads the
     classifier's own token ids; id ``vocab_size`` is the boundary symbol (``<bos>`` in, ``<eos>`` out)."""
 
-    def __init__(self, vocab_size: int, num_classes: int, pad_id: int, embedding_dim: int, class_dim: int,
-                 hidden_size: int, cell: str, impl: str, dropout: float) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int,
+        embedding_dim: int,
+        class_dim: int,
+        hidden_size: int,
+        cell: str,
+        impl: str,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.boundary, self.num_classes = vocab_size, num_classes
         self.embedding = nn.Embedding(vocab_size + 1, embedding_dim, padding_idx=pad_id)
@@ -113,8 +123,15 @@ class TokenBag(nn.Module):
         nn.init.zeros_(self.weight.weight)
         nn.init.zeros_(self.bias)
         self.requires_grad_(True)
-        opt = torch.optim.LBFGS(self.parameters(), lr=1, max_iter=max_iter, tolerance_grad=1e-7,
-                                tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            self.parameters(),
+            lr=1,
+            max_iter=max_iter,
+            tolerance_grad=1e-7,
+            tolerance_change=1e-10,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure() -> Tensor:
             opt.zero_grad()
@@ -211,22 +228,45 @@ class SequenceClassifier(RnnlabModule):
             self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
             self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = Recurrent(embedding_dim, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
-                                 bidirectional=bidirectional, dropout=dropout, packed=packed)
+        self.encoder = Recurrent(
+            embedding_dim,
+            hidden_size,
+            cell=cell,
+            impl=impl,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            packed=packed,
+        )
         self.register_buffer("class_weights", torch.ones(num_classes))
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         self.generative: Optional[ConditionalLM] = None
         if generative:
-            self.generative = ConditionalLM(vocab_size, num_classes, pad_id, generative_embedding_dim,
-                                            generative_class_dim, generative_hidden_size, cell, impl, dropout)
+            self.generative = ConditionalLM(
+                vocab_size,
+                num_classes,
+                pad_id,
+                generative_embedding_dim,
+                generative_class_dim,
+                generative_hidden_size,
+                cell,
+                impl,
+                dropout,
+            )
         self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
         self.bag = TokenBag(vocab_size, num_classes, bag_buckets) if bag else None
-        if generative or ngram_order:  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
+        if (
+            generative or ngram_order
+        ):  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
             self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
-        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
-                                    "f1": MulticlassF1Score(num_classes, average="macro")})
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -257,22 +297,23 @@ class SequenceClassifier(RnnlabModule):
         """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
         ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
         n-gram counts and the ``bag`` from its training split."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if stage == "fit" and self.hparams.pretrained_embeddings and dm is not None:
-            self.load_pretrained(self.hparams.pretrained_embeddings, dm.vocab)
-        counts = getattr(dm, "class_counts", None)
+        task = self.task
+        if stage == "fit" and self.hparams.pretrained_embeddings and task.vocab is not None:
+            self.load_pretrained(self.hparams.pretrained_embeddings, task.vocab)
+        counts = task.class_counts
         if stage != "fit" or not counts:
             return
         freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
         if self.generative is not None or self.ngram is not None:
             self.log_prior.copy_((freq / freq.sum()).log())
-        train = dm.datasets["train"]
+        if self.ngram is not None or self.bag is not None:
+            sequences, targets = task.train_examples()
         if self.ngram is not None:
-            self.ngram.fit(list(train.sequences), train.targets)
-        if self.bag is not None:
-            batch = dm.collate([train[i] for i in range(len(train))])  # the whole split as one padded batch
+            self.ngram.fit(list(sequences), targets)
+        if self.bag is not None:  # the whole training split as one padded batch
+            batch = task.collate([(s, y, i) for i, (s, y) in enumerate(zip(sequences, targets))])
             loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.hparams.bag_l2)
-            rank_zero_info(f"bag: logistic regression fitted on {len(train)} training examples, objective {loss:.4f}")
+            rank_zero_info(f"bag: logistic regression fitted on {len(batch)} training examples, objective {loss:.4f}")
         if self.hparams.class_weighting != "none":
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
@@ -280,7 +321,7 @@ class SequenceClassifier(RnnlabModule):
     def load_pretrained(self, path: str, vocab) -> None:
         """Initialise the embedding rows of ``vocab``'s words from the vectors in ``path`` (before training; a resumed
         run's checkpoint then replaces them)."""
-        from rnnlab.models.word2vec import init_embedding
+        from rnnlab.embeddings import init_embedding
 
         if not isinstance(self.embedding, nn.Embedding):
             raise RnnlabError("pretrained_embeddings needs input_encoding: embedding (one-hot inputs have no vectors)")
@@ -301,8 +342,15 @@ class SequenceClassifier(RnnlabModule):
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
         metrics.update(logits.detach(), batch.target)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(batch),
-                 sync_dist=not on_step)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch),
+            sync_dist=not on_step,
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(batch))
         return loss, logits
 
@@ -328,8 +376,10 @@ class SequenceClassifier(RnnlabModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.ngram is not None:
             if "ngram" not in checkpoint:
-                raise RnnlabError("this checkpoint has no n-gram counts: it was not trained with ngram_order; "
-                                  "use the config it was trained with")
+                raise RnnlabError(
+                    "this checkpoint has no n-gram counts: it was not trained with ngram_order; "
+                    "use the config it was trained with"
+                )
             self.ngram.load_state_dict(checkpoint["ngram"])
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:

@@ -10,18 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.data.batching import IGNORE_INDEX, Batch
+from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
-from rnnlab.nn.recurrent import Recurrent, State, last_step
+from rnnlab.nn.functional import last_step
+from rnnlab.nn.recurrent import Recurrent, State
 
 
 def detach_state(state: State) -> State:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def sample_next(logits: Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, banned: Sequence[int] = ()) -> Tensor:
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    banned: Sequence[int] = (),
+) -> Tensor:
     """One id per row of ``logits [B, V]``: ``temperature`` 0 is greedy (argmax); ``top_k`` keeps the k most likely;
     ``banned`` ids (padding, unknown, start symbols) are never produced."""
     if temperature < 0:
@@ -39,12 +45,6 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: Optional[int] =
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, -1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-def banned_ids(dm) -> tuple[int, ...]:
-    """Ids a model must never write: ``<pad>``, ``<unk>`` and the start symbol when the data has one."""
-    bos = getattr(dm, "bos_id", None)
-    return (0, 1) + ((bos,) if bos is not None else ())
 
 
 class LanguageModel(RnnlabModule):
@@ -105,8 +105,9 @@ class LanguageModel(RnnlabModule):
                 input_size += category_dim
             else:
                 self.category_to_state = nn.Linear(category_dim, num_layers * hidden_size)
-        self.rnn = Recurrent(input_size, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
-                             bidirectional=False, dropout=dropout)
+        self.rnn = Recurrent(
+            input_size, hidden_size, cell=cell, impl=impl, num_layers=num_layers, bidirectional=False, dropout=dropout
+        )
         self.dropout = nn.Dropout(dropout)
         if tie_weights:
             if hidden_size != embedding_dim:
@@ -126,9 +127,16 @@ class LanguageModel(RnnlabModule):
         else:
             categories = None
         if (categories is None) != (self.category is None):
-            raise RnnlabError("this model " + ("needs a category per step (a conditional model)" if self.category
-                                               is not None else "has no categories") + " but the data "
-                              + ("gives none" if categories is None else "gives them"))
+            raise RnnlabError(
+                "this model "
+                + (
+                    "needs a category per step (a conditional model)"
+                    if self.category is not None
+                    else "has no categories"
+                )
+                + " but the data "
+                + ("gives none" if categories is None else "gives them")
+            )
         x = self.embedding_dropout(self.embedding(tokens.long()))
         if categories is not None:
             c = self.category(categories.long())
@@ -145,10 +153,19 @@ class LanguageModel(RnnlabModule):
         return self.head(out), state
 
     @torch.no_grad()
-    def generate(self, prompt: Tensor, lengths: Optional[Tensor] = None, max_new: int = 100,
-                 temperature: float = 1.0, top_k: Optional[int] = None, eos_id: Optional[int] = None,
-                 seed: Optional[int] = None, banned: Sequence[int] = (0, 1),
-                 line_heads: Optional[list[Optional[list[int]]]] = None, line_ends: Sequence[int] = ()) -> Tensor:
+    def generate(
+        self,
+        prompt: Tensor,
+        lengths: Optional[Tensor] = None,
+        max_new: int = 100,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        eos_id: Optional[int] = None,
+        seed: Optional[int] = None,
+        banned: Sequence[int] = (0, 1),
+        line_heads: Optional[list[Optional[list[int]]]] = None,
+        line_ends: Sequence[int] = (),
+    ) -> Tensor:
         """Continue each prompt (``[B, T]`` or ``[B, T, 2]``, right-padded, ``lengths [B]``) by ``max_new`` ids,
         never ``banned`` ones (default ``<pad>``, ``<unk>``).
 
@@ -194,8 +211,7 @@ class LanguageModel(RnnlabModule):
 
     # --------------------------------------------------------------- Lightning
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        self.stateful = bool(getattr(dm, "stateful", False))
+        self.stateful = self.task.stateful
 
     def _state_for(self, split: str, batch_size: int) -> Optional[State]:
         if not self.stateful:
@@ -213,10 +229,10 @@ class LanguageModel(RnnlabModule):
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch.target.flatten(), ignore_index=IGNORE_INDEX)
         n = int((batch.target != IGNORE_INDEX).sum())
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n,
-                 sync_dist=not on_step)
-        self.log(f"{split}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=n,
-                 sync_dist=not on_step)
+        self.log(
+            f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not on_step
+        )
+        self.log(f"{split}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=n, sync_dist=not on_step)
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -235,12 +251,19 @@ class LanguageModel(RnnlabModule):
         self._step(batch, stage)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
-        dm = self.trainer.datamodule
-        hp = self.hparams
+        task, hp = self.task, self.hparams
         seed = None if hp.sample_seed is None else hp.sample_seed + batch_idx
-        items = getattr(dm, "predict_items", [])
-        heads = [items[int(i)].get("line_heads") if int(i) < len(items) else None for i in batch.index]
-        generated = self.generate(batch.tokens, batch.lengths, hp.max_new, hp.temperature, hp.top_k,
-                                  eos_id=getattr(dm, "eos_id", None), seed=seed, banned=banned_ids(dm),
-                                  line_heads=heads, line_ends=getattr(dm, "line_end_ids", ()))
+        heads = [task.predict_item(int(i)).get("line_heads") for i in batch.index]
+        generated = self.generate(
+            batch.tokens,
+            batch.lengths,
+            hp.max_new,
+            hp.temperature,
+            hp.top_k,
+            eos_id=task.eos_id,
+            seed=seed,
+            banned=task.banned_ids(),
+            line_heads=heads,
+            line_ends=tuple(task.line_end_ids),
+        )
         return {"index": batch.index, "generated": generated}

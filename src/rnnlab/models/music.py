@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Optional
 
 import torch
@@ -10,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 
-from rnnlab.data.batching import Batch
-from rnnlab.data.music import KEYS, LOW
+from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.nn.recurrent import Recurrent
+from rnnlab.pianoroll import KEYS
 
 
 def step_nll(logits: Tensor, target: Tensor) -> Tensor:
@@ -82,9 +81,15 @@ class PianoRollModel(RnnlabModule):
             raise RnnlabError(f"head must be 'independent' or 'autoregressive', got {head!r}")
         if conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
             raise RnnlabError(f"conv_kernel must be 0 (off) or an odd number of semitones, got {conv_kernel}")
-        self.conv = nn.Sequential(  # the same weights at every key: what the notes around a key say, in any key
-            nn.Conv1d(2 if conv_refine else 1, conv_channels, conv_kernel, padding=conv_kernel // 2), nn.ReLU(),
-            nn.Conv1d(conv_channels, 1, 1)) if conv_kernel else None
+        self.conv = (
+            nn.Sequential(  # the same weights at every key: what the notes around a key say, in any key
+                nn.Conv1d(2 if conv_refine else 1, conv_channels, conv_kernel, padding=conv_kernel // 2),
+                nn.ReLU(),
+                nn.Conv1d(conv_channels, 1, 1),
+            )
+            if conv_kernel
+            else None
+        )
         self.within = nn.Parameter(torch.zeros(KEYS, KEYS)) if head == "autoregressive" else None
         self.register_buffer("lower", torch.tril(torch.ones(KEYS, KEYS), diagonal=-1), persistent=False)
         for stage in ("val", "test"):
@@ -152,8 +157,9 @@ class PianoRollModel(RnnlabModule):
         return {"index": torch.tensor([index]), "roll": [roll.cpu()]}
 
     @torch.no_grad()
-    def generate(self, steps: int, primer: Optional[Tensor] = None, temperature: float = 1.0,
-                 seed: Optional[int] = None) -> Tensor:
+    def generate(
+        self, steps: int, primer: Optional[Tensor] = None, temperature: float = 1.0, seed: Optional[int] = None
+    ) -> Tensor:
         """A piano roll ``[len(primer) + steps, 88]``: the primer (``[T0, 88]``, may be None) continued by
         ``steps`` sampled steps, each key drawn from its Bernoulli (``temperature`` scales the logits; 0: p > 0.5)."""
         if steps < 0:
@@ -174,7 +180,6 @@ class PianoRollModel(RnnlabModule):
         self.train(was_training)
         return torch.cat(out)
 
-
     def _sample_step(self, logits: Tensor, temperature: float, g: Optional[torch.Generator]) -> Tensor:
         def draw(z: Tensor) -> Tensor:
             return (z > 0).float() if temperature == 0 else torch.bernoulli(torch.sigmoid(z / temperature), generator=g)
@@ -186,96 +191,3 @@ class PianoRollModel(RnnlabModule):
         for k in range(KEYS):  # lowest key first, each given the ones below it
             step[k] = draw(logits[k : k + 1] + w[k] @ step)
         return step
-
-
-# ------------------------------------------------------------------------------ MIDI and pictures
-def roll_to_midi(roll: Tensor, path: str | Path, step_ticks: int = 480, tempo_bpm: int = 80,
-                 program: int = 19) -> Path:
-    """Write a ``[T, 88]`` roll as a one-track MIDI file: one step = one beat (``step_ticks``), a key held over
-    consecutive steps is one note. Program 19: church organ."""
-    import mido
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mid = mido.MidiFile(ticks_per_beat=step_ticks)
-    track = mido.MidiTrack()
-    mid.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    track.append(mido.Message("program_change", program=program, time=0))
-    on = (roll > 0.5).cpu()
-    events = []  # (tick, order, message): note-offs before note-ons at the same tick
-    T = len(on)
-    for k in range(KEYS):
-        t = 0
-        while t < T:
-            if on[t, k]:
-                start = t
-                while t < T and on[t, k]:
-                    t += 1
-                events.append((start * step_ticks, 1, mido.Message("note_on", note=k + LOW, velocity=80)))
-                events.append((t * step_ticks, 0, mido.Message("note_off", note=k + LOW, velocity=0)))
-            else:
-                t += 1
-    now = 0
-    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1], e[2].note)):
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(T * step_ticks - now, 0)))
-    mid.save(str(path))
-    return path
-
-
-def midi_to_roll(path: str | Path) -> Tensor:
-    """Read a MIDI file written by :func:`roll_to_midi` back into a ``[T, 88]`` roll (steps of one beat)."""
-    import mido
-
-    mid = mido.MidiFile(str(path))
-    step = mid.ticks_per_beat
-    notes, now, active = [], 0, {}
-    for msg in mido.merge_tracks(mid.tracks):
-        now += msg.time
-        if msg.type == "note_on" and msg.velocity > 0:
-            active[msg.note] = now
-        elif msg.type in ("note_off", "note_on") and msg.note in active:
-            notes.append((msg.note, active.pop(msg.note), now))
-    T = max((end for _, _, end in notes), default=0) // step
-    roll = torch.zeros(T, KEYS)
-    for note, start, end in notes:
-        roll[start // step : end // step, note - LOW] = 1.0
-    return roll
-
-
-def plot_roll(roll: Tensor, path: str | Path, title: str = "", primer_steps: int = 0) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    used = (roll > 0.5).any(0).nonzero().flatten()
-    lo, hi = (int(used.min()), int(used.max()) + 1) if len(used) else (0, KEYS)
-    fig, ax = plt.subplots(figsize=(max(6, len(roll) / 8), 4))
-    ax.imshow(roll[:, lo:hi].T.cpu(), origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
-              extent=(0, len(roll), lo + LOW - 0.5, hi + LOW - 0.5))
-    if primer_steps:
-        ax.axvline(primer_steps, color="tab:red", lw=1)
-    ax.set_xlabel("step (quarter notes)")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def roll_stats(rolls: list[Tensor], primer_pitch_classes: Optional[set[int]] = None) -> dict:
-    """What a musician checks: notes per step, pitch range, share of notes in a key (a set of pitch classes)."""
-    steps = torch.cat([r for r in rolls if len(r)]) > 0.5
-    pitches = steps.nonzero()[:, 1] + LOW
-    out = {"notes_per_step": round(float(steps.sum(1).float().mean()), 3),
-           "pitch_min": int(pitches.min()) if len(pitches) else None,
-           "pitch_max": int(pitches.max()) if len(pitches) else None}
-    if primer_pitch_classes is not None and len(pitches):
-        out["in_key_share"] = round(float(sum(int(p) % 12 in primer_pitch_classes for p in pitches) / len(pitches)), 4)
-    return out

@@ -43,8 +43,10 @@ class NgramLM:
         self.symbols, self.num_classes, self.order, self.discount = vocab_size + 1, num_classes, order, discount
         self.histories = (self.symbols + 1) ** (order - 1)  # history codes are below this
         if num_classes * self.histories * self.symbols >= 2**62:
-            raise RnnlabError(f"ngram_order {order} is too high for a vocabulary of {vocab_size}: the n-gram keys "
-                              "would overflow int64; use a lower order")
+            raise RnnlabError(
+                f"ngram_order {order} is too high for a vocabulary of {vocab_size}: the n-gram keys "
+                "would overflow int64; use a lower order"
+            )
         self.tables: Optional[dict[str, Tensor]] = None
 
     def _keys(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,7 +63,7 @@ class NgramLM:
         seq = torch.cat([body.new_full((B, n - 1), boundary), body], 1)  # <b>^(n-1) x1 .. xn <b>
         codes = [torch.zeros(B, T + 1, dtype=torch.long, device=device)]
         for h in range(1, n):  # digit h: the symbol h steps back, stored + 1 so that lengths stay distinct
-            codes.append(codes[-1] + (seq[:, n - 1 - h: n - 1 - h + T + 1] + 1) * (self.symbols + 1) ** (h - 1))
+            codes.append(codes[-1] + (seq[:, n - 1 - h : n - 1 - h + T + 1] + 1) * (self.symbols + 1) ** (h - 1))
         history = classes[:, :, None, None] * self.histories + torch.stack(codes, -1)[:, None]
         event = history * self.symbols + body[:, None, :, None]
         return history, event, steps[None] <= lengths[:, None]
@@ -70,10 +72,10 @@ class NgramLM:
         """Count the n-grams of ``sequences`` (1-D token tensors) under their ``targets`` classes."""
         histories, events = [], []
         for i in range(0, len(sequences), batch_size):
-            chunk = [s.long() for s in sequences[i: i + batch_size]]
+            chunk = [s.long() for s in sequences[i : i + batch_size]]
             lengths = torch.tensor([len(s) for s in chunk])
             tokens = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True) if chunk else torch.zeros(0, 0)
-            history, event, mask = self._keys(tokens, lengths, torch.as_tensor(targets[i: i + batch_size])[:, None])
+            history, event, mask = self._keys(tokens, lengths, torch.as_tensor(targets[i : i + batch_size])[:, None])
             histories.append(history[:, 0][mask].reshape(-1))
             events.append(event[:, 0][mask].reshape(-1))
         history, event = torch.cat(histories), torch.cat(events)
@@ -81,17 +83,25 @@ class NgramLM:
         context_keys, context_totals = torch.unique(history, return_counts=True)
         # distinct symbols after each history: the unique events per history key
         context_types = torch.zeros_like(context_totals)
-        context_types.index_add_(0, torch.searchsorted(context_keys, event_keys // self.symbols),
-                                 torch.ones_like(event_keys))
-        self.tables = {"event_keys": event_keys, "event_counts": event_counts, "context_keys": context_keys,
-                       "context_totals": context_totals, "context_types": context_types}
+        context_types.index_add_(
+            0, torch.searchsorted(context_keys, event_keys // self.symbols), torch.ones_like(event_keys)
+        )
+        self.tables = {
+            "event_keys": event_keys,
+            "event_counts": event_counts,
+            "context_keys": context_keys,
+            "context_totals": context_totals,
+            "context_types": context_types,
+        }
         return self
 
     def scores(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """``log p(tokens, <end> | c)`` for every class ``c``: ``[B, num_classes]``."""
         if self.tables is None:
-            raise RnnlabError("the n-gram expert has no counts yet: fit the model first, or load a checkpoint "
-                              "(--ckpt_path) that has them")
+            raise RnnlabError(
+                "the n-gram expert has no counts yet: fit the model first, or load a checkpoint "
+                "(--ckpt_path) that has them"
+            )
         if self.tables["event_keys"].device != tokens.device:  # moved once, not at every batch
             self.tables = {k: v.to(tokens.device) for k, v in self.tables.items()}
         t = self.tables
@@ -113,6 +123,8 @@ class NgramLM:
 
     def load_state_dict(self, state: dict) -> None:
         if (state["order"], state["discount"]) != (self.order, self.discount):
-            raise RnnlabError(f"the checkpoint's n-gram counts are of order {state['order']} (discount "
-                              f"{state['discount']}), not the configured {self.order} ({self.discount})")
+            raise RnnlabError(
+                f"the checkpoint's n-gram counts are of order {state['order']} (discount "
+                f"{state['discount']}), not the configured {self.order} ({self.discount})"
+            )
         self.tables = state["tables"]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
-from rnnlab.data.batching import Batch
+from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.nn.recurrent import Recurrent
@@ -62,15 +62,21 @@ class SequenceRegressor(RnnlabModule):
             raise RnnlabError("SequenceRegressor needs a time-series DataModule (num_features >= 1)")
         D = num_features
         if anchor_window < 1:
-            raise RnnlabError(f"anchor_window must be >= 1 (observations averaged into the anchor), got {anchor_window}")
+            raise RnnlabError(
+                f"anchor_window must be >= 1 (observations averaged into the anchor), got {anchor_window}"
+            )
         if relative_inputs and not residual:
             raise RnnlabError("relative_inputs subtracts the residual anchor from the inputs: set residual: true too")
         if relative_inputs and anchor_window == 1:
-            raise RnnlabError("relative_inputs with anchor_window 1 leaves the network only zeros to read (each input "
-                              "minus itself): use anchor_window >= 2, e.g. 8")
+            raise RnnlabError(
+                "relative_inputs with anchor_window 1 leaves the network only zeros to read (each input "
+                "minus itself): use anchor_window >= 2, e.g. 8"
+            )
         if residual and (mode == "var1" or (anchor_window > 1 and forecast == "iterated")):
-            raise RnnlabError("residual anchors need mode 'rnn' and, with anchor_window > 1, forecast 'direct' (an "
-                              "iterated step sees one observation, not the window the anchor averages)")
+            raise RnnlabError(
+                "residual anchors need mode 'rnn' and, with anchor_window > 1, forecast 'direct' (an "
+                "iterated step sees one observation, not the window the anchor averages)"
+            )
         if mode == "var1":
             if horizon != 1 and forecast == "direct":
                 raise RnnlabError("mode 'var1' predicts one step: use horizon 1 or forecast 'iterated'")
@@ -80,15 +86,19 @@ class SequenceRegressor(RnnlabModule):
             self.rnn.weight_hh_l0.requires_grad_(False)  # U = 0: no hidden memory, a VAR(1)
             self.head = None
         elif mode == "rnn":
-            self.rnn = Recurrent(D, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout,
-                                 nonlinearity=nonlinearity)
+            self.rnn = Recurrent(
+                D, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity
+            )
             self.head = nn.Linear(hidden_size, horizon * D)
         else:
             raise RnnlabError(f"mode must be 'rnn' or 'var1', got {mode!r}")
         self.register_buffer("scale", torch.ones(D))
         for stage in ("val", "test"):  # per horizon, per variable (torchmetrics: summed over batches and DDP ranks)
-            setattr(self, f"{stage}_rmse", nn.ModuleList(MeanSquaredError(squared=False, num_outputs=D)
-                                                         for _ in range(horizon)))
+            setattr(
+                self,
+                f"{stage}_rmse",
+                nn.ModuleList(MeanSquaredError(squared=False, num_outputs=D) for _ in range(horizon)),
+            )
             setattr(self, f"{stage}_mae", nn.ModuleList(MeanAbsoluteError(num_outputs=D) for _ in range(horizon)))
         self.variables = [f"y{i}" for i in range(D)]
 
@@ -129,15 +139,16 @@ class SequenceRegressor(RnnlabModule):
         return torch.stack(outs, 1)
 
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "scale"):
-            self.scale.copy_(dm.scale.to(self.scale))
-            self.variables = list(dm.labels)
+        if self.task.scale is not None:
+            self.scale.copy_(self.task.scale.to(self.scale))
+            self.variables = list(self.task.labels)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         """The ``horizon``-step forecast from the end of each window (scaled units; the DataModule unscales)."""
-        return {"index": batch.index, "forecast": self.forecast_from(batch.tokens, self.hparams.horizon,
-                                                                     self.hparams.forecast)}
+        return {
+            "index": batch.index,
+            "forecast": self.forecast_from(batch.tokens, self.hparams.horizon, self.hparams.forecast),
+        }
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         pred, _ = self(batch.tokens, batch.lengths)
@@ -163,4 +174,3 @@ class SequenceRegressor(RnnlabModule):
                     for name, value in zip(self.variables, per_var):
                         self.log(f"{stage}/rmse_h{h + 1}/{name}", value)
                 metric.reset()
-

@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.data.batching import IGNORE_INDEX, Batch
+from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.nn.attention import Attention
@@ -111,13 +111,15 @@ class Seq2Seq(RnnlabModule):
         K = H * dirs  # encoder output size
         self.src_embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, E, padding_idx=pad_id)
-        self.encoder = Recurrent(E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional,
-                                 dropout=dropout)
+        self.encoder = Recurrent(
+            E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional, dropout=dropout
+        )
         self.bridge = nn.Linear(K, decoder_layers * H)
         if cell == "lstm":
             self.bridge_c = nn.Linear(K, decoder_layers * H)
-        self.decoder = Recurrent(E + (H if input_feeding else 0), H, cell=cell, impl=impl, num_layers=decoder_layers,
-                                 dropout=dropout)
+        self.decoder = Recurrent(
+            E + (H if input_feeding else 0), H, cell=cell, impl=impl, num_layers=decoder_layers, dropout=dropout
+        )
         self.attention = None if attention == "none" else Attention(attention, H, K)
         self.combine = nn.Linear(H + K, H, bias=False)
         self.dropout = nn.Dropout(dropout)
@@ -150,8 +152,13 @@ class Seq2Seq(RnnlabModule):
             state = (h0, c0)
         enc = self.dropout(enc)
         mask = torch.arange(S, device=src.device).unsqueeze(0) < lengths.unsqueeze(1)
-        memory = {"enc": enc, "mask": mask, "summary": summary, "lengths": lengths,
-                  "keys": self.attention.prepare(enc) if self.attention is not None else None}
+        memory = {
+            "enc": enc,
+            "mask": mask,
+            "summary": summary,
+            "lengths": lengths,
+            "keys": self.attention.prepare(enc) if self.attention is not None else None,
+        }
         return memory, state
 
     def attend(self, out: Tensor, memory: dict) -> tuple[Tensor, Optional[Tensor]]:
@@ -172,11 +179,21 @@ class Seq2Seq(RnnlabModule):
             x = torch.cat([x, feed.unsqueeze(1).to(x.dtype)], -1)
         out, state = self.decoder(x, torch.ones_like(y_prev), state)
         attn_vec, weights = self.attend(out, memory)
-        return self.logits(attn_vec).squeeze(1), state, attn_vec.squeeze(1), (
-            None if weights is None else weights.squeeze(1))
+        return (
+            self.logits(attn_vec).squeeze(1),
+            state,
+            attn_vec.squeeze(1),
+            (None if weights is None else weights.squeeze(1)),
+        )
 
-    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0,
-                encoded: Optional[tuple[dict, State]] = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        encoded: Optional[tuple[dict, State]] = None,
+    ) -> Tensor:
         """Teacher-forced logits ``[B, T, V]`` for decoder inputs ``tgt_in [B, T]`` (``<bos> y_1 .. y_{T-1}``);
         ``encoded``: the result of :meth:`encode` for this source, when the caller has it already."""
         memory, state = encoded or self.encode(src, lengths)
@@ -208,8 +225,14 @@ class Seq2Seq(RnnlabModule):
         return logp.index_fill(-1, torch.tensor([hp.pad_id, hp.bos_id], device=logp.device), float("-inf"))
 
     @torch.no_grad()
-    def greedy(self, src: Tensor, lengths: Tensor, max_len: Optional[int] = None,
-               return_attention: bool = False, encoded: Optional[tuple[dict, State]] = None):
+    def greedy(
+        self,
+        src: Tensor,
+        lengths: Tensor,
+        max_len: Optional[int] = None,
+        return_attention: bool = False,
+        encoded: Optional[tuple[dict, State]] = None,
+    ):
         """Most likely token at each step -> ids ``[B, T']`` (``<eos>`` included, then padding); with
         ``return_attention`` also the weights ``[B, T', S]`` (None without attention)."""
         hp = self.hparams
@@ -234,9 +257,15 @@ class Seq2Seq(RnnlabModule):
         return ids, (None if maps[0] is None else torch.stack(maps, 1))
 
     @torch.no_grad()
-    def beam_search(self, src: Tensor, lengths: Tensor, beam_size: Optional[int] = None,
-                    length_penalty: Optional[float] = None, max_len: Optional[int] = None,
-                    encoded: Optional[tuple[dict, State]] = None):
+    def beam_search(
+        self,
+        src: Tensor,
+        lengths: Tensor,
+        beam_size: Optional[int] = None,
+        length_penalty: Optional[float] = None,
+        max_len: Optional[int] = None,
+        encoded: Optional[tuple[dict, State]] = None,
+    ):
         """Batched beam search. Returns ``(ids [B, K, T'], scores [B, K])``: the ``K`` final hypotheses of each
         sentence sorted by normalised score ``log p / length^alpha`` (best first); ``ids`` end with ``<eos>`` (or at
         the length limit), then padding."""
@@ -248,7 +277,8 @@ class Seq2Seq(RnnlabModule):
         device = src.device
         rows = torch.arange(B, device=device).repeat_interleave(K)  # beam row -> sentence
         memory = {k: v.index_select(0, rows) for k, v in memory.items() if v is not None} | (
-            {"keys": None} if memory["keys"] is None else {})
+            {"keys": None} if memory["keys"] is None else {}
+        )
         state = reorder_state(state, rows)
         limits = self._limits(memory["lengths"], max_len)
         feed = memory["enc"].new_zeros(B * K, hp.hidden_size)
@@ -281,8 +311,9 @@ class Seq2Seq(RnnlabModule):
         order = normed.argsort(dim=1, descending=True)
         return ids.gather(1, order.unsqueeze(-1).expand_as(ids)), normed.gather(1, order)
 
-    def translate(self, src: Tensor, lengths: Tensor, beam_size: int = 1,
-                  encoded: Optional[tuple[dict, State]] = None) -> tuple[Tensor, Tensor]:
+    def translate(
+        self, src: Tensor, lengths: Tensor, beam_size: int = 1, encoded: Optional[tuple[dict, State]] = None
+    ) -> tuple[Tensor, Tensor]:
         """Best output ids ``[B, T']`` and their scores (normalised log-probabilities; greedy: 0)."""
         if beam_size <= 1:
             ids = self.greedy(src, lengths, encoded=encoded)
@@ -299,10 +330,20 @@ class Seq2Seq(RnnlabModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         tgt_in, labels = self._split_target(batch.target)
         logits = self(batch.tokens.long(), batch.lengths, tgt_in, self.hparams.teacher_forcing)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
-                               label_smoothing=self.hparams.label_smoothing)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=int((labels != IGNORE_INDEX).sum()))
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=int((labels != IGNORE_INDEX).sum()),
+        )
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -315,13 +356,14 @@ class Seq2Seq(RnnlabModule):
         tgt_in, labels = self._split_target(batch.target)
         encoded = self.encode(src, batch.lengths)  # once for the loss and the decoding (eval: no dropout)
         logits = self(src, batch.lengths, tgt_in, encoded=encoded)
-        self._loss[0] += float(F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
-                                               ignore_index=IGNORE_INDEX, reduction="sum"))
+        self._loss[0] += float(
+            F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        )
         self._loss[1] += int((labels != IGNORE_INDEX).sum())
         beam = self.hparams.val_beam_size if stage == "val" else self.hparams.beam_size
         ids, _ = self.translate(src, batch.lengths, beam, encoded=encoded)
-        dm = self.trainer.datamodule
-        self._outputs.extend((int(i), dm.decode_target(row.tolist())) for i, row in zip(batch.index, ids.cpu()))
+        decode = self.task.decode_target
+        self._outputs.extend((int(i), decode(row.tolist())) for i, row in zip(batch.index, ids.cpu()))
 
     def epoch_end(self, stage: str) -> None:
         import sacrebleu
@@ -332,14 +374,12 @@ class Seq2Seq(RnnlabModule):
             dist.all_gather_object(gathered, (outputs, loss))
             outputs = [o for part, _ in gathered for o in part]
             loss = [sum(part[1][0] for part in gathered), sum(part[1][1] for part in gathered)]
-        dm = self.trainer.datamodule
-        split = "val" if stage == "val" else "test"
-        refs = dm.all_references(split) if hasattr(dm, "all_references") else [[r] for r in dm.references(split)]
+        refs = self.task.references("val" if stage == "val" else "test")
         outputs = sorted(dict(outputs).items())
         hyps = [h for _, h in outputs]
         chosen = [refs[i] for i, _ in outputs]
         streams = [[r[k] if k < len(r) else None for r in chosen] for k in range(max(map(len, chosen), default=1))]
-        tokenize = "zh" if getattr(dm, "tgt_lang", "") == "zh" else "13a"
+        tokenize = "zh" if self.task.target_lang == "zh" else "13a"
         bleu = sacrebleu.corpus_bleu(hyps, streams, tokenize=tokenize).score if hyps else 0.0
         chrf = sacrebleu.corpus_chrf(hyps, streams).score if hyps else 0.0
         nll = loss[0] / max(loss[1], 1)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from rnnlab.data.batching import IGNORE_INDEX, Batch
+from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import SpanF1
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
@@ -109,19 +109,28 @@ class SequenceTagger(RnnlabModule):
                     f"char_encoder={char_encoder!r} needs characters from the data: set data.init_args.char_features: "
                     f"true, or model.init_args.char_encoder: none"
                 )
-            self.char_encoder = CharWordEncoder(char_vocab_size, char_embedding_dim, char_hidden_size, char_encoder,
-                                                impl)
+            self.char_encoder = CharWordEncoder(
+                char_vocab_size, char_embedding_dim, char_hidden_size, char_encoder, impl
+            )
             input_size += self.char_encoder.output_size
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = Recurrent(input_size, hidden_size, cell=cell, impl=impl, num_layers=num_layers,
-                                 bidirectional=bidirectional, dropout=dropout)
+        self.encoder = Recurrent(
+            input_size,
+            hidden_size,
+            cell=cell,
+            impl=impl,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         self.crf = CRF(num_classes) if crf else None
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX))
-            setattr(self, f"{stage}_acc_oov", MulticlassAccuracy(num_classes, average="micro",
-                                                                 ignore_index=IGNORE_INDEX))
+            setattr(
+                self, f"{stage}_acc_oov", MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX)
+            )
             setattr(self, f"{stage}_spans", SpanF1())
         self.scheme = "tags"
 
@@ -132,8 +141,10 @@ class SequenceTagger(RnnlabModule):
             tokens = tokens.unsqueeze(-1)
         F_ = self.hparams.unit_features
         if tokens.shape[-1] < F_:
-            raise RnnlabError(f"the model reads {F_} ids per step but the batch has {tokens.shape[-1]}: the data's "
-                              f"unit_features differ from the model's")
+            raise RnnlabError(
+                f"the model reads {F_} ids per step but the batch has {tokens.shape[-1]}: the data's "
+                f"unit_features differ from the model's"
+            )
         units = tokens[..., :F_].long()
         if self.training and self.hparams.word_dropout > 0:
             drop = (torch.rand(units.shape, device=units.device) < self.hparams.word_dropout) & (units > UNK_ID)
@@ -143,8 +154,10 @@ class SequenceTagger(RnnlabModule):
         if self.char_encoder is not None:
             chars = tokens[..., F_:].long()
             if chars.shape[-1] == 0:
-                raise RnnlabError("the model has a character encoder but the data gives no characters: set "
-                                  "data.init_args.char_features: true")
+                raise RnnlabError(
+                    "the model has a character encoder but the data gives no characters: set "
+                    "data.init_args.char_features: true"
+                )
             valid = torch.arange(T, device=tokens.device).unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)
             words = self.char_encoder(chars[valid])
             out = words.new_zeros(B, T, words.shape[-1])
@@ -176,21 +189,24 @@ class SequenceTagger(RnnlabModule):
 
     # --------------------------------------------------------------- Lightning
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None:
+        task = self.task
+        if task.vocab is None:  # not bound to data
             return
-        features = getattr(dm, "unit_features", None)
-        if features is not None and features != self.hparams.unit_features:
-            raise RnnlabError(f"the data gives {features} ids per step, the model expects "
-                              f"{self.hparams.unit_features}: let the CLI link them (do not set unit_features)")
+        features = task.unit_features
+        if features != self.hparams.unit_features:
+            raise RnnlabError(
+                f"the data gives {features} ids per step, the model expects "
+                f"{self.hparams.unit_features}: let the CLI link them (do not set unit_features)"
+            )
         if stage == "fit" and self.hparams.pretrained_embeddings:
-            from rnnlab.models.word2vec import init_embedding
+            from rnnlab.embeddings import init_embedding
 
-            self.pretrained_coverage = init_embedding(self.embedding, self.hparams.pretrained_embeddings, dm.vocab,
-                                                      self.hparams.pad_id)
-        self.scheme = getattr(dm, "scheme", "tags")
+            self.pretrained_coverage = init_embedding(
+                self.embedding, self.hparams.pretrained_embeddings, task.vocab, self.hparams.pad_id
+            )
+        self.scheme = task.scheme
         for stage_ in ("train", "val", "test"):
-            getattr(self, f"{stage_}_spans").configure(dm.labels, self.scheme)
+            getattr(self, f"{stage_}_spans").configure(list(task.labels), self.scheme)
 
     def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
         tags, oov = batch.target[..., 0], batch.target[..., 1]
@@ -198,8 +214,9 @@ class SequenceTagger(RnnlabModule):
         loss = self.loss(emissions, tags, batch.lengths)
         on_step = stage == "train"
         n = int(batch.lengths.sum())
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n,
-                 sync_dist=not on_step)
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not on_step
+        )
         if stage == "train" and self.crf is not None:  # Viterbi per training batch is costly: argmax is enough here
             preds = emissions.detach().argmax(-1)
         else:

@@ -29,8 +29,10 @@ class Attention(nn.Module):
         if kind not in ("additive", "general", "dot"):
             raise RnnlabError(f"attention must be additive, general, dot or none, got {kind!r}")
         if kind == "dot" and query_size != key_size:
-            raise RnnlabError(f"dot attention needs query size == key size, got {query_size} and {key_size}: use "
-                              f"'general' (a learned projection) or make the encoder output match the decoder")
+            raise RnnlabError(
+                f"dot attention needs query size == key size, got {query_size} and {key_size}: use "
+                f"'general' (a learned projection) or make the encoder output match the decoder"
+            )
         self.kind = kind
         if kind == "additive":
             size = attention_size or query_size
@@ -44,7 +46,9 @@ class Attention(nn.Module):
         """What the scores need of the keys, computed once per source batch."""
         return keys if self.kind == "dot" else self.key_proj(keys)
 
-    def forward(self, query: Tensor, keys: Tensor, mask: Tensor, prepared: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, query: Tensor, keys: Tensor, mask: Tensor, prepared: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         pk = self.prepare(keys) if prepared is None else prepared
         if self.kind == "additive":  # [B, Q, 1, A] + [B, 1, S, A] -> [B, Q, S]
             scores = self.v(torch.tanh(self.query_proj(query).unsqueeze(2) + pk.unsqueeze(1))).squeeze(-1)

@@ -26,15 +26,26 @@ from torch import Tensor
 class ManualBPTTRNN:
     """A tanh RNN with a linear read-out whose gradients come from :meth:`backward` (the recursion above)."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, dtype=torch.float64,
-                 generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        dtype=torch.float64,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
         k = 1.0 / math.sqrt(hidden_size)
 
         def init(*shape):
             return (torch.rand(*shape, generator=generator, dtype=dtype) * 2 - 1) * k
 
-        self.params = {"U": init(hidden_size, hidden_size), "W": init(hidden_size, input_size), "b": init(hidden_size),
-                       "V": init(output_size, hidden_size), "c": init(output_size)}
+        self.params = {
+            "U": init(hidden_size, hidden_size),
+            "W": init(hidden_size, input_size),
+            "b": init(hidden_size),
+            "V": init(output_size, hidden_size),
+            "c": init(output_size),
+        }
 
     def forward(self, x: Tensor, h0: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """``x [B, n, D]`` -> ``(y_hat [B, n, O], hs [B, n+1, H])`` with ``hs[:, 0] = h_0``."""

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn.recurrent import reverse_padded
+from rnnlab.nn.functional import reverse_padded
 
 
 def activate(pre: Tensor, nonlinearity: str, out: Optional[Tensor] = None) -> Tensor:
@@ -160,8 +160,9 @@ class _LayerBPTT(torch.autograd.Function):
                 pre = torch.baddbmm(gx[t], h, w_t)
                 activate(pre, nonlinearity, out=ys[t])
             hs[t + 1] = ys[t] if t < first_masked else torch.where(live[t], ys[t], h)
-        ctx.save_for_backward(hs, ys, acts, cs, tanh_c if cell == "lstm" else None,
-                              ghn if cell == "gru" else None, w_hh, live)
+        ctx.save_for_backward(
+            hs, ys, acts, cs, tanh_c if cell == "lstm" else None, ghn if cell == "gru" else None, w_hh, live
+        )
         ctx.first_masked, ctx.cell, ctx.nonlinearity = first_masked, cell, nonlinearity
         if cell == "lstm":
             return ys, hs[T], cs[T]
@@ -181,7 +182,9 @@ class _LayerBPTT(torch.autograd.Function):
             i, f, g, o = acts.split(H, -1)
             dc_dh = o * (1 - tanh_c * tanh_c)  # dc_t/dh_new (through h = o * tanh(c))
             da_o = tanh_c * o * (1 - o)  # dL/da_o = dh_new * this
-            da_ifg = torch.cat([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], -1)  # dL/da_[ifg] = dc_t * this
+            da_ifg = torch.cat(
+                [g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], -1
+            )  # dL/da_[ifg] = dc_t * this
             da_ifg = da_ifg.view(*da_ifg.shape[:-1], 3, H)
             del i, g, o
         elif cell == "gru":  # dL/d[a_r, a_z, a_n] = dh_new * gx_factor, dL/d(W_hh h) = dh_new * gh_factor
@@ -224,8 +227,15 @@ class _LayerBPTT(torch.autograd.Function):
         return d_gx, dh, dc, d_w, d_bhn, None, None, None, None
 
 
-def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[list[Tensor]],
-              nonlinearity: str = "tanh") -> tuple[Tensor, Tensor, Optional[Tensor]]:
+def run_layer(
+    cell: str,
+    x: Tensor,
+    lengths: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: list[list[Tensor]],
+    nonlinearity: str = "tanh",
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """One (bi)directional layer over a padded batch, step by step.
 
     ``x [B, T, D]``, ``h0/c0 [dirs, B, H]``, ``weights[d] = [w_ih, w_hh, b_ih, b_hh]`` -> ``(out [B, T, H*dirs],
@@ -256,9 +266,17 @@ def run_layer(cell: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Te
     live = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
     dtype = w_hh.dtype  # the loop runs in the parameters' precision, also under autocast (bf16-mixed)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        result = _LayerBPTT.apply(gx.to(dtype), h0.to(dtype), None if c0 is None else c0.to(dtype), w_hh,
-                                  None if b_hn is None else b_hn.to(dtype), live, int(lengths.min()), cell,
-                                  nonlinearity)
+        result = _LayerBPTT.apply(
+            gx.to(dtype),
+            h0.to(dtype),
+            None if c0 is None else c0.to(dtype),
+            w_hh,
+            None if b_hn is None else b_hn.to(dtype),
+            live,
+            int(lengths.min()),
+            cell,
+            nonlinearity,
+        )
     ys, h, c = result if cell == "lstm" else (*result, None)
     out = ys.permute(1, 2, 0, 3)  # [dirs, B, steps, H]
     if steps < T:

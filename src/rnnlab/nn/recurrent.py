@@ -29,27 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
+from rnnlab.nn.cells import run_layer
+from rnnlab.nn.functional import last_step, reverse_padded
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _SATURATE = 1.0e4  # sigmoid(+-1e4) is exactly 1 / 0 in fp32, bf16 and fp16
 
 State = Union[Tensor, tuple[Tensor, Tensor]]
-
-
-def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each right-padded sequence within its own length: ``x[b, :len_b]`` is flipped, padding stays put.
-
-    ``[B, T, F]`` -> ``[B, T, F]``; its own inverse. This is how a backward direction starts at the true end.
-    """
-    T = x.shape[1]
-    t = torch.arange(T, device=x.device).unsqueeze(0)
-    idx = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # [B, T]
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def last_step(x: Tensor, lengths: Tensor) -> Tensor:
-    """``x[b, lengths[b] - 1]`` for each b: ``[B, T, F]`` -> ``[B, F]``."""
-    return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
 
 
 class Recurrent(nn.Module):
@@ -176,8 +162,16 @@ class Recurrent(nn.Module):
                 raise ValueError(f"initial state must be {shape}, got {tuple(t.shape)}")
         return h0.to(x.dtype), (None if c0 is None else c0.to(x.dtype))
 
-    def _kernel(self, inp: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[Tensor], bidirectional: bool,
-                num_layers: int = 1, batch_sizes: Optional[Tensor] = None):
+    def _kernel(
+        self,
+        inp: Tensor,
+        h0: Tensor,
+        c0: Optional[Tensor],
+        weights: list[Tensor],
+        bidirectional: bool,
+        num_layers: int = 1,
+        batch_sizes: Optional[Tensor] = None,
+    ):
         """Call torch's fused kernel; returns (output, h_n, c_n or None).
 
         On a CPU whose oneDNN has no bfloat16/float16 LSTM primitive (no AVX512-BF16/AMX, e.g. many AMD EPYCs) the
@@ -188,17 +182,34 @@ class Recurrent(nn.Module):
             if inp.device.type != "cpu" or "primitive descriptor" not in str(err):
                 raise
         with torch.autocast("cpu", enabled=False):
-            return self._kernel_call(inp.float(), h0.float(), None if c0 is None else c0.float(),
-                                     [w.float() for w in weights], bidirectional, num_layers, batch_sizes)
+            return self._kernel_call(
+                inp.float(),
+                h0.float(),
+                None if c0 is None else c0.float(),
+                [w.float() for w in weights],
+                bidirectional,
+                num_layers,
+                batch_sizes,
+            )
 
-    def _kernel_call(self, inp: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[Tensor],
-                     bidirectional: bool, num_layers: int, batch_sizes: Optional[Tensor]):
+    def _kernel_call(
+        self,
+        inp: Tensor,
+        h0: Tensor,
+        c0: Optional[Tensor],
+        weights: list[Tensor],
+        bidirectional: bool,
+        num_layers: int,
+        batch_sizes: Optional[Tensor],
+    ):
         dropout = self.dropout if num_layers > 1 else 0.0
         if batch_sizes is None:
             args = (weights, True, num_layers, dropout, self.training, bidirectional, True)
             if self.cell == "lstm":
                 return torch.lstm(inp, (h0, c0), *args)
-            fn = torch.gru if self.cell == "gru" else (torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu)
+            fn = (
+                torch.gru if self.cell == "gru" else (torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu)
+            )
             out, h = fn(inp, h0, *args)
             return out, h, None
         args = (weights, True, num_layers, dropout, self.training, bidirectional)
@@ -237,7 +248,6 @@ class Recurrent(nn.Module):
         return out, h_n, (torch.cat(cs, 0) if lstm else None)
 
     def _layer_handwritten(self, layer: int, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Tensor]):
-        from rnnlab.nn.cells import run_layer
 
         weights = [self.layer_weights(layer, sfx) for sfx in ["", "_reverse"][: self.num_directions]]
         return run_layer(self.cell, x, lengths, h0, c0, weights, self.nonlinearity)
@@ -246,14 +256,25 @@ class Recurrent(nn.Module):
         T = x.shape[1]
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         order = packed.sorted_indices
-        weights = [w for layer in range(self.num_layers) for sfx in ["", "_reverse"][: self.num_directions]
-                   for w in self.layer_weights(layer, sfx)]
-        data, h_n, c_n = self._kernel(packed.data, h0.index_select(1, order),
-                                      None if c0 is None else c0.index_select(1, order), weights,
-                                      self.bidirectional, self.num_layers, packed.batch_sizes)
+        weights = [
+            w
+            for layer in range(self.num_layers)
+            for sfx in ["", "_reverse"][: self.num_directions]
+            for w in self.layer_weights(layer, sfx)
+        ]
+        data, h_n, c_n = self._kernel(
+            packed.data,
+            h0.index_select(1, order),
+            None if c0 is None else c0.index_select(1, order),
+            weights,
+            self.bidirectional,
+            self.num_layers,
+            packed.batch_sizes,
+        )
         out, _ = nn.utils.rnn.pad_packed_sequence(
             nn.utils.rnn.PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
-            batch_first=True, total_length=T,
+            batch_first=True,
+            total_length=T,
         )
         unsort = packed.unsorted_indices
         h_n = h_n.index_select(1, unsort)
