@@ -191,7 +191,10 @@ class TextClassificationDataModule(SequenceDataModule):
 
     def describe_task(self) -> Task:
         return replace(
-            super().describe_task(), class_counts=self.class_counts, train_examples=self._train_examples, collate=self.collate
+            super().describe_task(),
+            class_counts=self.class_counts,
+            train_examples=self._train_examples,
+            collate=self.collate,
         )
 
     def _train_examples(self) -> tuple[list, torch.Tensor]:
