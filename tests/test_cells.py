@@ -138,3 +138,25 @@ def test_bf16_autocast_runs_and_stays_close(impl):
         out, (h, c) = r(x, lengths)
     out.float().sum().backward()
     assert (out.float() - ref).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_cell_modules_run_the_layer_loop_that_trains(cls):
+    """Handwritten means handwritten: a cell module's forward and backward are the driver's (_LayerBPTT)."""
+    out = cls(3, 4)(torch.randn(2, 3))
+    out = out[0] if isinstance(out, tuple) else out
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(n for n, _ in node.next_functions)
+    assert any(type(n).__name__ == "_LayerBPTTBackward" for n in seen)
+
+
+def test_linear_rnn_cell_gradcheck_float64():
+    torch.manual_seed(0)
+    cell = RNNCell(3, 4, nonlinearity="identity").double()
+    x = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    h = torch.randn(2, 4, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h: cell(x, h), (x, h))
