@@ -354,7 +354,8 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     prior = saved["state_dict"]["log_prior"]
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
-    assert saved["ngram"]["order"] == 3 and saved["ngram"]["tables"]["event_counts"].sum() > 0  # the trigram counts
+    weights = saved["state_dict"]
+    assert weights["ngram._extra_state"]["order"] == 3 and weights["ngram.event_counts"].sum() > 0  # the trigram counts
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
     main(
         [

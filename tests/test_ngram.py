@@ -119,8 +119,36 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
     fresh.load_state_dict(checkpoint["state_dict"])
     with torch.no_grad():
         assert torch.allclose(fresh(tokens, lengths), model(tokens, lengths))
+    assert checkpoint["state_dict"]["ngram.event_counts"].sum() > 0  # the counts are weights of the checkpoint
     with pytest.raises(RnnlabError, match="no n-gram counts"):
-        fresh.on_load_checkpoint({"state_dict": checkpoint["state_dict"]})
+        fresh.on_load_checkpoint(
+            {"state_dict": {k: v for k, v in checkpoint["state_dict"].items() if "ngram" not in k}}
+        )
+    # a checkpoint from before the counts were buffers (kept under checkpoint["ngram"]) still loads
+    tables = {
+        k.removeprefix("ngram."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("ngram.") and "extra" not in k
+    }
+    legacy = {
+        "state_dict": {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("ngram.")},
+        "ngram": {"order": 2, "discount": 0.9, "tables": tables},
+    }
+    older = SequenceClassifier(
+        vocab_size=10,
+        num_classes=3,
+        hidden_size=8,
+        embedding_dim=4,
+        generative=True,
+        generative_hidden_size=8,
+        generative_embedding_dim=4,
+        generative_class_dim=2,
+        ngram_order=2,
+    ).eval()
+    older.on_load_checkpoint(legacy)
+    older.load_state_dict(legacy["state_dict"])
+    with torch.no_grad():
+        assert torch.allclose(older(tokens, lengths), model(tokens, lengths))
     # the n-gram expert alone beside the BiGRU, without the GRU language model
     plain = SequenceClassifier(vocab_size=10, num_classes=3, ngram_order=2)
     assert plain.generative is None and "log_prior" in plain.state_dict()

@@ -369,18 +369,19 @@ class SequenceClassifier(RnnlabModule):
         _, logits = self._step(batch, self.test_metrics, "test")
         return {"preds": logits.argmax(-1), "target": batch.target}  # for the confusion-matrix callback
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.ngram is not None:
-            checkpoint["ngram"] = self.ngram.state_dict()
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.ngram is not None:
-            if "ngram" not in checkpoint:
-                raise RnnlabError(
-                    "this checkpoint has no n-gram counts: it was not trained with ngram_order; "
-                    "use the config it was trained with"
-                )
-            self.ngram.load_state_dict(checkpoint["ngram"])
+        if self.ngram is None:
+            return
+        weights = checkpoint.setdefault("state_dict", {})
+        legacy = checkpoint.pop("ngram", None)  # checkpoints before the counts became buffers kept them here
+        if legacy is not None and legacy.get("tables") is not None and "ngram.event_keys" not in weights:
+            weights.update({f"ngram.{k}": v for k, v in legacy["tables"].items()})
+            weights["ngram._extra_state"] = {"order": legacy["order"], "discount": legacy["discount"]}
+        if "ngram.event_keys" not in weights:
+            raise RnnlabError(
+                "this checkpoint has no n-gram counts: it was not trained with ngram_order; "
+                "use the config it was trained with"
+            )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}

@@ -9,15 +9,14 @@ symbols seen after ``h``,
 
 down to a uniform distribution over the symbols; a history never seen in the class backs off to ``p(w | h')``.
 The symbols are the classifier's token ids plus a boundary (id ``vocab_size``) that pads the start and ends every
-text. The counts are sparse: sorted int64 keys with their values, looked up with ``torch.searchsorted``.
+text. The counts are sparse: sorted int64 keys with their values, looked up with ``torch.searchsorted``. They are
+buffers of the module, so they travel in ``state_dict`` (checkpoints) and move with ``.to(device)``.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
 
@@ -31,11 +30,15 @@ def _lookup(keys: Tensor, values: Tensor, query: Tensor) -> Tensor:
     return torch.where(keys[idx] == query, values[idx], torch.zeros((), dtype=values.dtype, device=values.device))
 
 
-class NgramLM:
+TABLES = ("event_keys", "event_counts", "context_keys", "context_totals", "context_types")
+
+
+class NgramLM(nn.Module):
     """Counts of one class-conditional n-gram model; :meth:`fit` them, then :meth:`scores` texts under every class.
-    :meth:`state_dict` / :meth:`load_state_dict` carry them in a checkpoint (they are not parameters)."""
+    The counts are buffers (their sizes follow the data: loading a ``state_dict`` resizes them)."""
 
     def __init__(self, vocab_size: int, num_classes: int, order: int = 3, discount: float = 0.9) -> None:
+        super().__init__()
         if order < 1:
             raise RnnlabError(f"ngram_order must be at least 1 (or 0 for no n-gram expert), got {order}")
         if not 0 < discount < 1:
@@ -47,7 +50,28 @@ class NgramLM:
                 f"ngram_order {order} is too high for a vocabulary of {vocab_size}: the n-gram keys "
                 "would overflow int64; use a lower order"
             )
-        self.tables: Optional[dict[str, Tensor]] = None
+        for name in TABLES:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.long))
+
+    @property
+    def fitted(self) -> bool:
+        return len(self.context_keys) > 0
+
+    def get_extra_state(self) -> dict:
+        return {"order": self.order, "discount": self.discount}
+
+    def set_extra_state(self, state: dict) -> None:
+        if (state["order"], state["discount"]) != (self.order, self.discount):
+            raise RnnlabError(
+                f"the checkpoint's n-gram counts are of order {state['order']} (discount "
+                f"{state['discount']}), not the configured {self.order} ({self.discount})"
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in TABLES:  # the loaded counts' sizes, not the empty ones of a fresh module
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _keys(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``tokens [B, T]``, ``lengths [B]``, ``classes [B, K']`` -> history keys ``[B, K', T + 1, order]`` (longest
@@ -86,25 +110,19 @@ class NgramLM:
         context_types.index_add_(
             0, torch.searchsorted(context_keys, event_keys // self.symbols), torch.ones_like(event_keys)
         )
-        self.tables = {
-            "event_keys": event_keys,
-            "event_counts": event_counts,
-            "context_keys": context_keys,
-            "context_totals": context_totals,
-            "context_types": context_types,
-        }
+        device = self.event_keys.device
+        for name, value in zip(TABLES, (event_keys, event_counts, context_keys, context_totals, context_types)):
+            setattr(self, name, value.to(device))
         return self
 
     def scores(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """``log p(tokens, <end> | c)`` for every class ``c``: ``[B, num_classes]``."""
-        if self.tables is None:
+        if not self.fitted:
             raise RnnlabError(
                 "the n-gram expert has no counts yet: fit the model first, or load a checkpoint "
                 "(--ckpt_path) that has them"
             )
-        if self.tables["event_keys"].device != tokens.device:  # moved once, not at every batch
-            self.tables = {k: v.to(tokens.device) for k, v in self.tables.items()}
-        t = self.tables
+        t = {name: getattr(self, name) for name in TABLES}
         B, K, d = len(tokens), self.num_classes, self.discount
         classes = torch.arange(K, device=tokens.device).expand(B, K)
         history, event, mask = self._keys(tokens, lengths, classes)
@@ -116,15 +134,3 @@ class NgramLM:
             smoothed = ((count - d).clamp(min=0) + d * types * p) / total.clamp(min=1)
             p = torch.where(total > 0, smoothed, p)
         return (p.log() * mask[:, None]).sum(-1).float()
-
-    def state_dict(self) -> dict:
-        tables = None if self.tables is None else {k: v.cpu() for k, v in self.tables.items()}
-        return {"order": self.order, "discount": self.discount, "tables": tables}
-
-    def load_state_dict(self, state: dict) -> None:
-        if (state["order"], state["discount"]) != (self.order, self.discount):
-            raise RnnlabError(
-                f"the checkpoint's n-gram counts are of order {state['order']} (discount "
-                f"{state['discount']}), not the configured {self.order} ({self.discount})"
-            )
-        self.tables = state["tables"]
