@@ -10,12 +10,12 @@ export WANDB_MODE ?= offline
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-venv: $(VENV)/.installed  ## create .venv with rnnlab and its pinned dependencies
+venv: $(VENV)/.installed  ## create .venv with rnnlab, every extra and the tested versions (constraints.txt)
 
 train: venv  ## train the default IMDB model (BiLSTM) on the CPU
 	$(BIN)/python main.py fit --config configs/imdb_lstm.yaml

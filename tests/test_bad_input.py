@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -390,3 +391,35 @@ def test_no_code_loads_a_file_in_a_way_that_can_run_code():
                 if re.search(r"weights_only\s*=\s*False|pickle\.loads?\(|torch\.load\((?!.*weights_only=True)", line):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+def _midi(tmp):
+    from rnnlab.pianoroll import roll_to_midi
+
+    roll_to_midi(torch.zeros(2, 88), tmp / "x.mid")
+
+
+def _opencc(tmp):
+    from rnnlab.data.names import _Converter
+
+    _Converter("simplified")
+
+
+def _macrodata(tmp):
+    from rnnlab.errors import require
+
+    require("statsmodels.datasets.macrodata", "timeseries", "the macrodata series")
+
+
+@pytest.mark.parametrize(
+    "module, extra, call",
+    [("mido", "music", _midi), ("opencc", "zh", _opencc), ("statsmodels", "timeseries", _macrodata)],
+)
+def test_a_missing_optional_extra_names_the_pip_install_that_brings_it(monkeypatch, tmp_path, module, extra, call):
+    from rnnlab.errors import RnnlabError
+
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # as if the package were not installed
+    with pytest.raises(RnnlabError, match=rf"pip install 'rnnlab\[{extra}\]'"):
+        call(tmp_path)

