@@ -38,8 +38,11 @@ def fit(*extra):
     main(["fit", "--config", CONFIG, *TINY, *extra])
 
 
-def test_fit_fast_dev_run(env):
-    fit("--trainer.fast_dev_run", "true")
+def test_fit_fast_dev_run_says_what_it_trains_and_no_third_party_tips(env, caplog):
+    with caplog.at_level("INFO"):
+        fit("--trainer.fast_dev_run", "true")
+    assert "rnnlab fit: SequenceClassifier (" in caplog.text and "on IMDBDataModule (train " in caplog.text
+    assert "GPU available" in caplog.text and "Tip" not in caplog.text  # Lightning's own lines, not its advert
 
 
 def test_fit_then_test_then_predict_from_checkpoint_alone(env, tmp_path, monkeypatch, capsys):

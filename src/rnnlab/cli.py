@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -14,6 +16,7 @@ from rnnlab.callbacks import (
     GenerationSamples,
     LastCheckpoint,
     PredictionWriter,
+    RunSummary,
     ThroughputMonitor,
     TranslationSamples,
     find_last_checkpoint,
@@ -23,6 +26,17 @@ from rnnlab.data.base import SequenceDataModule
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 from rnnlab.runs import run_dir
+
+# Quiet: Lightning's advertising tip and a deprecation inside Lightning itself, which no user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
 OPTIONAL_LINKS = (
     "char_vocab_size",
@@ -142,6 +156,7 @@ class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_lightning_class_args(RunSummary, "run_summary")
         parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
         parser.add_lightning_class_args(GenerationSamples, "samples")
         parser.add_lightning_class_args(TranslationSamples, "translation_samples")
