@@ -144,7 +144,7 @@ def setup_for_fit(model, datamodule) -> None:
         world_size = 1
 
     model._trainer = FakeTrainer()
-    model.bind_task(datamodule.describe_task())
+    model.bind_task(datamodule.describe_task(), "fit")
     model.setup("fit")
 
 

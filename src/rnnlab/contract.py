@@ -1,7 +1,8 @@
 """What a DataModule hands to its model: batches, and once, before the first batch, a :class:`Task`.
 
 The model reads nothing else from the DataModule: at the end of its ``setup`` (after the splits are loaded) the
-DataModule calls ``model.bind_task(self.describe_task())``. Outside a Trainer, call ``model.bind_task(dm.describe_task())`` yourself.
+DataModule calls ``model.bind_task(self.describe_task(), stage)``. Outside a Trainer, call
+``model.bind_task(dm.describe_task(), "fit")`` yourself.
 Architecture sizes (``vocab_size``, ``num_classes``, ...) stay init arguments that the CLI links, so a checkpoint
 rebuilds its model without data."""
 

@@ -191,12 +191,12 @@ class SequenceDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict":
             self._ensure_state()
-            self.hand_over_task()
+            self.hand_over_task(stage)
             return
         payload = self._load_or_build()
         self._set_state(payload["state"])
         self.datasets = {split: self.make_dataset(split, data) for split, data in payload["splits"].items()}
-        self.hand_over_task()
+        self.hand_over_task(stage)
 
     def describe_task(self) -> Task:
         """This data's :class:`~rnnlab.contract.Task` (complete after ``setup``). Subclasses add their fields with
@@ -213,11 +213,11 @@ class SequenceDataModule(L.LightningDataModule):
     def _predict_item(self, i: int) -> dict:
         return self.predict_items[i] if 0 <= i < len(self.predict_items) else {}
 
-    def hand_over_task(self) -> None:
+    def hand_over_task(self, stage: str) -> None:
         """The end of ``setup``: give the Trainer's model this data's :class:`~rnnlab.contract.Task`."""
         model = self.trainer.lightning_module if self.trainer is not None else None
         if model is not None and hasattr(model, "bind_task"):
-            model.bind_task(self.describe_task())
+            model.bind_task(self.describe_task(), stage)
 
     def state_dict(self) -> dict:
         return dict(self._ensure_state())

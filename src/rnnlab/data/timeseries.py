@@ -163,14 +163,14 @@ class TimeSeriesDataModule(SequenceDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict":
             self._ensure_state()
-            self.hand_over_task()
+            self.hand_over_task(stage)
             return
         payload = self._load_or_build()
         self._set_state(payload["state"])
         series = payload["splits"]["series"]["values"]
         self.bounds = self.spans(len(series))
         self.datasets = {split: self.windows(series, split) for split in ("train", "val", "test")}
-        self.hand_over_task()
+        self.hand_over_task(stage)
 
     def describe_task(self) -> Task:
         return replace(super().describe_task(), scale=self.scale)

@@ -28,9 +28,15 @@ class RnnlabModule(L.LightningModule):
 
     task: Task = Task()  # what the data says about itself; the DataModule binds it at the end of its setup
 
-    def bind_task(self, task: Task) -> None:
-        """Receive the DataModule's :class:`~rnnlab.contract.Task` (before this module's own ``setup``)."""
+    def bind_task(self, task: Task, stage: str = "fit") -> None:
+        """Receive the DataModule's :class:`~rnnlab.contract.Task` for ``stage`` (the DataModule calls it at the end
+        of its ``setup``, before the callbacks' and this module's own ``setup``), then :meth:`on_task`."""
         self.task = task
+        self.on_task(stage)
+
+    def on_task(self, stage: str) -> None:
+        """State derived from the data (class priors, counted experts, pre-trained vectors). It runs before the
+        callbacks' ``setup``, so a copy a callback takes there (e.g. EMA's averaged model) already holds it."""
 
     def evaluate(self, batch, stage: str):
         raise NotImplementedError(f"{type(self).__name__} does not evaluate")

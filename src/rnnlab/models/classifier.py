@@ -293,7 +293,7 @@ class SequenceClassifier(RnnlabModule):
         pooled = self.pooling(outputs, lengths, h_n, self.encoder.num_directions)
         return self.head(self.dropout(pooled))
 
-    def setup(self, stage: str) -> None:
+    def on_task(self, stage: str) -> None:
         """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
         ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
         n-gram counts and the ``bag`` from its training split."""
