@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export RNNLAB_LOCAL_DATA ?= $(abspath $(wildcard ../shared/data))
 export WANDB_MODE ?= offline
 
-.PHONY: help venv train test lint bench-imdb bench-cells bench-names tables clean
+.PHONY: help venv train test lint docs bench-imdb bench-cells bench-names tables clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -22,6 +22,9 @@ train: venv  ## train the default IMDB model (BiLSTM) on the CPU
 
 test: venv  ## run the test suite (fast, tiny official-format fixtures)
 	$(BIN)/python -m pytest -q
+
+docs: venv  ## build the documentation site (mkdocs-material, warnings are errors) into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: venv  ## ruff (lint + format check) and the import layering check (import-linter, pyproject.toml)
 	$(BIN)/ruff check .
