@@ -570,3 +570,22 @@ def downloading_env(env, mirror, monkeypatch) -> Path:
     """``env`` without local copies: every dataset is downloaded from the loopback mirror into ``./data``."""
     monkeypatch.delenv("RNNLAB_LOCAL_DATA", raising=False)
     return env
+
+
+class _ParserBuilt(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def cli_parser():
+    """The CLI's own parser (``RnnlabCLI``'s, all subcommands), built once: parsing a pair with it is what
+    ``--print_config`` does, without building the parser 264 times."""
+    from rnnlab.cli import RnnlabCLI
+
+    class ParserOnly(RnnlabCLI):
+        def parse_arguments(self, parser, args):
+            raise _ParserBuilt(parser)
+
+    with pytest.raises(_ParserBuilt) as built:
+        ParserOnly(args=["fit"])
+    return built.value.args[0]

@@ -84,25 +84,6 @@ def test_the_matrix_is_not_empty():
     assert not (ROOT / "configs" / "trainer" / "refit.yaml").exists(), "refit is a recipe (configs/recipes/)"
 
 
-class _ParserBuilt(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def cli_parser():
-    """The CLI's own parser (``RnnlabCLI``'s, all subcommands), built once: parsing a pair with it is what
-    ``--print_config`` does, without building the parser 264 times."""
-    from rnnlab.cli import RnnlabCLI
-
-    class ParserOnly(RnnlabCLI):
-        def parse_arguments(self, parser, args):
-            raise _ParserBuilt(parser)
-
-    with pytest.raises(_ParserBuilt) as built:
-        ParserOnly(args=["fit"])
-    return built.value.args[0]
-
-
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_experiment_parses_with_every_preset(env, preset, cli_parser, capsys):
     """Parse level for all pairs: every key the preset sets must be accepted, and it must reach the config."""
