@@ -66,3 +66,17 @@ def test_pad_collate_pads_tokens_and_sequence_targets():
     assert batch.index.tolist() == [0, 1]
     labels = pad_collate([(torch.tensor([1]), 1, 4), (torch.tensor([2, 3]), 0, 9)])
     assert labels.target.tolist() == [1, 0] and labels.index.tolist() == [4, 9]
+
+
+def test_layouts_name_the_fields_instead_of_channel_positions():
+    rolls = [(torch.rand(3, 4), torch.rand(3, 4), 0), (torch.rand(2, 4), torch.rand(2, 4), 1)]
+    batch = pad_collate(rolls, layout="features")
+    assert batch.tokens is None and batch.features.dtype == torch.float and batch.features.shape == (2, 3, 4)
+    assert len(batch) == 2 and batch.lengths.tolist() == [3, 2]
+    tagged = [(torch.tensor([5, 6]), torch.tensor([[1, 0], [2, 1]]), 0), (torch.tensor([7]), torch.tensor([[3, 1]]), 1)]
+    batch = pad_collate(tagged, layout="tagged")
+    assert batch.target.tolist() == [[1, 2], [3, IGNORE_INDEX]] and batch.flags.tolist() == [[0, 1], [1, IGNORE_INDEX]]
+    unlabelled = pad_collate([(torch.tensor([5, 6]), None, 0)], layout="tagged")  # predict: no target, no flags
+    assert unlabelled.target is None and unlabelled.flags is None
+    with pytest.raises(ValueError, match="layout"):
+        pad_collate(tagged, layout="channels")

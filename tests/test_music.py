@@ -211,8 +211,6 @@ def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_p
     (whatever the padding), ``val/nll_all`` keeps it."""
     import lightning as L
 
-    from rnnlab.data.batching import pad_collate
-
     torch.manual_seed(0)
     dm = PianoRollDataModule(batch_size=3)
     dm.setup("fit")
@@ -223,7 +221,7 @@ def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_p
         for i in range(len(ds)):
             x, y, _ = ds[i]
             per_piece.append(step_nll(model(x.unsqueeze(0), torch.tensor([len(x)]))[0][0], y))
-    loader = torch.utils.data.DataLoader([ds[i] for i in range(len(ds))], batch_size=3, collate_fn=pad_collate)
+    loader = torch.utils.data.DataLoader([ds[i] for i in range(len(ds))], batch_size=3, collate_fn=dm.collate)
     assert len({len(p) for p in per_piece}) > 1  # pieces of different lengths: padding in the batches
     out = L.Trainer(logger=False, enable_progress_bar=False).validate(model, loader, verbose=False)[0]
     rest = torch.cat([p[1:] for p in per_piece])

@@ -18,19 +18,27 @@ IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores
 
 @dataclass
 class Batch:
-    """A padded batch. ``tokens [B, T]`` or ``[B, T, K]`` (K ids per step, e.g. a word and its characters; padding =
-    ``pad_id``), ``lengths [B]`` (true lengths, >= 1),
-    ``target``: ``[B]`` for one label per sequence, ``[B, T]`` for one per step (padding = -100), ``[B, T']`` for
-    a target sequence of its own length (seq2seq), or None;
-    ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP)."""
+    """A padded batch, one field per meaning:
 
-    tokens: Tensor
+    * ``tokens``: ids, ``[B, T]`` or ``[B, T, K]`` (K ids per step: a word and its characters' ids, or the language
+      model's character and the sequence's category; padding = ``pad_id``); None when the inputs are real numbers;
+    * ``features``: real-valued inputs ``[B, T, F]`` (time series, piano rolls); None for ids;
+    * ``lengths [B]``: true lengths, >= 1;
+    * ``target``: ``[B]`` for one label per sequence, ``[B, T(, F)]`` for one per step (padding = -100), ``[B, T']``
+      for a target sequence of its own length (seq2seq), or None;
+    * ``flags``: per-step 0/1 beside a per-step target (the tagger's "this unit was not seen in training"), or None;
+    * ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP).
+    """
+
+    tokens: Tensor | None
     lengths: Tensor
     target: Tensor | None
     index: Tensor
+    features: Tensor | None = None
+    flags: Tensor | None = None
 
     def __len__(self) -> int:
-        return self.tokens.shape[0]
+        return self.lengths.shape[0]
 
 
 @dataclass(frozen=True)

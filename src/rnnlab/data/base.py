@@ -96,6 +96,7 @@ class SequenceDataModule(L.LightningDataModule):
     # line it must answer with a per-line error
     predict_examples: tuple[str, ...] = ()
     predict_bad_example: str = ""
+    batch_layout: str = "tokens"  # how pad_collate names the batch's fields (rnnlab.data.batching.LAYOUTS)
 
     def __init__(
         self,
@@ -255,11 +256,11 @@ class SequenceDataModule(L.LightningDataModule):
         )
 
     def collate(self, samples):
-        return pad_collate(samples, pad_id=self.pad_id)
+        return pad_collate(samples, pad_id=self.pad_id, layout=self.batch_layout)
 
     def collate_fn(self):
         """``collate`` as a plain function for loader workers (a bound method would send the DataModule along)."""
-        return partial(pad_collate, pad_id=self.pad_id)
+        return partial(pad_collate, pad_id=self.pad_id, layout=self.batch_layout)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return ResumableDataLoader(

@@ -43,8 +43,15 @@ class SequenceDataset(Dataset):
         self.__dict__.update(torch.load(io.BytesIO(state["saved"]), weights_only=True))
 
 
-def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:
-    """Stack ``(tokens [T_i], target, index)`` samples into a right-padded :class:`Batch`."""
+LAYOUTS = ("tokens", "features", "tagged")
+
+
+def pad_collate(samples: Sequence[tuple], pad_id: int = 0, layout: str = "tokens") -> Batch:
+    """Stack ``(inputs [T_i, ...], target, index)`` samples into a right-padded :class:`Batch`. ``layout`` names the
+    fields: ``tokens`` (ids), ``features`` (real-valued inputs), ``tagged`` (ids; a per-step target ``[T_i, 2]``
+    of tag and flag becomes ``target`` and ``flags``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     seqs = [s[0] for s in samples]
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     # per-step features ([T_i, K_i], e.g. a word's id then its characters' ids) are padded in every dimension
@@ -63,6 +70,10 @@ def pad_collate(samples: Sequence[tuple], pad_id: int = 0) -> Batch:
     else:
         target = torch.as_tensor(targets)
     index = torch.tensor([s[2] for s in samples], dtype=torch.long)
+    if layout == "features":
+        return Batch(None, lengths, target, index, features=tokens)
+    if layout == "tagged" and target is not None:
+        return Batch(tokens, lengths, target[..., 0], index, flags=target[..., 1])
     return Batch(tokens, lengths, target, index)
 
 

@@ -150,6 +150,7 @@ class PianoRollDataModule(SequenceDataModule):
     """
 
     name = "jsb_chorales"
+    batch_layout = "features"  # batch.features: the previous steps' rolls
     predict_examples = ("scratch", "test:0")
     predict_bad_example = "chorale"
 

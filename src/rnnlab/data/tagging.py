@@ -48,6 +48,7 @@ class TaggingDataModule(SequenceDataModule):
     """
 
     scheme = "tags"  # how tags form spans: "tags" (none), "bmes" (segmentation), "bio" (chunks)
+    batch_layout = "tagged"  # batch.target: the tags, batch.flags: unseen in training
     unit_name = "word"
     labels: list[str] = []
 

@@ -71,6 +71,7 @@ class TimeSeriesDataModule(SequenceDataModule):
     """
 
     name = "macrodata"
+    batch_layout = "features"  # batch.features: the window's values
 
     def __init__(
         self,

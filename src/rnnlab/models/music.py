@@ -118,7 +118,7 @@ class PianoRollModel(RnnlabModule):
 
     def _nll(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-step NLL, logits and targets of the real (unpadded) steps, and which of them are a piece's first."""
-        logits, _ = self(batch.tokens, batch.lengths)
+        logits, _ = self(batch.features, batch.lengths)
         logits = self.step_logits(logits, batch.target.clamp(min=0))
         valid = batch.target[..., 0] >= 0  # padding is -100
         first = torch.zeros_like(valid)

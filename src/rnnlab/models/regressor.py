@@ -147,18 +147,18 @@ class SequenceRegressor(RnnlabModule):
         """The ``horizon``-step forecast from the end of each window (scaled units; the DataModule unscales)."""
         return {
             "index": batch.index,
-            "forecast": self.forecast_from(batch.tokens, self.hparams.horizon, self.hparams.forecast),
+            "forecast": self.forecast_from(batch.features, self.hparams.horizon, self.hparams.forecast),
         }
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        pred, _ = self(batch.tokens, batch.lengths)
+        pred, _ = self(batch.features, batch.lengths)
         loss = F.mse_loss(pred, batch.target[:, :, : pred.shape[2]])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 
     def evaluate(self, batch: Batch, stage: str) -> None:
         H = self.hparams.horizon
-        pred = self.forecast_from(batch.tokens, H, self.hparams.forecast)  # [B, H, D]
+        pred = self.forecast_from(batch.features, H, self.hparams.forecast)  # [B, H, D]
         gold = batch.target[:, -1, :H]  # the origin's targets [B, H, D]
         self.log(f"{stage}/loss", F.mse_loss(pred, gold), prog_bar=True, batch_size=len(batch), sync_dist=True)
         for h in range(H):  # errors in the transformed series' units

@@ -209,7 +209,7 @@ class SequenceTagger(RnnlabModule):
             getattr(self, f"{stage_}_spans").configure(list(task.labels), self.scheme)
 
     def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
-        tags, oov = batch.target[..., 0], batch.target[..., 1]
+        tags, oov = batch.target, batch.flags
         emissions = self(batch.tokens, batch.lengths)
         loss = self.loss(emissions, tags, batch.lengths)
         on_step = stage == "train"
@@ -243,8 +243,8 @@ class SequenceTagger(RnnlabModule):
 
     def evaluate(self, batch: Batch, stage: str) -> dict:
         _, preds = self._step(batch, stage)
-        valid = batch.target[..., 0] != IGNORE_INDEX
-        return {"preds": preds[valid], "target": batch.target[..., 0][valid]}  # for the confusion-matrix callback
+        valid = batch.target != IGNORE_INDEX
+        return {"preds": preds[valid], "target": batch.target[valid]}  # for the confusion-matrix callback
 
     def epoch_end(self, stage: str) -> None:
         self._log_spans(stage)
