@@ -150,7 +150,8 @@ def table() -> str:
         rows.append(
             f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {model} | "
             f"**{r['test_nll']:.2f}** | {published} | {r['test_nll_all']:.2f} | "
-            f"{100 * r['test_frame_acc']:.1f}% | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min |"
+            f"{100 * r['test_frame_acc']:.1f}% | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min"
+            f"{' (cores shared with other work)' if r.get('timing_note') else ''} |"
         )
     return "\n".join(rows)
 
