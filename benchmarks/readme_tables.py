@@ -16,6 +16,7 @@ import charlm  # noqa: E402
 import imdb  # noqa: E402
 import music  # noqa: E402
 import names  # noqa: E402
+import reproduce  # noqa: E402
 import sighan_baseline  # noqa: E402
 import tagging  # noqa: E402
 import timeseries  # noqa: E402
@@ -103,6 +104,7 @@ BLOCKS = {
     "word2vec-neighbours": word2vec.neighbours_table,
     "translation-table": translation.table,
     "translation-samples": translation.samples_table,
+    "reproduce-table": reproduce.table,
 }
 
 
