@@ -98,13 +98,13 @@ def table() -> str:
     path = RESULTS / "reproduce.json"
     rows = json.loads(path.read_text())["tasks"] if path.is_file() else {}
     out = [
-        "| task | config | metric | benchmark figure | this run | difference | commit |",
-        "|---|---|---|---|---|---|---|",
+        "| task | config | metric | benchmark figure | this run | difference | commit | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task, r in rows.items():
         out.append(
             f"| {task} | `{r['config']}` {' '.join(r['extra'])} | {r['metric']} | {r['before']:.4f} | "
-            f"{r['after']:.4f} | {r['after'] - r['before']:+.4f} | {r['commit']} |"
+            f"{r['after']:.4f} | {r['after'] - r['before']:+.4f} | {r['commit']} | {r.get('note', '')} |"
         )
     return "\n".join(out)
 
