@@ -80,9 +80,9 @@ def test_ngram_counts_round_trip_and_bad_settings_are_clear_errors():
         NgramLM(vocab_size=50_000, num_classes=2, order=5)
 
 
-def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_counts_in_its_checkpoint():
-    torch.manual_seed(0)
-    model = SequenceClassifier(
+def three_experts() -> SequenceClassifier:
+    """The BiGRU, a GRU language model and a bigram model of the text given the class (tiny)."""
+    return SequenceClassifier(
         vocab_size=10,
         num_classes=3,
         hidden_size=8,
@@ -93,6 +93,11 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
         generative_class_dim=2,
         ngram_order=2,
     ).eval()
+
+
+def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_counts_in_its_checkpoint():
+    torch.manual_seed(0)
+    model = three_experts()
     model.log_prior.copy_(torch.tensor([0.2, 0.3, 0.5]).log())
     model.ngram.fit([torch.tensor([2, 3, 4]), torch.tensor([5, 6]), torch.tensor([7])], torch.tensor([0, 1, 2]))
     tokens, lengths = torch.tensor([[2, 3, 4], [7, 0, 0]]), torch.tensor([3, 1])
@@ -104,17 +109,7 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
     checkpoint = {"state_dict": model.state_dict()}
     model.on_save_checkpoint(checkpoint)
-    fresh = SequenceClassifier(
-        vocab_size=10,
-        num_classes=3,
-        hidden_size=8,
-        embedding_dim=4,
-        generative=True,
-        generative_hidden_size=8,
-        generative_embedding_dim=4,
-        generative_class_dim=2,
-        ngram_order=2,
-    ).eval()
+    fresh = three_experts()
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"])
     with torch.no_grad():
@@ -134,17 +129,7 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
         "state_dict": {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("ngram.")},
         "ngram": {"order": 2, "discount": 0.9, "tables": tables},
     }
-    older = SequenceClassifier(
-        vocab_size=10,
-        num_classes=3,
-        hidden_size=8,
-        embedding_dim=4,
-        generative=True,
-        generative_hidden_size=8,
-        generative_embedding_dim=4,
-        generative_class_dim=2,
-        ngram_order=2,
-    ).eval()
+    older = three_experts()
     older.on_load_checkpoint(legacy)
     older.load_state_dict(legacy["state_dict"])
     with torch.no_grad():
