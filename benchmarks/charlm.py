@@ -25,7 +25,6 @@ RUNS = {  # name: (config, extra CLI arguments)
 
 
 def run_one(name: str) -> dict:
-    from rnnlab.data.batching import pad_collate
 
     config, extra = RUNS[name]
     run = fit_and_test(config, extra, name=name)
@@ -39,7 +38,7 @@ def run_one(name: str) -> dict:
     else:
         prompts, per_prompt = ["\n", "ROMEO:\n"], 1
     items = dm.encode_predict(prompts)
-    batch = pad_collate([(it["tokens"], None, k) for k, it in enumerate(items) for _ in range(per_prompt)])
+    batch = dm.collate([(it["tokens"], None, k) for k, it in enumerate(items) for _ in range(per_prompt)])
     hp = model.hparams
     heads = [items[k // per_prompt].get("line_heads") for k in range(len(batch))]
     generated = model.generate(

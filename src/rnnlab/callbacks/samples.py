@@ -6,7 +6,6 @@ from typing import Optional
 
 import lightning as L
 
-from rnnlab.data.batching import pad_collate
 from rnnlab.runs import run_dir
 
 
@@ -48,7 +47,7 @@ class GenerationSamples(L.Callback):
         items = [i for i in dm.encode_predict(self.prompts or dm.default_prompts()) if "tokens" in i]
         if not items:
             return
-        batch = pad_collate([(item["tokens"], None, k) for k, item in enumerate(items)], pad_id=dm.pad_id)
+        batch = dm.collate([(item["tokens"], None, k) for k, item in enumerate(items)])
         generated = pl_module.generate(
             batch.tokens.to(pl_module.device),
             batch.lengths,

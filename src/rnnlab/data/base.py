@@ -196,8 +196,13 @@ class SequenceDataModule(L.LightningDataModule):
             return
         payload = self._load_or_build()
         self._set_state(payload["state"])
-        self.datasets = {split: self.make_dataset(split, data) for split, data in payload["splits"].items()}
+        self.datasets = self.make_datasets(payload["splits"])
         self.hand_over_task(stage)
+
+    def make_datasets(self, splits: dict) -> dict[str, SequenceDataset]:
+        """The datasets of ``setup`` from the cached payload's splits: one :meth:`make_dataset` each, unless a
+        subclass derives them otherwise (time-series windows)."""
+        return {split: self.make_dataset(split, data) for split, data in splits.items()}
 
     def describe_task(self) -> Task:
         """This data's :class:`~rnnlab.contract.Task` (complete after ``setup``). Subclasses add their fields with

@@ -161,26 +161,17 @@ class TimeSeriesDataModule(SequenceDataModule):
             raise RnnlabError(f"no {split} windows: the {split} span is shorter than the horizon")
         return SequenceDataset(inputs, targets)
 
-    def setup(self, stage: str) -> None:
-        if stage == "predict":
-            self._ensure_state()
-            self.hand_over_task(stage)
-            return
-        payload = self._load_or_build()
-        self._set_state(payload["state"])
-        series = payload["splits"]["series"]["values"]
+    def make_datasets(self, splits: dict) -> dict[str, SequenceDataset]:
+        """Windows over the one cached series, cut at the chronological bounds."""
+        series = splits["series"]["values"]
         self.bounds = self.spans(len(series))
-        self.datasets = {split: self.windows(series, split) for split in ("train", "val", "test")}
-        self.hand_over_task(stage)
+        return {split: self.windows(series, split) for split in ("train", "val", "test")}
 
     def describe_task(self) -> Task:
         return replace(super().describe_task(), scale=self.scale)
 
     def on_state(self, state: dict) -> None:
         self.labels = list(state["columns"])
-
-    def make_dataset(self, split: str, data: dict) -> SequenceDataset:  # windows are made in setup
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- predict
     predict_examples = ("last", "2007Q4")

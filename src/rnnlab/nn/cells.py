@@ -239,10 +239,11 @@ class _Cell(nn.Module):
     layer loop (:class:`_LayerBPTT`) for one step, so its forward and backward are the driver's."""
 
     cell = "rnn"
+    nonlinearity = "tanh"  # the Elman cell's activation; RNNCell takes it as an argument
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
-        self.input_size, self.hidden_size, self.nonlinearity = input_size, hidden_size, nonlinearity
+        self.input_size, self.hidden_size = input_size, hidden_size
         G = cell_math(self.cell).gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(G, input_size))
         self.weight_hh = nn.Parameter(torch.empty(G, hidden_size))
@@ -281,6 +282,10 @@ class RNNCell(_Cell):
     Like ``nn.RNNCell``."""
 
     cell = "rnn"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
+        super().__init__(input_size, hidden_size, bias)
+        self.nonlinearity = nonlinearity
 
     def forward(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
         return self._run(x, h, None)[0]
