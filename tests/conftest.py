@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import tarfile
@@ -589,3 +590,25 @@ def cli_parser():
     with pytest.raises(_ParserBuilt) as built:
         ParserOnly(args=["fit"])
     return built.value.args[0]
+
+
+def predict_rows(config, ckpt, texts: str, *extra: str, output: str = "predictions.jsonl") -> list[dict]:
+    """``predict`` through the CLI from checkpoint ``ckpt`` on ``texts`` (a JSON list, as typed on a command line),
+    writing ``output`` in the working directory; returns its JSONL rows."""
+    from rnnlab.cli import main
+
+    main(
+        [
+            "predict",
+            "--config",
+            str(config),
+            *extra,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.init_args.predict_texts",
+            texts,
+            "--prediction_writer.output",
+            output,
+        ]
+    )
+    return [json.loads(line) for line in Path(output).read_text(encoding="utf-8").splitlines()]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import predict_rows
 from rnnlab.cli import main
 from rnnlab.data.charlm import CharCorpusDataModule, StreamBatchSampler, StreamWindows
 from rnnlab.models.language_model import LanguageModel, sample_next
@@ -203,21 +204,7 @@ def test_names_generation_config_and_predict(env):
     config = str(ROOT / "configs" / "names_generate_gru.yaml")
     main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "2", "--data.init_args.batch_size", "16"])
     ckpt = env / "runs" / "names_generate_gru" / "version_0" / "checkpoints" / "last.ckpt"
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *TINY,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["Russian", "czech:Dv", "Klingon"]',
-            "--model.init_args.max_new",
-            "12",
-        ]
-    )
-    rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
+    rows = predict_rows(config, ckpt, '["Russian", "czech:Dv", "Klingon"]', *TINY, "--model.init_args.max_new", "12")
     assert rows[0]["category"] == "Russian" and 1 <= len(rows[0]["output"]) <= 12
     assert rows[1]["category"] == "Czech" and rows[1]["output"].startswith("Dv")
     assert "unknown category 'Klingon'" in rows[2]["error"]
@@ -261,21 +248,14 @@ def test_tang_poetry_config_trains_and_writes_poems(env):
     )
     run = env / "runs" / "tang_poetry_lstm" / "version_0"
     assert "=== epoch 1" in (run / "samples.txt").read_text(encoding="utf-8")
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *TINY,
-            "--ckpt_path",
-            str(run / "checkpoints" / "last.ckpt"),
-            "--data.init_args.predict_texts",
-            '["", "床前", "😀", "藏头:白黃春夜"]',
-            "--model.init_args.max_new",
-            "40",
-        ]
+    rows = predict_rows(
+        config,
+        run / "checkpoints" / "last.ckpt",
+        '["", "床前", "😀", "藏头:白黃春夜"]',
+        *TINY,
+        "--model.init_args.max_new",
+        "40",
     )
-    rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
     lines = poem_lines(rows[3]["output"])
     assert [line[0] for line in lines[:4]] == list("白黃春夜")[: len(lines[:4])]
     assert 0 < len(rows[0]["output"]) <= 40 and "<" not in rows[0]["output"]

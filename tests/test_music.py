@@ -1,6 +1,5 @@
 """Piano rolls: loaders in both formats, the NLL per step, MIDI round trip, a real learning test, generation."""
 
-import json
 import math
 import os
 import pickle
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CHORDS, jsb_pieces
+from conftest import CHORDS, jsb_pieces, predict_rows
 from rnnlab.cli import main
 from rnnlab.data.music import KEYS, LOW, PianoRollDataModule, from_roll, to_roll
 from rnnlab.errors import RnnlabError
@@ -132,25 +131,18 @@ def test_jsb_config_fits_tests_and_writes_midi(env, name):
     assert (run / "samples" / "epoch1.mid").is_file() and (run / "samples" / "epoch1.png").is_file()
     ckpt = str(run / "checkpoints" / "last.ckpt")
     main(["test", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.hidden_size", "16"])
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *QUIET,
-            "--ckpt_path",
-            ckpt,
-            "--model.init_args.hidden_size",
-            "16",
-            "--data.init_args.predict_texts",
-            '["scratch", "test:1", "test:99"]',
-            "--model.init_args.generate_steps",
-            "12",
-            "--data.init_args.output_dir",
-            "out",
-        ]
+    rows = predict_rows(
+        config,
+        ckpt,
+        '["scratch", "test:1", "test:99"]',
+        *QUIET,
+        "--model.init_args.hidden_size",
+        "16",
+        "--model.init_args.generate_steps",
+        "12",
+        "--data.init_args.output_dir",
+        "out",
     )
-    rows = [json.loads(line) for line in (env / "predictions.jsonl").read_text().splitlines()]
     assert rows[0]["steps"] == 12 and Path(rows[0]["midi"]).is_file() and Path(rows[0]["png"]).is_file()
     assert rows[1]["steps"] == 8 + 12 and len(midi_to_roll(rows[1]["midi"])) <= 20
     assert "test: 0-3" in rows[2]["error"]

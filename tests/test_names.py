@@ -1,12 +1,11 @@
 """Names -> gender (namesex, Chinese-Names-Corpus) and names -> language (PyTorch tutorial), on format fixtures."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import language_classifier, setup_for_fit, write_pytorch_names
+from conftest import language_classifier, predict_rows, setup_for_fit, write_pytorch_names
 from rnnlab.cli import main
 from rnnlab.data.names import (
     ChineseNamesDataModule,
@@ -174,21 +173,7 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
     assert (run.parent / "version_1" / "confusion_matrix.png").stat().st_size > 1000
     report = (run.parent / "version_1" / "classification_report.txt").read_text()
     assert "female" in report and "male" in report and "f1-score" in report
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *tiny,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["文偉", "文伟", "", "文龘", "ABC"]',
-            "--prediction_writer.output",
-            "names.jsonl",
-        ]
-    )
-    rows = [json.loads(line) for line in (env / "names.jsonl").read_text().splitlines()]
+    rows = predict_rows(config, str(ckpt), '["文偉", "文伟", "", "文龘", "ABC"]', *tiny, output="names.jsonl")
     assert rows[0]["label"] in ("female", "male") and rows[0]["top"].count(",") == 1
     assert "warning" not in rows[1], "simplified 伟 is converted to the traditional 偉 the model knows"
     assert rows[1]["top"] == rows[0]["top"]
@@ -204,21 +189,7 @@ def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_p
     assert state["bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
     assert "generative.head.weight" in state and "log_prior" in state
     assert (run.parent / "version_1" / "classification_report.txt").exists()
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *tiny,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["文偉", "文伟", ""]',
-            "--prediction_writer.output",
-            "four.jsonl",
-        ]
-    )
-    rows = [json.loads(line) for line in (env / "four.jsonl").read_text().splitlines()]
+    rows = predict_rows(config, str(ckpt), '["文偉", "文伟", ""]', *tiny, output="four.jsonl")
     probs = [float(part.rsplit(" ", 1)[1]) for part in rows[0]["top"].split(", ")]
     assert rows[0]["label"] in ("female", "male") and abs(sum(probs) - 1) < 0.01
     assert rows[1]["top"] == rows[0]["top"] and "empty" in rows[2]["error"]
@@ -229,43 +200,15 @@ def test_language_cli_predict_top_k(env):
     tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.num_layers", "1"]
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1"])
     ckpt = env / "runs" / "names_lstm" / "version_0" / "checkpoints" / "last.ckpt"
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *tiny,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["Dvořák", "李"]',
-            "--prediction_writer.output",
-            "lang.jsonl",
-        ]
-    )
-    rows = [json.loads(line) for line in (env / "lang.jsonl").read_text().splitlines()]
+    rows = predict_rows(config, str(ckpt), '["Dvořák", "李"]', *tiny, output="lang.jsonl")
     assert rows[0]["top"].count(",") == 2 and rows[0]["label"] in rows[0]["top"]
     # names_lstm keeps Unicode: a character never seen in training is <unk>, predicted with a warning
     assert "every character is unknown" in rows[1]["warning"]
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1", "--data.init_args.ascii", "true"])
     ckpt = max((env / "runs" / "names_lstm").glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *tiny,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.ascii",
-            "true",
-            "--data.init_args.predict_texts",
-            '["Dvorak", "李"]',
-            "--prediction_writer.output",
-            "ascii.jsonl",
-        ]
-    )
-    row = json.loads((env / "ascii.jsonl").read_text().splitlines()[1])
+    row = predict_rows(
+        config, str(ckpt), '["Dvorak", "李"]', *tiny, "--data.init_args.ascii", "true", output="ascii.jsonl"
+    )[1]
     assert "no usable character" in row["error"]  # ASCII folding leaves nothing of 李
 
 
@@ -357,21 +300,7 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
     weights = saved["state_dict"]
     assert weights["ngram._extra_state"]["order"] == 3 and weights["ngram.event_counts"].sum() > 0  # the trigram counts
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *tiny,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["Dvořák", "Novak"]',
-            "--prediction_writer.output",
-            "hybrid.jsonl",
-        ]
-    )
-    rows = [json.loads(line) for line in (env / "hybrid.jsonl").read_text().splitlines()]
+    rows = predict_rows(config, str(ckpt), '["Dvořák", "Novak"]', *tiny, output="hybrid.jsonl")
     for row in rows:
         probs = [float(part.rsplit(" ", 1)[1]) for part in row["top"].split(", ")]
         assert row["label"] == row["top"].split(" ")[0] and probs == sorted(probs, reverse=True)

@@ -1,7 +1,6 @@
 """Encoder-decoder translation: loaders of the three formats, attention, teacher forcing, greedy and beam search,
 a copy task that must be learned, and each config end to end on fixtures."""
 
-import json
 import math
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import parallel_sentences, write_cmn, write_eng_fra
+from conftest import parallel_sentences, predict_rows, write_cmn, write_eng_fra
 from rnnlab.cli import main
 from rnnlab.data.batching import IGNORE_INDEX, pad_collate
 from rnnlab.data.text import Vocabulary
@@ -337,21 +336,7 @@ def test_translation_learns_tests_and_predicts(env):
     assert (version / "attention" / "epoch14.png").stat().st_size > 1000
     ckpt = next((version / "checkpoints").glob("epoch*.ckpt"))
     main(["test", "--config", config, *args, "--ckpt_path", str(ckpt)])
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *args,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["大狗看小猫。", "", "大狗看蛇。"]',
-            "--prediction_writer.output",
-            "zh_en.jsonl",
-        ]
-    )
-    out = [json.loads(line) for line in (env / "zh_en.jsonl").read_text().splitlines()]
+    out = predict_rows(config, str(ckpt), '["大狗看小猫。", "", "大狗看蛇。"]', *args, output="zh_en.jsonl")
     assert out[0]["translation"].startswith("big dog sees small cat"), out[0]
     assert "empty line" in out[1]["error"]
     assert "1 of 5 source tokens unseen in training, read as <unk>: '蛇'" == out[2]["warning"]

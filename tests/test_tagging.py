@@ -1,14 +1,13 @@
 """Many-to-many tagging: parsers, BMES, span metrics, the CRF, masking, and each config end to end on fixtures."""
 
 import itertools
-import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import write_conll2000, write_icwb2
+from conftest import predict_rows, write_conll2000, write_icwb2
 from rnnlab.cli import main
 from rnnlab.data.batching import pad_collate
 from rnnlab.data.conll2000 import CoNLL2000DataModule, parse_conll
@@ -311,21 +310,9 @@ def test_pos_tagger_learns_and_predicts_raw_text(env):
     accs = [float(r.split(",")[header.index("val/acc")]) for r in rows[1:] if r.split(",")[header.index("val/acc")]]
     assert max(accs) > 0.95, accs
     ckpt = version / "checkpoints" / "last.ckpt"
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *TINY,
-            "--ckpt_path",
-            str(ckpt),
-            "--data.init_args.predict_texts",
-            '["The stock rose 3%.", "  ", "Xylophones fell."]',
-            "--prediction_writer.output",
-            "pos.jsonl",
-        ]
+    rows = predict_rows(
+        config, str(ckpt), '["The stock rose 3%.", "  ", "Xylophones fell."]', *TINY, output="pos.jsonl"
     )
-    rows = [json.loads(line) for line in (env / "pos.jsonl").read_text().splitlines()]
     assert rows[0]["output"].startswith("The/DT stock/NN rose/VBD 3/CD %/") and rows[0]["output"].endswith("./.")
     assert "empty" in rows[1]["error"]
     assert "unseen in training: 'Xylophones'" in rows[2]["warning"] and rows[2]["output"].endswith("./.")
@@ -354,21 +341,13 @@ def test_segmenter_learns_and_splits_raw_text(env):
     header = text[0].split(",")
     f1 = [float(r.split(",")[header.index("val/f1")]) for r in text[1:] if r.split(",")[header.index("val/f1")]]
     assert max(f1) > 0.9, f1
-    main(
-        [
-            "predict",
-            "--config",
-            config,
-            *TINY,
-            "--ckpt_path",
-            str(version / "checkpoints" / "last.ckpt"),
-            "--data.init_args.predict_texts",
-            '["我們住在同一條巷子", "他是我們同學。", "我们住在同一条巷子"]',
-            "--prediction_writer.output",
-            "cws.jsonl",
-        ]
+    rows = predict_rows(
+        config,
+        str(version / "checkpoints" / "last.ckpt"),
+        '["我們住在同一條巷子", "他是我們同學。", "我们住在同一条巷子"]',
+        *TINY,
+        output="cws.jsonl",
     )
-    rows = [json.loads(line) for line in (env / "cws.jsonl").read_text().splitlines()]
     assert rows[0]["output"] == "我們 住在 同一條 巷子"
     assert rows[1]["output"] == "他 是 我們 同學 。"
     assert rows[2]["output"] == "我们 住在 同一条 巷子" and "warning" not in rows[2]  # simplified, read as traditional
