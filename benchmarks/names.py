@@ -82,32 +82,14 @@ def testdata(b: dict) -> str:
 
 
 def gender() -> None:
-    folds = []
-    for fold in range(10):
-        r = fit_and_test_splits(
-            "configs/namesex_bigru.yaml", [f"--data.init_args.test_fold={fold}"], ("testdata", "testdata_unseen")
-        )
-        folds.append(r)
-        print(
-            f"fold {fold}: test acc {r['test_acc']:.4f}  testdata acc {r['testdata_acc']:.4f}  ({r['fit_seconds']} s)",
-            flush=True,
-        )
-    accs = [r["test_acc"] for r in folds]
+    bigru = ten_folds("configs/namesex_bigru.yaml")
     course = fit_and_test_splits("configs/chinese_names_rnn.yaml", ["--data.init_args.source=namesex"])
     lr = logistic_regression_folds()
     write(
         "names_gender",
         {
             "command": "python benchmarks/names.py gender",
-            "bigru_10fold": {
-                "mean_acc": statistics.mean(accs),
-                "std_acc": statistics.stdev(accs),
-                "mean_f1": statistics.mean(r["test_f1"] for r in folds),
-                "testdata_acc_mean": statistics.mean(r["testdata_acc"] for r in folds),
-                "testdata_unseen_acc_mean": statistics.mean(r["testdata_unseen_acc"] for r in folds),
-                "fit_seconds_per_fold": statistics.mean(r["fit_seconds"] for r in folds),
-                "folds": folds,
-            },
+            "bigru_10fold": bigru,
             "course_recipe_sample": course,
             "logistic_regression_10fold": {
                 "mean_acc": statistics.mean(lr),
