@@ -3,6 +3,7 @@ embedding table (``SequenceClassifier(pretrained_embeddings=...)``)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -117,3 +118,38 @@ def init_embedding(embedding: nn.Embedding, path: str, vocab, pad_id: int = 0) -
         f"({coverage:.1%}); {frozen}"
     )
     return coverage
+
+
+def read_language_model(path: str | os.PathLike) -> dict:
+    """What a classifier takes from a language-model checkpoint written by ``fit`` (``LanguageModel``):
+    ``{"words": vocabulary in id order, "embedding": [V, D], "encoder": the ``rnn.*`` weights (prefix removed),
+    "hparams": the model's init arguments}``. Read as plain data (no code runs from the file). A folder stands for
+    the newest ``*/checkpoints/last.ckpt`` under it (an experiment's runs, e.g. ``runs/imdb_lm_pretrain``)."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise RnnlabError(f"no */checkpoints/last.ckpt under {path}: pre-train the language model first")
+        path = found[-1]
+    if not path.is_file():
+        raise RnnlabError(
+            f"language-model checkpoint {path} not found: pre-train it first, e.g. "
+            f"`python main.py fit --config configs/imdb_lm_pretrain.yaml`, and give its checkpoints/last.ckpt"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        weights, hparams = ckpt["state_dict"], dict(ckpt.get("hyper_parameters", {}))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise RnnlabError(f"{path} is not a Lightning checkpoint ({err})") from None
+    states = [v for k, v in ckpt.items() if k.endswith("DataModule") and isinstance(v, dict) and "vocab" in v]
+    if "embedding.weight" not in weights or not any(k.startswith("rnn.") for k in weights) or not states:
+        raise RnnlabError(
+            f"{path} is not a language model's checkpoint (it needs embedding and rnn weights and a vocabulary): "
+            f"give one written by `fit --config configs/imdb_lm_pretrain.yaml`"
+        )
+    table = json.loads(states[0]["vocab"])["model"]["vocab"]  # a tokenizers WordLevel model: {token: id}
+    words = [""] * len(table)
+    for token, i in table.items():
+        words[i] = token
+    encoder = {k[len("rnn.") :]: v for k, v in weights.items() if k.startswith("rnn.")}
+    return {"words": words, "embedding": weights["embedding.weight"].float(), "encoder": encoder, "hparams": hparams}

@@ -68,7 +68,7 @@ class StreamWindows(Dataset):
         per_stream = (len(stream) - 1) // num_streams
         if per_stream < seq_len + 1:
             raise RnnlabError(
-                f"the text ({len(stream)} characters) is too short for {num_streams} streams of "
+                f"the text ({len(stream)} tokens) is too short for {num_streams} streams of "
                 f"windows of {seq_len}: lower batch_size or seq_len"
             )
         self.rows = stream[: num_streams * per_stream + 1]

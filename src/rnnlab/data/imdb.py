@@ -10,14 +10,20 @@ import logging
 import re
 import tarfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+import torch
+
+from rnnlab.contract import Task
+from rnnlab.data.charlm import CharCorpusDataModule
 from rnnlab.data.classification import Labelled, TextClassificationDataModule, grouped_split, stratified_split, truncate
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
+from rnnlab.data.text import EOS, Vocabulary
 from rnnlab.errors import RnnlabError
 
-__all__ = ["IMDBDataModule", "read_archive", "check_archive", "truncate"]
+__all__ = ["IMDBDataModule", "IMDBLanguageModelDataModule", "read_archive", "check_archive", "truncate"]
 log = logging.getLogger(__name__)
 
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -213,3 +219,114 @@ class IMDBDataModule(TextClassificationDataModule):
             return super().build(state)
         finally:
             self._raw = None  # the raw reviews are not needed once encoded
+
+
+class IMDBLanguageModelDataModule(CharCorpusDataModule):
+    """Word-level language modelling on IMDB's own text, to pre-train a classifier's encoder
+    (``configs/imdb_lm_pretrain.yaml``; Dai & Le 2015, Howard & Ruder 2018).
+
+    Training text: the official training reviews outside the classifier's validation split, and the 50,000
+    unlabelled reviews, joined into one stream with ``<eos>`` after each review. Validation: the reviews that
+    :class:`IMDBDataModule` holds out for the classifier's validation (same ``val_size``, ``val_split`` and
+    ``seed``), so the classifier's validation stays unseen by its pre-training too. The official test reviews are
+    never read; ``test`` scores the validation reviews again. The vocabulary (``max_vocab`` most frequent words seen
+    ``min_freq`` times, the classifier's tokeniser) comes from the training text.
+
+    Windows of ``seq_len`` words; ``stateful: false`` (the default, and what a bidirectional model needs) shuffles
+    them and reads each from an empty state, as the classifier will read a review. ``predict`` continues prompts.
+    """
+
+    name = "imdb"
+    predict_examples = ("this movie is one of the",)
+
+    def __init__(
+        self,
+        seq_len: int = 100,
+        val_size: Union[int, float] = 2500,
+        val_split: Literal["movie", "random"] = "movie",
+        max_vocab: Optional[int] = 30000,
+        min_freq: int = 2,
+        lowercase: bool = True,
+        stateful: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(seq_len=seq_len, stateful=stateful, **kwargs)
+        self.val_size, self.val_split = val_size, val_split
+        self.max_vocab, self.min_freq, self.lowercase = max_vocab, min_freq, lowercase
+        self.eos_id: Optional[int] = None
+
+    def encoding_args(self) -> dict:
+        return {
+            "kind": "language_model",
+            "val_size": self.val_size,
+            "val_split": self.val_split,
+            "max_vocab": self.max_vocab,
+            "min_freq": self.min_freq,
+            "lowercase": self.lowercase,
+        }
+
+    def build(self, state: Optional[dict]) -> dict:
+        reviews = IMDBDataModule(
+            val_size=self.val_size,
+            val_split=self.val_split,
+            unsup=True,
+            root=str(self.root),
+            local_dir=self.local_dir,
+            seed=self.seed,
+        )
+        splits, _ = reviews.read_splits()
+        train = [t for t, _ in splits["train"]] + reviews.read_unlabelled()["unsup"]
+        val = [t for t, _ in splits["val"]]
+        if state is None:
+            vocab = Vocabulary.build(
+                train,
+                level="word",
+                lowercase=self.lowercase,
+                html_breaks=True,
+                max_size=self.max_vocab,
+                min_freq=self.min_freq,
+                extra_specials=(EOS,),
+            )
+            state = {"vocab": vocab.to_str(), "labels": []}
+        vocab = Vocabulary.from_str(state["vocab"])
+        eos = vocab.token_to_id(EOS)
+        if eos is None:
+            raise RnnlabError("this vocabulary has no <eos>: it was not built for an IMDB language model")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
+
+        def stream(texts: list[str]) -> torch.Tensor:
+            return torch.tensor([i for ids in vocab.encode(texts) for i in (*ids, eos)], dtype=torch.int32)
+
+        val_stream = stream(val)
+        return {
+            "state": state,
+            "splits": {"train": stream([train[i] for i in order]), "val": val_stream, "test": val_stream},
+        }
+
+    def on_state(self, state: dict) -> None:
+        super().on_state(state)
+        self.eos_id = self.vocab.token_to_id(EOS)
+
+    def describe_task(self) -> Task:
+        return replace(super().describe_task(), eos_id=self.eos_id)
+
+    def encode_predict(self, texts: list[str]) -> list[dict]:
+        items = []
+        for raw in texts:
+            ids = self.vocab.encode([raw])[0] if raw.strip() else []
+            if not ids:
+                items.append({"input": raw, "error": "empty prompt: give at least one word to start from"})
+                continue
+            item = {"input": raw, "tokens": torch.tensor(ids), "prompt": raw}
+            unknown = [w for w, i in zip(self.vocab.split(raw), ids) if i == self.vocab.unk_id]
+            if unknown:
+                item["warning"] = f"words not in the vocabulary, read as <unk>: {', '.join(map(repr, unknown[:5]))}"
+            items.append(item)
+        return items
+
+    def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
+        ids = [i for i in output["generated"].tolist() if i >= 0]
+        return {"output": " ".join([item["prompt"].strip(), *self.vocab.decode(ids)])}
+
+    def default_prompts(self) -> list[str]:
+        return ["this movie"]

@@ -38,6 +38,14 @@ class RnnlabModule(L.LightningModule):
         """State derived from the data (class priors, counted experts, pre-trained vectors). It runs before the
         callbacks' ``setup``, so a copy a callback takes there (e.g. EMA's averaged model) already holds it."""
 
+    def lr_scale(self, name: str) -> float:
+        """Learning-rate multiplier of parameter ``name`` (discriminative learning rates); 1 here."""
+        return 1.0
+
+    def will_train(self, name: str, param: torch.nn.Parameter) -> bool:
+        """Whether parameter ``name`` joins the optimiser (a frozen one that thaws later must)."""
+        return param.requires_grad
+
     def evaluate(self, batch, stage: str):
         raise NotImplementedError(f"{type(self).__name__} does not evaluate")
 
@@ -71,11 +79,15 @@ class RnnlabModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
+        by_key: dict[tuple[bool, float], list] = {}
         for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.dim() < 2 or "embedding" in name else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            if self.will_train(name, p):
+                decays = not (p.dim() < 2 or "embedding" in name)
+                by_key.setdefault((decays, self.lr_scale(name)), []).append(p)
+        groups = [
+            {"params": params, "weight_decay": hp.weight_decay if decays else 0.0, "lr": hp.lr * scale}
+            for (decays, scale), params in sorted(by_key.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
+        ]  # decaying groups first, as before per-group learning rates (older checkpoints resume)
         if hp.optimizer == "adamw":
             opt = torch.optim.AdamW(groups, lr=hp.lr)
         elif hp.optimizer == "adam":
@@ -90,7 +102,7 @@ class RnnlabModule(L.LightningModule):
         if hp.scheduler == "onecycle":  # a warm-up of at least 1.5 steps: OneCycleLR divides by its length - 1
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt,
-                max_lr=hp.lr,
+                max_lr=[g["lr"] for g in groups],
                 total_steps=total,
                 pct_start=min(max(hp.warmup, 1.5 / total), 0.9),
                 anneal_strategy="cos",

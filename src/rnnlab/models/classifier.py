@@ -198,7 +198,7 @@ class SequenceClassifier(RnnlabModule):
         impl: Literal["torch", "handwritten"] = "torch",
         bidirectional: bool = True,
         packed: Optional[bool] = None,
-        pooling: Literal["last", "max", "mean", "attention"] = "max",
+        pooling: Literal["last", "max", "mean", "attention", "concat"] = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
         lr: float = 2e-3,
@@ -218,6 +218,9 @@ class SequenceClassifier(RnnlabModule):
         bag: bool = False,
         bag_buckets: int = 1 << 18,
         bag_l2: float = 1.0,
+        pretrained_encoder: Optional[str] = None,
+        discriminative_lr: float = 1.0,
+        gradual_unfreezing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -241,7 +244,11 @@ class SequenceClassifier(RnnlabModule):
         self.register_buffer("class_weights", torch.ones(num_classes))
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.output_size, num_classes)
+        self.head = nn.Linear(self.pooling.output_size, num_classes)
+        if discriminative_lr < 1:
+            raise RnnlabError(
+                f"discriminative_lr is a divisor per layer group and must be >= 1, got {discriminative_lr}"
+            )
         self.generative: Optional[ConditionalLM] = None
         if generative:
             self.generative = ConditionalLM(
@@ -300,6 +307,8 @@ class SequenceClassifier(RnnlabModule):
         task = self.task
         if stage == "fit" and self.hparams.pretrained_embeddings and task.vocab is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, task.vocab)
+        if stage == "fit" and self.hparams.pretrained_encoder and task.vocab is not None:
+            self.load_encoder(self.hparams.pretrained_encoder, task.vocab)
         counts = task.class_counts
         if stage != "fit" or not counts:
             return
@@ -326,6 +335,75 @@ class SequenceClassifier(RnnlabModule):
         if not isinstance(self.embedding, nn.Embedding):
             raise RnnlabError("pretrained_embeddings needs input_encoding: embedding (one-hot inputs have no vectors)")
         self.pretrained_coverage = init_embedding(self.embedding, path, vocab, self.hparams.pad_id)
+
+    def load_encoder(self, path: str, vocab) -> None:
+        """Initialise the embedding (by word) and the recurrent encoder (weight for weight) from a language model's
+        checkpoint (``pretrained_encoder``; before training -- a resumed run's checkpoint then replaces them)."""
+        from rnnlab.embeddings import align_embeddings, read_language_model
+
+        lm, hp = read_language_model(path), self.hparams
+        theirs = {k: lm["hparams"].get(k) for k in ("cell", "hidden_size", "num_layers", "bidirectional")}
+        ours = {k: hp[k] for k in theirs}
+        theirs["embedding_dim"], ours["embedding_dim"] = lm["embedding"].shape[1], hp.embedding_dim
+        if theirs != ours or hp.input_encoding != "embedding":
+            differ = ", ".join(f"{k}: {theirs[k]} (this model {ours[k]})" for k in ours if theirs[k] != ours[k])
+            raise RnnlabError(
+                f"the language model {path} does not fit this classifier's encoder ({differ or 'one-hot inputs'}): "
+                f"give the classifier the language model's sizes"
+            )
+        self.encoder.load_state_dict(lm["encoder"])
+        words = vocab.tokens()
+        align_embeddings(words, lm["words"], lm["embedding"], self.embedding.weight, hp.pad_id)
+        found = len(set(words[2:]) & set(lm["words"]))  # (<pad> and <unk> are in both)
+        rank_zero_info(
+            f"pretrained encoder {path}: recurrent weights loaded; {found} of {len(words) - 2} vocabulary words found "
+            f"in its vocabulary"
+        )
+
+    # ------------------------------------------------- fine-tuning (ULMFiT)
+    def lr_scale(self, name: str) -> float:
+        """``discriminative_lr`` = d: the head (and pooling) learn at ``lr``, the encoder at ``lr / d``, the
+        embedding at ``lr / d^2``."""
+        d = self.hparams.discriminative_lr
+        if name.startswith("embedding."):
+            return 1 / d**2
+        if name.startswith("encoder."):
+            return 1 / d
+        return 1.0
+
+    def will_train(self, name: str, param: nn.Parameter) -> bool:
+        """With ``gradual_unfreezing`` the encoder and embedding join the optimiser frozen and thaw later."""
+        if self.hparams.gradual_unfreezing and name.startswith("encoder."):
+            return True
+        if self.hparams.gradual_unfreezing and name.startswith("embedding.") and not self.hparams.freeze_embeddings:
+            return True
+        return param.requires_grad
+
+    def frozen(self) -> tuple[str, ...]:
+        """Parameter prefixes that ``gradual_unfreezing`` (ULMFiT) keeps fixed in this epoch: epoch 0 trains the
+        head alone, epoch 1 adds the encoder, epoch 2 on the embedding as well."""
+        if not self.hparams.gradual_unfreezing:
+            return ()
+        epoch = self.current_epoch
+        return ("encoder.",) * (epoch < 1) + ("embedding.",) * (epoch < 2)
+
+    def on_train_epoch_start(self) -> None:
+        """A frozen part gets no gradient in one process (its backward is skipped). Under DDP every parameter must
+        keep taking part in the backward, so there :meth:`on_before_optimizer_step` drops their gradients instead;
+        either way the optimiser leaves them alone."""
+        if not self.hparams.gradual_unfreezing or self.trainer.world_size > 1:
+            return
+        frozen = self.frozen()
+        self.encoder.requires_grad_("encoder." not in frozen)
+        if isinstance(self.embedding, nn.Embedding):
+            self.embedding.weight.requires_grad_("embedding." not in frozen and not self.hparams.freeze_embeddings)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        frozen = self.frozen()
+        if frozen:
+            for name, p in self.named_parameters():
+                if name.startswith(frozen):
+                    p.grad = None
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None

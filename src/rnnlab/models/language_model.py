@@ -1,5 +1,6 @@
-"""Character language models that write: ``p(x_1..x_n) = prod_t p(x_t | x_<t)``, teacher-forced in training,
-sampled one step at a time with each output fed back in; optionally conditioned on a category (one-to-many)."""
+"""Language models that write: ``p(x_1..x_n) = prod_t p(x_t | x_<t)``, teacher-forced in training, sampled one step
+at a time with each output fed back in; optionally conditioned on a category (one-to-many). Character or word level;
+a word model may pre-train a classifier's encoder (bidirectional, adaptive softmax: ``configs/imdb_lm_pretrain.yaml``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.nn.dropout import LockedDropout, drop_words
 from rnnlab.nn.functional import last_step
 from rnnlab.nn.recurrent import Recurrent, State
 
@@ -59,7 +63,18 @@ class LanguageModel(RnnlabModule):
     character and the category id per step; the category embedding joins every step's input (``condition="input"``)
     or sets the initial hidden state (``"state"``).
 
-    Logs ``{stage}/loss`` (nats per character) and ``{stage}/bpc`` (bits per character). ``predict`` generates
+    Pre-training a classifier's encoder (word level, ELMo-style): ``bidirectional`` (one layer, no categories,
+    stateless windows) trains a forward model that predicts the next token from the forward half of the outputs and
+    a backward model that predicts the previous token from the backward half -- in one layer the two directions never
+    see each other, so neither sees its own target. The loss is the mean of the two; generation uses the forward half.
+    Its ``embedding``/``rnn`` weights load into :class:`~rnnlab.models.SequenceClassifier`
+    (``pretrained_encoder``). ``adaptive_cutoffs`` (e.g. ``[2000, 10000]``) replaces the full softmax by
+    ``nn.AdaptiveLogSoftmaxWithLoss`` (frequent words in a small head, rare ones in cheaper clusters: the affordable
+    word softmax on a CPU). ``locked_dropout`` makes ``dropout`` and ``embedding_dropout`` variational (one mask per
+    sequence); ``word_dropout`` reads a share of the input tokens as ``<unk>``.
+
+    Logs ``{stage}/loss`` (nats per token; with ``bidirectional`` the mean of both directions), ``{stage}/bpc``
+    (bits per token) and ``{stage}/ppl`` (perplexity; of the forward model). ``predict`` generates
     ``max_new`` characters after each prompt (stopping at the end symbol when the data has one) with
     ``temperature``, ``top_k`` and ``sample_seed`` (the same seed and inputs give the same text).
     """
@@ -90,13 +105,38 @@ class LanguageModel(RnnlabModule):
         optimizer: OptimizerName = "adamw",
         scheduler: SchedulerName = "onecycle",
         warmup: float = 0.05,
+        bidirectional: bool = False,
+        adaptive_cutoffs: Optional[list[int]] = None,
+        locked_dropout: bool = False,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         if condition not in ("input", "state"):
             raise RnnlabError(f"condition must be 'input' or 'state', got {condition!r}")
+        if bidirectional and (num_layers != 1 or num_classes > 0):
+            raise RnnlabError(
+                "bidirectional language models have one layer and no categories (a second bidirectional layer "
+                "would show each direction the word it must predict): set num_layers: 1"
+            )
+        if adaptive_cutoffs is not None:
+            cuts = list(adaptive_cutoffs)
+            if tie_weights or not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1:
+                raise RnnlabError(
+                    f"adaptive_cutoffs must be increasing positive word ranks, got {adaptive_cutoffs}"
+                    + ("; and it does not combine with tie_weights" if tie_weights else "")
+                )
+            if cuts[-1] >= vocab_size:  # a smaller vocabulary than the config was written for: fewer clusters
+                cuts = [c for c in cuts if c < vocab_size]
+                rank_zero_info(f"adaptive_cutoffs: the vocabulary has {vocab_size} words, so the clusters are {cuts}")
+            if hidden_size // 4 ** len(cuts) < 1:  # cluster i projects to hidden_size / 4^(i+1) features
+                raise RnnlabError(
+                    f"adaptive_cutoffs {cuts}: the last of its {len(cuts)} clusters would project hidden_size "
+                    f"{hidden_size} to {hidden_size / 4 ** len(cuts):.2g} features; give fewer cutoffs or a larger "
+                    f"hidden_size (at least {4 ** len(cuts)})"
+                )
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = LockedDropout(embedding_dropout) if locked_dropout else nn.Dropout(embedding_dropout)
         input_size = embedding_dim
         self.category: Optional[nn.Embedding] = None
         if num_classes > 0:
@@ -106,10 +146,21 @@ class LanguageModel(RnnlabModule):
             else:
                 self.category_to_state = nn.Linear(category_dim, num_layers * hidden_size)
         self.rnn = Recurrent(
-            input_size, hidden_size, cell=cell, impl=impl, num_layers=num_layers, bidirectional=False, dropout=dropout
+            input_size,
+            hidden_size,
+            cell=cell,
+            impl=impl,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
         )
-        self.dropout = nn.Dropout(dropout)
-        if tie_weights:
+        self.dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
+        self.adaptive = adaptive_cutoffs is not None
+        if self.adaptive and cuts:
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, cuts, div_value=4.0)
+        elif self.adaptive:  # every cutoff beyond the vocabulary: one full softmax, read through the same interface
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, [vocab_size - 1], div_value=1.0)
+        elif tie_weights:
             if hidden_size != embedding_dim:
                 self.proj = nn.Linear(hidden_size, embedding_dim)
             self.head = nn.Linear(embedding_dim, vocab_size)
@@ -118,10 +169,41 @@ class LanguageModel(RnnlabModule):
             self.head = nn.Linear(hidden_size, vocab_size)
         self._carry: dict[str, Optional[State]] = {}
         self.stateful = False
+        splits = ("train", "val", "test")
+        self._mean_nll = nn.ModuleDict({k: MeanMetric() for s in splits for k in (f"{s}_forward", f"{s}_backward")})
 
     # ------------------------------------------------------------------ model
     def forward(self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        """``tokens [B, T]`` (or ``[B, T, 2]`` with categories) -> logits ``[B, T, V]`` and the final state."""
+        """``tokens [B, T]`` (or ``[B, T, 2]`` with categories) -> logits ``[B, T, V]`` (log-probabilities with
+        ``adaptive_cutoffs``; of the forward model when ``bidirectional``) and the final state."""
+        out, state = self.features(tokens, lengths, state)
+        return self.scores(out[..., : self.head_size]), state
+
+    @property
+    def head_size(self) -> int:
+        """Features per direction that the output layer reads."""
+        hp = self.hparams
+        return hp.embedding_dim if hp.tie_weights else hp.hidden_size
+
+    def scores(self, out: Tensor) -> Tensor:
+        """Output features ``[..., head_size]`` -> logits (or, adaptive, log-probabilities) ``[..., V]``."""
+        if not self.adaptive:
+            return self.head(out)
+        with torch.autocast(out.device.type, enabled=False):  # its index_copy_ mixes dtypes under autocast
+            return self.head.log_prob(out.flatten(0, -2).float()).view(*out.shape[:-1], -1)
+
+    def nll(self, out: Tensor, target: Tensor) -> tuple[Tensor, int]:
+        """Summed negative log-likelihood of ``target [N]`` (-100: ignored) given features ``out [N, head_size]``,
+        and how many targets counted."""
+        keep = target != IGNORE_INDEX
+        out, target = out[keep], target[keep]
+        if not self.adaptive:
+            return F.cross_entropy(self.head(out).float(), target, reduction="sum"), len(target)
+        with torch.autocast(out.device.type, enabled=False):  # in fp32: see scores()
+            return -self.head(out.float(), target).output.sum(), len(target)
+
+    def features(self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """The recurrent outputs after dropout (and the tied projection): ``[B, T, head_size * directions]``."""
         if tokens.dim() == 3:
             tokens, categories = tokens[..., 0], tokens[..., 1]
         else:
@@ -137,7 +219,8 @@ class LanguageModel(RnnlabModule):
                 + " but the data "
                 + ("gives none" if categories is None else "gives them")
             )
-        x = self.embedding_dropout(self.embedding(tokens.long()))
+        tokens = drop_words(tokens.long(), self.hparams.word_dropout, self.training, pad_id=self.hparams.pad_id)
+        x = self.embedding_dropout(self.embedding(tokens))
         if categories is not None:
             c = self.category(categories.long())
             if self.hparams.condition == "input":
@@ -150,7 +233,7 @@ class LanguageModel(RnnlabModule):
         out = self.dropout(out)
         if self.hparams.tie_weights and hasattr(self, "proj"):
             out = self.proj(out)
-        return self.head(out), state
+        return out, state
 
     @torch.no_grad()
     def generate(
@@ -212,6 +295,11 @@ class LanguageModel(RnnlabModule):
     # --------------------------------------------------------------- Lightning
     def setup(self, stage: str) -> None:
         self.stateful = self.task.stateful
+        if self.stateful and self.hparams.bidirectional:
+            raise RnnlabError(
+                "a bidirectional language model reads each window from an empty state: set "
+                "data.init_args.stateful: false"
+            )
 
     def _state_for(self, split: str, batch_size: int) -> Optional[State]:
         if not self.stateful:
@@ -223,20 +311,45 @@ class LanguageModel(RnnlabModule):
         return state
 
     def _step(self, batch: Batch, split: str) -> Tensor:
-        logits, state = self(batch.tokens, batch.lengths, self._state_for(split, len(batch)))
+        out, state = self.features(batch.tokens, batch.lengths, self._state_for(split, len(batch)))
         if self.stateful:
             self._carry[split] = detach_state(state)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.target.flatten(), ignore_index=IGNORE_INDEX)
-        n = int((batch.target != IGNORE_INDEX).sum())
-        on_step = split == "train"
-        self.log(
-            f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not on_step
-        )
-        self.log(f"{split}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=n, sync_dist=not on_step)
+        d = self.head_size
+        nll, n = self.nll(out[..., :d].flatten(0, 1), batch.target.flatten())
+        forward_loss = nll / max(n, 1)
+        loss = forward_loss
+        on_step, sync = split == "train", split != "train"
+        if self.hparams.bidirectional:  # the backward half predicts the token before each position
+            previous = torch.full_like(batch.target, IGNORE_INDEX)
+            previous[:, 1:] = batch.tokens[:, :-1]
+            previous = previous.masked_fill(batch.target == IGNORE_INDEX, IGNORE_INDEX)
+            nll_b, n_b = self.nll(out[..., d:].flatten(0, 1), previous.flatten())
+            backward_loss = nll_b / max(n_b, 1)
+            loss = (forward_loss + backward_loss) / 2
+            self._mean_nll[f"{split}_backward"].update(backward_loss.detach(), n_b)
+        self._mean_nll[f"{split}_forward"].update(forward_loss.detach(), n)
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=sync)
+        self.log(f"{split}/bpc", forward_loss / math.log(2), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
         return loss
+
+    def _log_perplexity(self, split: str) -> None:
+        """``{split}/ppl`` (and ``ppl_backward``): exp of the epoch's mean NLL per token (not a mean of per-batch
+        perplexities); word models only -- characters have ``bpc``."""
+        word_model = self.adaptive or self.hparams.bidirectional
+        for key, name in ((f"{split}_forward", "ppl"), (f"{split}_backward", "ppl_backward")):
+            metric = self._mean_nll[key]
+            if word_model and metric.update_count:
+                self.log(f"{split}/{name}", metric.compute().exp(), sync_dist=False)
+            metric.reset()
 
     def on_train_epoch_start(self) -> None:
         self._carry["train"] = None
+
+    def on_train_epoch_end(self) -> None:
+        self._log_perplexity("train")
+
+    def epoch_end(self, stage: str) -> None:
+        self._log_perplexity(stage)
 
     def on_validation_epoch_start(self) -> None:
         self._carry["val"] = None
