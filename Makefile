@@ -20,8 +20,8 @@ venv: $(VENV)/.installed  ## create .venv with rnnlab, every extra and the teste
 train: venv  ## train the default IMDB model (BiLSTM) on the CPU
 	$(BIN)/python main.py fit --config configs/imdb_lstm.yaml
 
-test: venv  ## run the test suite (fast, tiny official-format fixtures)
-	$(BIN)/python -m pytest -q
+test: venv  ## the whole test suite, end-to-end CLI runs included (tiny official-format fixtures; plain `pytest`: the fast half)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 docs: venv  ## build the documentation site (mkdocs-material, warnings are errors) into site/
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet

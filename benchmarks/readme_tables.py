@@ -25,7 +25,7 @@ import word2vec  # noqa: E402
 from common import RESULTS  # noqa: E402
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
-PAGES = [ROOT_DIR / "README.md", *sorted((ROOT_DIR / "docs").glob("*.md"))]
+PAGES = [ROOT_DIR / "README.md", *sorted((ROOT_DIR / "docs").rglob("*.md"))]
 
 
 def throughput_table() -> str:
@@ -84,7 +84,108 @@ def shakespeare_sample() -> str:
     return f"```\n{text.rstrip()}\n```"
 
 
+def _json(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def tasks_table() -> str:
+    """README: task -> config -> what it reaches -> the published figure it compares with -> fit time (2 CPU cores)."""
+    rows = [
+        "| task | config | reaches (test) | published figure | fit time |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(task, config, reached, published, seconds):
+        rows.append(f"| {task} | `{config}` | {reached} | {published} | {_minutes(seconds) if seconds else '-'} |")
+
+    if r := _json("imdb_lstm"):
+        row(
+            "IMDB sentiment, BiLSTM",
+            r["config"],
+            f"{100 * r['test_acc']:.2f}% acc",
+            "LSTM from scratch 86.5% (Dai & Le 2015)",
+            r["fit_seconds"],
+        )
+    if r := _json("word2vec_lstm_cbow_frozen"):
+        row(
+            "IMDB + word2vec (IMDB text)",
+            r["config"],
+            f"{100 * r['test_acc']:.2f}% acc",
+            "NBSVM-bi 91.22% (Wang & Manning 2012)",
+            r["fit_seconds"],
+        )
+    if (r := _json("imdb_lm_finetune")) and (pre := _json("imdb_lm_pretrain")):
+        row(
+            "IMDB + LM pre-training (IMDB text)",
+            r["config"],
+            f"{100 * r['test_acc']:.2f}% acc",
+            "LM-LSTM 92.36%, SA-LSTM 92.76% (Dai & Le 2015)",
+            r["fit_seconds"] + pre["fit_seconds"],
+        )
+    if r := _json("names_gender_namesex_hybrid"):
+        b = r["bigru_10fold"]
+        row(
+            "Chinese name -> gender (namesex, 10 folds)",
+            b["config"],
+            f"{100 * b['mean_acc']:.2f}% acc",
+            "L2 logistic regression 89.57%; with news-corpus word vectors 94.86% (namesex)",
+            b["fit_seconds_per_fold"],
+        )
+    if r := _json("names_language"):
+        h = r["names_hybrid"]
+        row(
+            "name -> 18 languages",
+            "configs/names_hybrid.yaml",
+            f"{100 * h['mean_acc']:.2f}% acc, macro-F1 {h['mean_f1']:.3f}",
+            "- (course target 85%)",
+            h["runs"][0]["fit_seconds"],
+        )
+    if r := _json("tagging_conll2000_pos_bilstm_crf"):
+        row("CoNLL-2000 part of speech", r["config"], f"{100 * r['test']['acc']:.2f}% acc", "-", r["fit_seconds"])
+    if r := _json("tagging_sinica_cws_bilstm_lexicon"):
+        row("Chinese word segmentation (Sinica)", r["config"], f"F1 {100 * r['test']['f1']:.2f}", "-", r["fit_seconds"])
+    if r := _json("charlm_shakespeare_char_lstm"):
+        row(
+            "tiny shakespeare, char LM",
+            r["config"],
+            f"{r['test_loss_nats_nanogpt_protocol']:.4f} nats/char",
+            "nanoGPT char model 1.4697",
+            r["fit_seconds"],
+        )
+    if r := _json("charlm_tang_poetry_lstm"):
+        row("Tang poems, char LM", r["config"], f"{r['test_loss_nats']:.3f} nats/char", "-", r["fit_seconds"])
+    for name, label in (("multi30k_de_en_attn", "Multi30k de->en"), ("cmn_eng_zh_en_attn", "Tatoeba zh->en")):
+        if r := _json(f"translation_{name}"):
+            test = next(iter(r["tests"].values()))["beam5"]
+            row(label, r["config"], f"BLEU {test['bleu']:.2f} (beam 5)", "-", r["fit_seconds"])
+    if r := _json("music_jsb_gru_conv"):
+        row(
+            "JSB Chorales, next step",
+            "configs/jsb_chorales_gru_conv.yaml",
+            f"{r['test_nll']:.2f} nats/step",
+            f"GRU {r['published_nll']}, TCN 8.10 (Bai et al. 2018)",
+            r["fit_seconds"],
+        )
+    if r := _json("timeseries"):
+        local = next(v for k, v in r["rows"].items() if "chosen on validation" in k)
+        var = r["rows"]["VAR (lag by AIC)"]
+        row(
+            "US macro forecast, 4 quarters",
+            "configs/macro_gru_local_level.yaml",
+            f"RMSE {local['rmse_h4']:.4f}",
+            f"VAR {var['rmse_h4']:.4f} (measured here)",
+            None,
+        )
+    return "\n".join(rows)
+
+
 BLOCKS = {
+    "tasks-table": tasks_table,
     "imdb-table": imdb.table,
     "throughput-table": throughput_table,
     "cells-table": cells_table,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
 import random
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,6 +17,27 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+# What makes a test slow: it runs the command line (``main``, ``predict_rows``), another process, a notebook, a
+# Trainer's fit, or a float64 gradcheck over whole sequences.
+END_TO_END = re.compile(r"\b(main|predict_rows|fit_and_test|NotebookClient|gradcheck)\(|subprocess\.|Popen|\.fit\(")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Two speeds: every end-to-end test (:data:`END_TO_END` in its source or its module's helpers it calls) gets the
+    ``slow`` marker. ``pytest`` runs the rest (``addopts``: ``-m "not slow"``, under 2 minutes); ``make test`` and
+    CI run both (``-m "slow or not slow"``)."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None or item.get_closest_marker("slow"):
+            continue
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError):
+            continue
+        if END_TO_END.search(source):
+            item.add_marker(pytest.mark.slow)
+
 
 POS_WORDS = ["great", "wonderful", "superb", "loved", "brilliant", "moving", "best", "fun"]
 NEG_WORDS = ["awful", "boring", "worst", "hated", "terrible", "dull", "waste", "bad"]

@@ -1,5 +1,5 @@
 """Bad input, case by case: each gets a specific message that names the fix, a non-zero exit (2), and nothing
-half-written. docs/guide.md's "When things go wrong" table lists the same cases.
+half-written. docs/reliability.md's "When things go wrong" table lists the same cases.
 
 | case | what happens |
 |---|---|
@@ -294,6 +294,7 @@ class PoisonAt(Callback):
                 pl_module.head.bias.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(env, capsys):
     err = fails(
         capsys,
@@ -329,6 +330,7 @@ class DiskFullAfter(Callback):
             LocalFileOpener.write = full
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(env, capsys, monkeypatch):
     from fsspec.implementations.local import LocalFileOpener
 

@@ -160,10 +160,12 @@ def _no_network(source, remote, target_dir):
     )
 
 
+@pytest.mark.slow
 def test_bf16_mixed_fit_on_cpu(env):
     fit("--trainer.fast_dev_run", "2", "--trainer.precision", "bf16-mixed")
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -191,6 +193,7 @@ def test_wandb_offline_run_writes_metrics(env, monkeypatch, capsys):
     assert checkpoints[0].parent.parent.name == run_id
 
 
+@pytest.mark.slow
 def test_ddp_spawn_two_processes_on_cpu(env):
     fit(
         "--trainer.strategy",
@@ -229,6 +232,7 @@ def test_handwritten_cells_train_through_the_cli_and_the_checkpoint_loads_into_t
     torch.testing.assert_close(hand(tokens, lengths), fast(tokens, lengths), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_wandb_sweep_file_drives_the_cli(env):
     """configs/sweeps/imdb_lstm.yaml: every swept parameter, at every listed value (and the range ends), is an
     override the CLI accepts -- what `wandb agent` runs, checked offline up to building the model and the data."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -30,7 +30,7 @@ def shown_commands() -> list[tuple[str, str]]:
                 else:
                     continue
                 if words and words[0] in SUBCOMMANDS:
-                    out.append((page.name, " ".join(shlex.quote(w) for w in words)))
+                    out.append((str(page.relative_to(ROOT)), " ".join(shlex.quote(w) for w in words)))
     return out
 
 

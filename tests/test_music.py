@@ -82,6 +82,7 @@ def test_midi_round_trip_keeps_notes_and_timing(tmp_path):
     assert stats["in_key_share"] == pytest.approx(7 / 8)  # F (65) is out of the C-major triad
 
 
+@pytest.mark.slow
 def test_model_learns_a_repeating_progression():
     torch.manual_seed(0)
     piece = to_roll([CHORDS[i % 4] for i in range(24)])
@@ -148,6 +149,7 @@ def test_jsb_config_fits_tests_and_writes_midi(env, name):
     assert "test: 0-3" in rows[2]["error"]
 
 
+@pytest.mark.slow
 def test_autoregressive_head_uses_only_lower_keys_and_learns_within_step_structure():
     torch.manual_seed(0)
     model = PianoRollModel(hidden_size=8, head="autoregressive", dropout=0.0, input_dropout=0.0)

@@ -116,6 +116,7 @@ def test_train_on_val_trains_on_both_and_keeps_the_test_split_apart(env, caplog)
     assert refit.class_counts == [a + b for a, b in zip(held_out.class_counts, [2, 2, 2, 2, 6])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["onehot", "embedding"])
 def test_onehot_and_embedding_inputs_have_the_same_shapes_and_train(encoding, env):
     dm = NameLanguageDataModule(batch_size=32)
@@ -307,6 +308,7 @@ def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
         assert 0 < sum(probs) <= 1.001
 
 
+@pytest.mark.slow
 def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
     refit = str(ROOT / "configs" / "recipes" / "refit.yaml")
     tiny = [

@@ -9,12 +9,26 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["names.ipynb"])
+EXPECTED = {"names.ipynb": ("test/acc", "->"), "tour.ipynb": ("test/acc", '"label"', "empty input")}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_runs(name, env, monkeypatch):
     monkeypatch.setenv("RNNLAB_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("RNNLAB_ROOT", str(ROOT))
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(env)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "test/acc" in outputs and "->" in outputs
+    assert all(text in outputs for text in EXPECTED[name]), outputs[-2000:]
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_the_tour_is_committed_with_its_outputs_and_they_are_small():
+    """It reads on GitHub: every code cell ran, in order, with its pictures; the file stays small."""
+    path = ROOT / "notebooks" / "tour.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
+    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs) >= 2
+    assert not any(o.get("output_type") == "error" for c in cells for o in c.outputs)
+    assert path.stat().st_size < 300_000

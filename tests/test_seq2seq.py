@@ -245,6 +245,7 @@ def test_beam_search_sorted_by_normalised_score_and_stops_at_eos(alpha):
         assert float(scores[b, 0]) >= g - 1e-4
 
 
+@pytest.mark.slow
 def test_copy_task_is_learned():
     """target = source over 10 symbols: > 95% token accuracy from greedy decoding within a few hundred steps."""
     torch.manual_seed(0)

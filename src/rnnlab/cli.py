@@ -27,8 +27,11 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 from rnnlab.runs import run_dir
 
-# Quiet: Lightning's advertising tip and a deprecation inside Lightning itself, which no user can act on.
+# Quiet: Lightning's advertising tip and a deprecation inside Lightning itself, which no user can act on; and the
+# notice that a checkpoint's ModelCheckpoint folder differs from this run's, which is what `test`/`predict` from a
+# checkpoint always do (they write into a new folder, or none).
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
 
 
 class _NoTips(logging.Filter):
