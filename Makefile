@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export RNNLAB_LOCAL_DATA ?= $(abspath $(wildcard ../shared/data))
 export WANDB_MODE ?= offline
 
-.PHONY: help venv train test lint docs bench-imdb bench-cells bench-names tables clean
+.PHONY: help venv train test lint docs check-install bench-imdb bench-cells bench-names tables clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -25,6 +25,9 @@ test: venv  ## the whole test suite, end-to-end CLI runs included (tiny official
 
 docs: venv  ## build the documentation site (mkdocs-material, warnings are errors) into site/
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+check-install:  ## pip install . into a venv with another Lightning 2.x keeps it (and torch): ranges, not pins
+	bash scripts/check_install.sh
 
 lint: venv  ## ruff (lint + format check) and the import layering check (import-linter, pyproject.toml)
 	$(BIN)/ruff check .

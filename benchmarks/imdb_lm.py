@@ -2,11 +2,14 @@
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/imdb_lm.py pretrain    # configs/imdb_lm_pretrain.yaml
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/imdb_lm.py finetune    # variants on validation, test once
+    RNNLAB_LOCAL_DATA=../shared/data python benchmarks/imdb_lm.py combine     # + an NBSVM expert, one checkpoint
     python benchmarks/imdb_lm.py --table
 
 ``pretrain`` writes results/imdb_lm_pretrain.json (validation perplexity per evaluation, tokens/s, fit time).
 ``finetune`` fits configs/imdb_lstm_lm.yaml and its ablations (each part of the recipe taken away) without reading
-the test set, picks the best on validation, tests it once: results/imdb_lm_finetune.json.
+the test set, picks the best on validation, tests it once: results/imdb_lm_finetune.json. ``combine`` adds the
+classifier's NBSVM expert (``bag_nb``: naive-Bayes scaled binary uni+bigrams, fitted when ``fit`` starts) to the
+fine-tuned network -- one config, one checkpoint -- and tests it once: results/imdb_lm_combination.json.
 """
 
 from __future__ import annotations
@@ -95,6 +98,32 @@ def finetune(extra: list[str]) -> dict:
     return result
 
 
+COMBINATION = [
+    "--model.init_args.bag=true",
+    "--model.init_args.bag_nb=true",
+    "--model.init_args.bag_ngrams=2",
+    "--model.init_args.bag_whole=false",
+    "--model.init_args.bag_buckets=1048576",
+]
+
+
+def combine(extra: list[str]) -> dict:
+    record, chosen = choose_on_validation({"fine-tuned BiLSTM + NBSVM expert": (FINETUNE, [*COMBINATION, *extra])})
+    result = {
+        "config": FINETUNE,
+        "command": "python benchmarks/imdb_lm.py combine " + " ".join(extra),
+        "extra": COMBINATION,
+        **record,
+        "test_acc": chosen.test["test/acc"],
+        "test_f1": chosen.test["test/f1"],
+        "best_val_acc": chosen.best_score,
+        "fit_seconds": chosen.fit_seconds,
+        "protocol": "validation: whole movies held out; the test set read once",
+    }
+    write("imdb_lm_combination", result)
+    return result
+
+
 def table() -> str:
     rows = ["| stage | result | fit wall time | tokens/s |", "|---|---|---|---|"]
     for r in load("imdb_lm_pretrain.json"):
@@ -110,6 +139,11 @@ def table() -> str:
                 f"| fine-tune: {label} | best validation {100 * c['val_mean']:.2f}%; {mark} | "
                 f"{c['fit_seconds'] / 60:.1f} min | |"
             )
+    for r in load("imdb_lm_combination.json"):
+        rows.append(
+            f"| combination: {r['chosen']} | best validation {100 * r['best_val_acc']:.2f}%; test "
+            f"{100 * r['test_acc']:.2f}% | {r['fit_seconds'] / 60:.1f} min | |"
+        )
     return "\n".join(rows)
 
 
@@ -117,8 +151,8 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     if argv[:1] == ["--table"]:
         print(table())
-    elif argv[:1] in (["pretrain"], ["finetune"]):
-        out = (pretrain if argv[0] == "pretrain" else finetune)(argv[1:])
+    elif argv[:1] in (["pretrain"], ["finetune"], ["combine"]):
+        out = {"pretrain": pretrain, "finetune": finetune, "combine": combine}[argv[0]](argv[1:])
         print(json.dumps(out, indent=2, default=str))
         print(table())
     else:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cells  # noqa: E402
 import charlm  # noqa: E402
 import imdb  # noqa: E402
+import imdb_lm  # noqa: E402
 import music  # noqa: E402
 import names  # noqa: E402
 import reproduce  # noqa: E402
@@ -187,6 +188,7 @@ def tasks_table() -> str:
 BLOCKS = {
     "tasks-table": tasks_table,
     "imdb-table": imdb.table,
+    "imdb-lm-table": imdb_lm.table,
     "throughput-table": throughput_table,
     "cells-table": cells_table,
     "names-table": names.table,

@@ -94,3 +94,23 @@ def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
     assert model.bag.weight.weight.grad is None and model.head.weight.grad is not None
     plain = SequenceClassifier(vocab_size=12, num_classes=3)
     assert plain.bag is None and not any(k.startswith("bag") for k in plain.state_dict())
+
+
+def test_nbsvm_features_are_binarised_hashed_bigrams_scaled_by_the_log_count_ratio():
+    bag = TokenBag(vocab_size=6, num_classes=2, buckets=11, ngrams=2, whole=False, nb=True)
+    tokens = torch.tensor([[2, 2, 3, 0], [4, 5, 4, 5]])
+    ids, weights = bag.features(tokens, torch.tensor([3, 4]))
+    bigram = lambda a, b: 6 + (a * TokenBag.PRIME + b) % 11  # noqa: E731
+    first = sorted(int(i) for i, w in zip(ids[0], weights[0]) if w)
+    assert first == sorted({2, 3, bigram(2, 2), bigram(2, 3)}), "each feature once, padding never"
+    second = sorted(int(i) for i, w in zip(ids[1], weights[1]) if w)
+    assert second == sorted({4, 5, bigram(4, 5), bigram(5, 4)})
+    targets = torch.tensor([1, 0])
+    bag.fit(tokens, torch.tensor([3, 4]), targets, l2=1.0)
+    present_1 = torch.zeros(17).index_fill_(0, torch.tensor(first), 1.0)
+    present_0 = torch.zeros(17).index_fill_(0, torch.tensor(second), 1.0)
+    p, q = 1 + present_1, 1 + present_0
+    assert torch.allclose(bag.ratio, ((p / p.sum()) / (q / q.sum())).log())
+    assert bag(tokens, torch.tensor([3, 4])).argmax(-1).tolist() == [1, 0]
+    with pytest.raises(RnnlabError, match="two classes"):
+        TokenBag(6, 3, 11, nb=True)

@@ -80,33 +80,69 @@ class ConditionalLM(nn.Module):
 
 
 class TokenBag(nn.Module):
-    """A logistic regression on the bag of a text's tokens and the whole text: one weight row per token id, and one
-    per hashed token sequence (``buckets`` rows; the whole name is what a name's second sighting is recognised by).
+    """A logistic regression on the bag of a text's tokens, its n-grams and the whole text: one weight row per token
+    id, and one per hashed n-gram (``ngrams`` >= 2) or token sequence (``whole``), in ``buckets`` shared rows (the
+    whole name is what a name's second sighting is recognised by). ``nb``: NBSVM's features (Wang & Manning 2012)
+    -- each feature present or not (binarised), scaled by its naive Bayes log-count ratio
+    ``r = log((p / |p|) / (q / |q|))`` (``p``, ``q``: 1 + the training texts of class 1, 0 that hold it); two classes.
     The ``bag`` expert of :class:`SequenceClassifier`. :meth:`fit` minimises scikit-learn's
     ``LogisticRegression(C=1/l2)`` objective to convergence (full-batch L-BFGS) and freezes the weights."""
 
     PRIME = 1_000_003
 
-    def __init__(self, vocab_size: int, num_classes: int, buckets: int) -> None:
+    def __init__(
+        self, vocab_size: int, num_classes: int, buckets: int, ngrams: int = 1, whole: bool = True, nb: bool = False
+    ) -> None:
         super().__init__()
         if buckets < 1:
             raise RnnlabError(f"bag_buckets must be at least 1, got {buckets}")
-        self.vocab_size, self.buckets = vocab_size, buckets
+        if ngrams < 1 or (nb and num_classes != 2):
+            raise RnnlabError(f"bag_ngrams must be >= 1 (got {ngrams}); bag_nb needs two classes (got {num_classes})")
+        self.vocab_size, self.buckets, self.ngrams, self.whole_text, self.nb = vocab_size, buckets, ngrams, whole, nb
         self.weight = nn.EmbeddingBag(vocab_size + buckets, num_classes, mode="sum")
         nn.init.zeros_(self.weight.weight)
         self.bias = nn.Parameter(torch.zeros(num_classes))
+        if nb:  # (only then: plain bags' checkpoints keep their keys)
+            self.register_buffer("ratio", torch.ones(vocab_size + buckets))
 
     def whole(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """``[B]`` bucket of each row's token sequence: ``sum_t x_t P^t mod buckets`` over its real tokens."""
         powers = torch.tensor([pow(self.PRIME, t, self.buckets) for t in range(tokens.shape[1])], device=tokens.device)
         return ((tokens * powers) % self.buckets * mask).sum(1) % self.buckets
 
+    def features(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(ids [B, K], weights [B, K])`` of each text's features (weight 0: not a feature), before ``ratio``."""
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
+        ids, weights = [tokens], [mask]
+        T = tokens.shape[1]
+        for n in range(2, self.ngrams + 1):  # hashed n-grams ending at every real position
+            if T < n:
+                break
+            h = torch.zeros_like(tokens[:, : T - n + 1])
+            for k in range(n):
+                h = (h * self.PRIME + tokens[:, k : T - n + 1 + k]) % self.buckets
+            ids.append(self.vocab_size + h)
+            weights.append(mask[:, n - 1 :])
+        if self.whole_text:
+            ids.append((self.vocab_size + self.whole(tokens, mask))[:, None])
+            weights.append(mask.new_ones(len(tokens), 1))
+        ids, weights = torch.cat(ids, 1), torch.cat(weights, 1)
+        if self.nb:  # binarise: a feature counts once per text
+            ids = ids.masked_fill(~weights, self.vocab_size + self.buckets)  # non-features sort last, apart
+            ids, _ = ids.sort(1)
+            weights = ids < self.vocab_size + self.buckets
+            weights[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+            ids = ids.masked_fill(~weights, 0)
+        return ids, weights.to(self.bias.dtype)
+
+    def score(self, ids: Tensor, weights: Tensor) -> Tensor:
+        if self.nb:
+            weights = weights * self.ratio[ids]
+        return self.weight(ids, per_sample_weights=weights) + self.bias
+
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]``."""
-        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
-        ids = torch.cat([tokens, (self.vocab_size + self.whole(tokens, mask))[:, None]], 1)
-        weights = torch.cat([mask, mask.new_ones(len(tokens), 1)], 1).to(self.bias.dtype)
-        return self.weight(ids, per_sample_weights=weights) + self.bias
+        return self.score(*self.features(tokens, lengths))
 
     def l2(self) -> Tensor:
         """The penalty ``||w||^2 / 2`` (not on the bias, as in scikit-learn)."""
@@ -117,9 +153,21 @@ class TokenBag(nn.Module):
         return F.cross_entropy(self(tokens, lengths).float(), targets) + l2 * self.l2() / len(targets)
 
     def fit(self, tokens: Tensor, lengths: Tensor, targets: Tensor, l2: float, max_iter: int = 500) -> float:
-        """Fit on all examples at once, from zero weights; returns the final objective. The weights are then
-        frozen: the optimiser of the model around it leaves them alone."""
+        """Fit on all examples at once, from zero weights (with ``nb``, the ratios first, from these examples);
+        returns the final objective. The weights are then frozen: the optimiser of the model around it leaves them
+        alone."""
         tokens, lengths, targets = (t.to(self.bias.device) for t in (tokens, lengths, targets))
+        ids, weights = self.features(tokens, lengths)  # once: every L-BFGS evaluation reuses them
+        if self.nb:
+            rows = self.vocab_size + self.buckets
+            p, q = (
+                1
+                + torch.zeros(rows, device=ids.device).index_add_(
+                    0, ids[targets == c].flatten(), weights[targets == c].flatten().float()
+                )
+                for c in (1, 0)
+            )
+            self.ratio.copy_(((p / p.sum()) / (q / q.sum())).log())
         nn.init.zeros_(self.weight.weight)
         nn.init.zeros_(self.bias)
         self.requires_grad_(True)
@@ -133,15 +181,18 @@ class TokenBag(nn.Module):
             line_search_fn="strong_wolfe",
         )
 
+        def objective() -> Tensor:
+            return F.cross_entropy(self.score(ids, weights).float(), targets) + l2 * self.l2() / len(targets)
+
         def closure() -> Tensor:
             opt.zero_grad()
-            loss = self.objective(tokens, lengths, targets, l2)
+            loss = objective()
             loss.backward()
             return loss
 
         with torch.enable_grad():
             opt.step(closure)
-            loss = float(self.objective(tokens, lengths, targets, l2))
+            loss = float(objective().detach())
         opt.zero_grad(set_to_none=True)
         self.requires_grad_(False)
         return loss
@@ -178,7 +229,15 @@ class SequenceClassifier(RnnlabModule):
     trained with the network: ``setup("fit")`` fits it to convergence on the training split, on scikit-learn's
     ``LogisticRegression(C=1/bag_l2)`` objective (seconds for 10k names), and freezes it; the checkpoint keeps it.
     Its posterior joins the geometric mean with the same weight. With ``char_features`` in the data it sees each
-    character's components and pinyin too.
+    character's components and pinyin too. ``bag_ngrams`` adds hashed n-grams up to that order, ``bag_whole: false``
+    drops the whole-text feature (for long texts, which never repeat), ``bag_nb`` makes it NBSVM's naive-Bayes
+    scaled binary features (two classes).
+
+    ``pretrained_encoder``: a language model's checkpoint (:class:`~rnnlab.models.LanguageModel`, e.g. from
+    ``configs/imdb_lm_pretrain.yaml``) or a run folder (its newest ``*/checkpoints/last.ckpt``): its embedding (rows
+    matched by word) and recurrent weights initialise this model when ``fit`` starts; the sizes must match. Fine-tune
+    it ULMFiT-style with ``pooling: concat`` (last state, max and mean), ``discriminative_lr`` d (encoder at lr/d,
+    embedding at lr/d^2) and ``gradual_unfreezing`` (epoch 0 the head alone, epoch 1 with the encoder, then all).
 
     Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
     ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
@@ -218,6 +277,9 @@ class SequenceClassifier(RnnlabModule):
         bag: bool = False,
         bag_buckets: int = 1 << 18,
         bag_l2: float = 1.0,
+        bag_ngrams: int = 1,
+        bag_whole: bool = True,
+        bag_nb: bool = False,
         pretrained_encoder: Optional[str] = None,
         discriminative_lr: float = 1.0,
         gradual_unfreezing: bool = False,
@@ -263,7 +325,7 @@ class SequenceClassifier(RnnlabModule):
                 dropout,
             )
         self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
-        self.bag = TokenBag(vocab_size, num_classes, bag_buckets) if bag else None
+        self.bag = TokenBag(vocab_size, num_classes, bag_buckets, bag_ngrams, bag_whole, bag_nb) if bag else None
         if (
             generative or ngram_order
         ):  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)

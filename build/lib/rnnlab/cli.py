@@ -1,0 +1,298 @@
+"""``python main.py fit|validate|test|predict --config configs/X.yaml`` (also the ``rnnlab`` console script)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from rnnlab.callbacks import (
+    ConfusionMatrix,
+    GenerationSamples,
+    LastCheckpoint,
+    PredictionWriter,
+    RunSummary,
+    ThroughputMonitor,
+    TranslationSamples,
+    find_last_checkpoint,
+)
+from rnnlab.compat import CheckpointHparamsHook
+from rnnlab.data.base import SequenceDataModule
+from rnnlab.errors import RnnlabError
+from rnnlab.models.base import RnnlabModule
+from rnnlab.runs import run_dir
+
+# Quiet: Lightning's advertising tip and a deprecation inside Lightning itself, which no user can act on; and the
+# notice that a checkpoint's ModelCheckpoint folder differs from this run's, which is what `test`/`predict` from a
+# checkpoint always do (they write into a new folder, or none).
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+
+OPTIONAL_LINKS = (
+    "char_vocab_size",
+    "unit_features",
+    "num_features",
+    "horizon",
+    "tgt_vocab_size",
+    "bos_id",
+    "eos_id",
+)  # taken by some models only
+
+
+def _import(class_path: str):
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _init_parameters(class_path: str) -> set[str]:
+    import inspect
+
+    cls = _import(class_path)
+    return set(inspect.signature(cls.__init__).parameters) if cls is not None else set()
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved config as ``config.yaml`` in the run's own folder (next to ``checkpoints/``, so a second
+    run never collides with the first) and sends it to the logger (the W&B run config, ``hparams.yaml``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        if stage == "predict":  # predict writes its output file only: no run folder, no logged config
+            return
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(
+            self.config, str(folder / self.config_filename), skip_none=False, overwrite=True, multifile=self.multifile
+        )
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams(self.config.as_dict())
+
+
+class RnnlabParser(LightningArgumentParser):
+    """A config or command-line mistake is reported first (``error: ...`` with the key and what was expected),
+    followed by a one-line pointer to ``--help`` -- not below a hundred lines of usage text."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {_condense(message)}\n(all options: {prog} --help)\n")
+        sys.exit(2)
+
+
+def _condense(message: str) -> str:
+    """jsonargparse's message for a bad ``model``/``data`` argument lists every Union subtype it tried (the class and
+    None); keep the part about the class: ``model (rnnlab.models.SequenceClassifier): Option 'hiden_size' is not
+    accepted``."""
+    import re
+
+    m = re.search(
+        r'Parser key "(\w+)":.*?Problem with given class_path \'([\w.]+)\':\n(.*?)\n\s*- Expected a '
+        r"<class 'NoneType'>",
+        message,
+        re.S,
+    )
+    if not m:
+        return message.strip()
+    detail = " ".join(line.strip() for line in m.group(3).splitlines() if line.strip())
+    return f"{m.group(1)} ({m.group(2)}): {detail}"
+
+
+class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
+    """LightningCLI with rnnlab's defaults: DataModule properties linked into the model, checkpointing and early
+    stopping on ``val/acc`` (override with ``--checkpoint.monitor`` etc.), a prediction writer, a throughput monitor,
+    and ``--ckpt_path`` also supplying the vocabulary (``data.vocab_from``) for validate/test/predict."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
+        kwargs.setdefault("parser_class", RnnlabParser)
+        kwargs.setdefault(
+            "trainer_defaults",
+            {
+                "default_root_dir": "runs",
+                "use_distributed_sampler": False,  # LengthBucketSampler shards by rank itself
+                "callbacks": [LearningRateMonitor(logging_interval="epoch")],
+            },
+        )
+        kwargs.setdefault("auto_configure_optimizers", True)
+        super().__init__(
+            RnnlabModule, SequenceDataModule, *args, subclass_mode_model=True, subclass_mode_data=True, **kwargs
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": False,
+                "checkpoint.filename": "epoch{epoch}-step{step}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults(
+            {"early_stopping.monitor": "val/acc", "early_stopping.mode": "max", "early_stopping.patience": 3}
+        )
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_lightning_class_args(RunSummary, "run_summary")
+        parser.add_lightning_class_args(ConfusionMatrix, "confusion_matrix")
+        parser.add_lightning_class_args(GenerationSamples, "samples")
+        parser.add_lightning_class_args(TranslationSamples, "translation_samples")
+        for prop in ("vocab_size", "num_classes", "pad_id", *OPTIONAL_LINKS):
+            parser.link_arguments(f"data.{prop}", f"model.init_args.{prop}", apply_on="instantiate")
+
+    def apply_checkpoint_hparams(self) -> bool:
+        """As LightningCLI's (the checkpoint's hyperparameters replace the config's, so the architecture matches the
+        weights), except for a model's ``inference_hparams`` (e.g. sampling temperature): there the command line
+        wins. Keys a model does not take (links meant for other models) are dropped. False: a checkpoint without a
+        class path, for Lightning's own handling."""
+        if not self.config.get("subcommand"):
+            return True
+        sub = self.config[self.config.subcommand]
+        if sub.get("ckpt_path") == "last" and self.config.subcommand == "fit":
+            sub.ckpt_path = self._resolve_last(sub)
+        ckpt_path = sub.get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return True
+        import torch
+
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        self._saved_logger = checkpoint.get("rnnlab_logger") or {}  # the W&B run a resumed fit continues
+        hparams = checkpoint.get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if not hparams or class_path is None:
+            return False
+        cls = _import(class_path)
+        accepted = _init_parameters(class_path)
+        keep = {k: v for k, v in hparams.items() if k in accepted and k not in getattr(cls, "inference_hparams", ())}
+        model = {"class_path": class_path, "dict_kwargs": keep}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+        return True
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        # data properties linked into models that do not take them (a classifier has no character encoder) come
+        # back from a checkpoint's hyperparameters as unexpected keyword arguments: drop them
+        extra = cfg.model.get("dict_kwargs") or {}
+        if extra:
+            accepted = _init_parameters(cfg.model.class_path)
+            for key in [k for k in extra if k in OPTIONAL_LINKS and k not in accepted]:
+                del extra[key]
+        if self.subcommand == "predict":  # no metrics to log: no new version folder per predict call
+            cfg.trainer.logger = False
+        ckpt = cfg.get("ckpt_path")
+        if self.subcommand == "fit" and ckpt and Path(str(ckpt)).is_file():
+            _continue_logger_run(cfg.trainer.get("logger"), str(ckpt), getattr(self, "_saved_logger", {}))
+        init = cfg.data.init_args
+        if ckpt and Path(str(ckpt)).is_file() and not init.get("vocab_from"):
+            init.vocab_from = str(ckpt)
+
+    @staticmethod
+    def _resolve_last(cfg) -> str | None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment (``<save_dir>/<name>/*/checkpoints``);
+        the resumed run writes to a new version folder, so nothing of the interrupted one is overwritten. None
+        (start from scratch, as a first SLURM job does) when there is none."""
+        from lightning.pytorch.utilities import rank_zero_info
+
+        logger = cfg.trainer.get("logger")
+        args = logger.get("init_args") if hasattr(logger, "get") else None
+        root = Path(cfg.trainer.get("default_root_dir") or "runs")
+        if args is not None and args.get("save_dir"):
+            root = Path(str(args.get("save_dir"))) / str(args.get("name") or "lightning_logs")
+        found = find_last_checkpoint(root)
+        rank_zero_info(
+            f"--ckpt_path last: resuming from {found}"
+            if found
+            else f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/, starting from scratch"
+        )
+        return str(found) if found else None
+
+
+def _continue_logger_run(logger, ckpt: str, saved: dict) -> None:
+    """A fit resumed from a checkpoint of a W&B run continues that run: its id is kept in every checkpoint
+    (``rnnlab_logger``, read with the checkpoint's hyperparameters) and becomes the logger's ``id`` unless one is
+    given."""
+    args = logger.get("init_args") if hasattr(logger, "get") else None
+    if args is None or "Wandb" not in str(logger.get("class_path")) or args.get("id") or args.get("version"):
+        return
+    if saved.get("class", "").startswith("Wandb") and saved.get("version"):
+        args.id = saved["version"]
+        from lightning.pytorch.utilities import rank_zero_info
+
+        rank_zero_info(f"W&B: continuing run {args.id} of {ckpt}")
+
+
+def _rnnlab_error(err: BaseException) -> RnnlabError | None:
+    """The RnnlabError behind ``err``: jsonargparse wraps one raised by a model's or datamodule's ``__init__`` (e.g.
+    an invalid combination of arguments) in a ValueError of its own."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, RnnlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _worker_message(message: str) -> str:
+    """A DataLoader worker's error arrives as ``Caught RnnlabError in DataLoader worker process 0. Original
+    Traceback ...``: keep the message it ends with."""
+    marker = "rnnlab.errors.RnnlabError: "
+    if message.startswith("Caught ") and marker in message:
+        return message.rsplit(marker, 1)[1].strip()
+    return message
+
+
+def main(args=None) -> None:
+    try:
+        RnnlabCLI(args=args)
+    except (RnnlabError, ValueError) as err:
+        cause = _rnnlab_error(err)
+        if cause is None:
+            raise
+        print(f"error: {_worker_message(str(cause))}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(
+            f"error: no space left on the device while writing {err.filename or 'a file'} ({err}). Checkpoints "
+            f"are written to a temporary file and renamed, so the previous one is intact: free some space and "
+            f"resume with --ckpt_path last",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""What a DataModule hands to its model: batches, and once, before the first batch, a :class:`Task`.
+
+The model reads nothing else from the DataModule: at the end of its ``setup`` (after the splits are loaded) the
+DataModule calls ``model.bind_task(self.describe_task(), stage)``. Outside a Trainer, call
+``model.bind_task(dm.describe_task(), "fit")`` yourself.
+Architecture sizes (``vocab_size``, ``num_classes``, ...) stay init arguments that the CLI links, so a checkpoint
+rebuilds its model without data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from torch import Tensor
+
+IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores it)
+
+
+@dataclass
+class Batch:
+    """A padded batch, one field per meaning:
+
+    * ``tokens``: ids, ``[B, T]`` or ``[B, T, K]`` (K ids per step: a word and its characters' ids, or the language
+      model's character and the sequence's category; padding = ``pad_id``); None when the inputs are real numbers;
+    * ``features``: real-valued inputs ``[B, T, F]`` (time series, piano rolls); None for ids;
+    * ``lengths [B]``: true lengths, >= 1;
+    * ``target``: ``[B]`` for one label per sequence, ``[B, T(, F)]`` for one per step (padding = -100), ``[B, T']``
+      for a target sequence of its own length (seq2seq), or None;
+    * ``flags``: per-step 0/1 beside a per-step target (the tagger's "this unit was not seen in training"), or None;
+    * ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP).
+    """
+
+    tokens: Tensor | None
+    lengths: Tensor
+    target: Tensor | None
+    index: Tensor
+    features: Tensor | None = None
+    flags: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.lengths.shape[0]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One DataModule's description of its task, complete after its ``setup``. Fields a task does not have keep
+    their defaults.
+
+    Every task: ``vocab`` (ids <-> units: ``tokens()``, ``decode()``; None for real-valued inputs), ``labels`` (class,
+    tag, category or variable names), ``pad_id``, ``predict_item(i)`` (the ``i``-th ``predict`` input as encoded:
+    ``{"input", "tokens", ...}``), ``train_batches()`` (training batches per epoch, counted on a throw-away loader:
+    it raises TypeError for a stream without a length).
+    Classification: ``class_counts`` (training examples per class), ``train_examples()`` (the training split's
+    encoded sequences and targets, for counted experts), ``collate(samples)`` (``(tokens, target, index)`` samples
+    -> :class:`Batch`, as the loaders batch them).
+    Language models: ``bos_id``/``eos_id`` (None: the data has no such symbol), ``stateful`` (batches continue the
+    previous batch's streams), ``line_end_ids`` (ids that end a line of a poem).
+    Tagging: ``scheme`` (how tags form spans: ``tags``, ``bmes``, ``bio``), ``unit_features`` (ids per step).
+    Time series: ``scale`` (per-variable standard deviations the model's outputs are in).
+    Translation: ``target_lang``, ``decode_target(ids)`` (target ids -> text), ``references(split)`` (every
+    reference translation of each example of ``val``/``test``).
+    word2vec: ``counts`` (training unigram counts), ``mode`` (``skipgram``/``cbow``), ``set_epoch(epoch)`` (re-seed
+    the training pairs).
+    """
+
+    vocab: Any = None
+    labels: Sequence[str] = ()
+    pad_id: int = 0
+    predict_item: Callable[[int], dict] = field(default=lambda i: {})
+    train_batches: Optional[Callable[[], int]] = None
+    class_counts: Optional[Sequence[int]] = None
+    train_examples: Optional[Callable[[], tuple[Sequence[Tensor], Tensor]]] = None
+    collate: Optional[Callable[[Sequence[tuple]], Batch]] = None
+    bos_id: Optional[int] = None
+    eos_id: Optional[int] = None
+    stateful: bool = False
+    line_end_ids: Sequence[int] = ()
+    scheme: str = "tags"
+    unit_features: int = 1
+    scale: Optional[Tensor] = None
+    target_lang: str = ""
+    decode_target: Optional[Callable[[Sequence[int]], str]] = None
+    references: Optional[Callable[[str], list[list[str]]]] = None
+    counts: Optional[Tensor] = None
+    mode: Optional[str] = None
+    set_epoch: Optional[Callable[[int], None]] = None
+
+    @property
+    def words(self) -> list[str]:
+        """The vocabulary in id order ([] without one)."""
+        return self.vocab.tokens() if self.vocab is not None else []
+
+    def banned_ids(self) -> tuple[int, ...]:
+        """Ids a generator must never write: ``<pad>``, ``<unk>`` and the start symbol when the data has one."""
+        return (0, 1) + ((self.bos_id,) if self.bos_id is not None else ())

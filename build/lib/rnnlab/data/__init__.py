@@ -1,0 +1,1 @@
+"""LightningDataModules on real public data, their downloads and the one batching path."""

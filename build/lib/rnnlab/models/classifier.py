@@ -1,0 +1,465 @@
+"""Many-to-one: a sequence in, one label out (sentiment, name -> gender, name -> language)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnnlab.contract import Batch
+from rnnlab.errors import RnnlabError
+from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.ngram import NgramLM
+from rnnlab.nn.pooling import Pooling
+from rnnlab.nn.recurrent import Recurrent
+
+
+class OneHot(nn.Module):
+    """One-hot "embedding" ``[B, T] -> [B, T, V]`` (padding is the zero vector), for the course's recipes."""
+
+    def __init__(self, num_embeddings: int, padding_idx: int = 0) -> None:
+        super().__init__()
+        self.num_embeddings, self.padding_idx = num_embeddings, padding_idx
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        out = F.one_hot(tokens, self.num_embeddings).float()
+        out[..., self.padding_idx] = 0.0
+        return out
+
+
+class ConditionalLM(nn.Module):
+    """``log p(text | class)``: a unidirectional character (or word) language model with the class embedding beside
+    every input step -- the generative half of :class:`SequenceClassifier`'s ``generative`` option. It reads the
+    classifier's own token ids; id ``vocab_size`` is the boundary symbol (``<bos>`` in, ``<eos>`` out)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int,
+        embedding_dim: int,
+        class_dim: int,
+        hidden_size: int,
+        cell: str,
+        impl: str,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.boundary, self.num_classes = vocab_size, num_classes
+        self.embedding = nn.Embedding(vocab_size + 1, embedding_dim, padding_idx=pad_id)
+        self.category = nn.Embedding(num_classes, class_dim)
+        self.rnn = Recurrent(embedding_dim + class_dim, hidden_size, cell=cell, impl=impl)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size + 1)
+
+    def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
+        """``tokens [B, T]`` (right-padded), ``lengths [B]``, ``classes [B]`` -> ``[B]``:
+        ``log p(tokens, <eos> | class)``."""
+        B, T = tokens.shape
+        boundary = tokens.new_full((B, 1), self.boundary)
+        inputs = torch.cat([boundary, tokens], 1)  # <bos> x1 .. xn
+        targets = torch.cat([tokens, tokens.new_zeros(B, 1)], 1)  # x1 .. xn <eos>
+        lengths = lengths.to(tokens.device)
+        targets[torch.arange(B, device=tokens.device), lengths] = self.boundary
+        x = torch.cat([self.embedding(inputs), self.category(classes)[:, None].expand(-1, T + 1, -1)], -1)
+        out, _ = self.rnn(x, lengths + 1)
+        logp = torch.log_softmax(self.head(self.dropout(out)).float(), -1).gather(-1, targets[..., None])[..., 0]
+        mask = torch.arange(T + 1, device=tokens.device)[None] <= lengths[:, None]
+        return (logp * mask).sum(1)
+
+    def scores(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``log p(tokens | c)`` for every class ``c``: ``[B, num_classes]`` (the batch is run once per class)."""
+        B, K = len(tokens), self.num_classes
+        classes = torch.arange(K, device=tokens.device).repeat(B)
+        return self.log_likelihood(tokens.repeat_interleave(K, 0), lengths.repeat_interleave(K, 0), classes).view(B, K)
+
+
+class TokenBag(nn.Module):
+    """A logistic regression on the bag of a text's tokens and the whole text: one weight row per token id, and one
+    per hashed token sequence (``buckets`` rows; the whole name is what a name's second sighting is recognised by).
+    The ``bag`` expert of :class:`SequenceClassifier`. :meth:`fit` minimises scikit-learn's
+    ``LogisticRegression(C=1/l2)`` objective to convergence (full-batch L-BFGS) and freezes the weights."""
+
+    PRIME = 1_000_003
+
+    def __init__(self, vocab_size: int, num_classes: int, buckets: int) -> None:
+        super().__init__()
+        if buckets < 1:
+            raise RnnlabError(f"bag_buckets must be at least 1, got {buckets}")
+        self.vocab_size, self.buckets = vocab_size, buckets
+        self.weight = nn.EmbeddingBag(vocab_size + buckets, num_classes, mode="sum")
+        nn.init.zeros_(self.weight.weight)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def whole(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """``[B]`` bucket of each row's token sequence: ``sum_t x_t P^t mod buckets`` over its real tokens."""
+        powers = torch.tensor([pow(self.PRIME, t, self.buckets) for t in range(tokens.shape[1])], device=tokens.device)
+        return ((tokens * powers) % self.buckets * mask).sum(1) % self.buckets
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]``."""
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
+        ids = torch.cat([tokens, (self.vocab_size + self.whole(tokens, mask))[:, None]], 1)
+        weights = torch.cat([mask, mask.new_ones(len(tokens), 1)], 1).to(self.bias.dtype)
+        return self.weight(ids, per_sample_weights=weights) + self.bias
+
+    def l2(self) -> Tensor:
+        """The penalty ``||w||^2 / 2`` (not on the bias, as in scikit-learn)."""
+        return self.weight.weight.float().pow(2).sum() / 2
+
+    def objective(self, tokens: Tensor, lengths: Tensor, targets: Tensor, l2: float) -> Tensor:
+        """Mean cross-entropy + ``l2 ||w||^2 / 2N``: scikit-learn's objective divided by the ``N`` examples."""
+        return F.cross_entropy(self(tokens, lengths).float(), targets) + l2 * self.l2() / len(targets)
+
+    def fit(self, tokens: Tensor, lengths: Tensor, targets: Tensor, l2: float, max_iter: int = 500) -> float:
+        """Fit on all examples at once, from zero weights; returns the final objective. The weights are then
+        frozen: the optimiser of the model around it leaves them alone."""
+        tokens, lengths, targets = (t.to(self.bias.device) for t in (tokens, lengths, targets))
+        nn.init.zeros_(self.weight.weight)
+        nn.init.zeros_(self.bias)
+        self.requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            self.parameters(),
+            lr=1,
+            max_iter=max_iter,
+            tolerance_grad=1e-7,
+            tolerance_change=1e-10,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = self.objective(tokens, lengths, targets, l2)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+            loss = float(self.objective(tokens, lengths, targets, l2))
+        opt.zero_grad(set_to_none=True)
+        self.requires_grad_(False)
+        return loss
+
+
+class SequenceClassifier(RnnlabModule):
+    """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
+
+    ``packed``: None (the default) runs torch's packed-sequence kernels when the batch is on a CUDA device (cuDNN)
+    and the padded driver on the CPU, where it is faster; True or False forces one.
+    ``input_encoding="onehot"`` feeds one-hot vectors instead of a learned embedding (``embedding_dim`` unused).
+    ``class_weighting`` weights the training loss against class imbalance (from the DataModule's ``class_counts``).
+    ``pretrained_embeddings``: a ``.pt`` or word2vec text file (e.g. written by :class:`~rnnlab.models.word2vec.Word2Vec`)
+    whose vectors initialise the embedding rows of the same words when ``fit`` starts (other words: random, see
+    :func:`~rnnlab.models.word2vec.align_embeddings`); ``freeze_embeddings`` keeps them fixed.
+
+    ``generative``: a hybrid of a discriminative and a generative classifier. Beside the network above, a
+    :class:`ConditionalLM` learns ``p(text | class)`` (trained on the true class, at the same time); predictions and
+    every evaluation metric come from the two experts' geometric mean, ``(log p_disc(c | x) + log p_gen(c | x)) / 2``
+    normalised, with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior from the training data).
+    The argmax is the product's; the square root keeps the probabilities calibrated (the plain product is
+    overconfident). Training metrics are the discriminative network's alone. ``generative_hidden_size``,
+    ``generative_embedding_dim`` and ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and
+    ``dropout``.
+
+    ``ngram_order`` > 0 adds a third expert, counted rather than trained: a class-conditional character (or word)
+    n-gram model of that order with interpolated absolute discounting ``ngram_discount``
+    (:class:`~rnnlab.models.ngram.NgramLM`), counted on the training split when ``fit`` starts and kept in the
+    checkpoint. Its posterior ``p_ngram(x | c) p(c)`` joins the geometric mean with the same weight as the others
+    (``ngram_order`` also works without ``generative``).
+
+    ``bag`` adds a discriminative expert beside the network: a logistic regression on the bag of the text's tokens
+    and the whole text (hashed into ``bag_buckets`` rows; :class:`TokenBag`). Like the n-gram counts it is not
+    trained with the network: ``setup("fit")`` fits it to convergence on the training split, on scikit-learn's
+    ``LogisticRegression(C=1/bag_l2)`` objective (seconds for 10k names), and freezes it; the checkpoint keeps it.
+    Its posterior joins the geometric mean with the same weight. With ``char_features`` in the data it sees each
+    character's components and pinyin too.
+
+    Hooks: ``setup`` (class weights), ``training_step``, ``validation_step``, ``test_step``, ``predict_step`` (class probabilities),
+    ``configure_optimizers`` (from :class:`RnnlabModule`). Logs ``{train,val,test}/{loss,acc,f1}`` and
+    ``val/acc_best``. ``vocab_size``, ``num_classes`` and ``pad_id`` are linked from the DataModule by the CLI.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        input_encoding: Literal["embedding", "onehot"] = "embedding",
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["lstm", "gru", "rnn"] = "lstm",
+        impl: Literal["torch", "handwritten"] = "torch",
+        bidirectional: bool = True,
+        packed: Optional[bool] = None,
+        pooling: Literal["last", "max", "mean", "attention", "concat"] = "max",
+        dropout: float = 0.3,
+        embedding_dropout: float = 0.2,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        optimizer: OptimizerName = "adamw",
+        scheduler: SchedulerName = "onecycle",
+        warmup: float = 0.1,
+        class_weighting: Literal["none", "balanced", "sqrt"] = "none",
+        pretrained_embeddings: Optional[str] = None,
+        freeze_embeddings: bool = False,
+        generative: bool = False,
+        generative_hidden_size: int = 256,
+        generative_embedding_dim: int = 32,
+        generative_class_dim: int = 32,
+        ngram_order: int = 0,
+        ngram_discount: float = 0.9,
+        bag: bool = False,
+        bag_buckets: int = 1 << 18,
+        bag_l2: float = 1.0,
+        pretrained_encoder: Optional[str] = None,
+        discriminative_lr: float = 1.0,
+        gradual_unfreezing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if input_encoding == "onehot":  # the course's one-hot inputs: a fixed identity "embedding"
+            self.embedding = OneHot(vocab_size, pad_id)
+            embedding_dim = vocab_size
+        else:
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+            self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = Recurrent(
+            embedding_dim,
+            hidden_size,
+            cell=cell,
+            impl=impl,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            packed=packed,
+        )
+        self.register_buffer("class_weights", torch.ones(num_classes))
+        self.pooling = Pooling(pooling, self.encoder.output_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.pooling.output_size, num_classes)
+        if discriminative_lr < 1:
+            raise RnnlabError(
+                f"discriminative_lr is a divisor per layer group and must be >= 1, got {discriminative_lr}"
+            )
+        self.generative: Optional[ConditionalLM] = None
+        if generative:
+            self.generative = ConditionalLM(
+                vocab_size,
+                num_classes,
+                pad_id,
+                generative_embedding_dim,
+                generative_class_dim,
+                generative_hidden_size,
+                cell,
+                impl,
+                dropout,
+            )
+        self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
+        self.bag = TokenBag(vocab_size, num_classes, bag_buckets) if bag else None
+        if (
+            generative or ngram_order
+        ):  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
+            self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``, ``ngram_order`` or
+        ``bag``: the log of the experts' normalised geometric mean)."""
+        logits = self.discriminate(tokens, lengths)
+        likelihoods = [m.scores(tokens, lengths) for m in (self.generative, self.ngram) if m is not None]
+        if not likelihoods and self.bag is None:
+            return logits
+        posteriors = [torch.log_softmax(logits.float(), -1)]
+        if self.bag is not None:
+            posteriors.append(torch.log_softmax(self.bag(tokens, lengths).float(), -1))
+        posteriors += [torch.log_softmax(ll + self.log_prior, -1) for ll in likelihoods]
+        return torch.log_softmax(sum(posteriors) / len(posteriors), -1)
+
+    def discriminate(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """The discriminative network's logits ``[B, num_classes]``."""
+        x = self.embedding_dropout(self.embedding(tokens))
+        outputs, state = self.encoder(x, lengths)
+        h_n = state[0] if isinstance(state, tuple) else state
+        pooled = self.pooling(outputs, lengths, h_n, self.encoder.num_directions)
+        return self.head(self.dropout(pooled))
+
+    def on_task(self, stage: str) -> None:
+        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
+        ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
+        n-gram counts and the ``bag`` from its training split."""
+        task = self.task
+        if stage == "fit" and self.hparams.pretrained_embeddings and task.vocab is not None:
+            self.load_pretrained(self.hparams.pretrained_embeddings, task.vocab)
+        if stage == "fit" and self.hparams.pretrained_encoder and task.vocab is not None:
+            self.load_encoder(self.hparams.pretrained_encoder, task.vocab)
+        counts = task.class_counts
+        if stage != "fit" or not counts:
+            return
+        freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        if self.generative is not None or self.ngram is not None:
+            self.log_prior.copy_((freq / freq.sum()).log())
+        if self.ngram is not None or self.bag is not None:
+            sequences, targets = task.train_examples()
+        if self.ngram is not None:
+            self.ngram.fit(list(sequences), targets)
+        if self.bag is not None:  # the whole training split as one padded batch
+            batch = task.collate([(s, y, i) for i, (s, y) in enumerate(zip(sequences, targets))])
+            loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.hparams.bag_l2)
+            rank_zero_info(f"bag: logistic regression fitted on {len(batch)} training examples, objective {loss:.4f}")
+        if self.hparams.class_weighting != "none":
+            w = freq.sum() / (len(freq) * freq)
+            self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
+
+    def load_pretrained(self, path: str, vocab) -> None:
+        """Initialise the embedding rows of ``vocab``'s words from the vectors in ``path`` (before training; a resumed
+        run's checkpoint then replaces them)."""
+        from rnnlab.embeddings import init_embedding
+
+        if not isinstance(self.embedding, nn.Embedding):
+            raise RnnlabError("pretrained_embeddings needs input_encoding: embedding (one-hot inputs have no vectors)")
+        self.pretrained_coverage = init_embedding(self.embedding, path, vocab, self.hparams.pad_id)
+
+    def load_encoder(self, path: str, vocab) -> None:
+        """Initialise the embedding (by word) and the recurrent encoder (weight for weight) from a language model's
+        checkpoint (``pretrained_encoder``; before training -- a resumed run's checkpoint then replaces them)."""
+        from rnnlab.embeddings import align_embeddings, read_language_model
+
+        lm, hp = read_language_model(path), self.hparams
+        theirs = {k: lm["hparams"].get(k) for k in ("cell", "hidden_size", "num_layers", "bidirectional")}
+        ours = {k: hp[k] for k in theirs}
+        theirs["embedding_dim"], ours["embedding_dim"] = lm["embedding"].shape[1], hp.embedding_dim
+        if theirs != ours or hp.input_encoding != "embedding":
+            differ = ", ".join(f"{k}: {theirs[k]} (this model {ours[k]})" for k in ours if theirs[k] != ours[k])
+            raise RnnlabError(
+                f"the language model {path} does not fit this classifier's encoder ({differ or 'one-hot inputs'}): "
+                f"give the classifier the language model's sizes"
+            )
+        self.encoder.load_state_dict(lm["encoder"])
+        words = vocab.tokens()
+        align_embeddings(words, lm["words"], lm["embedding"], self.embedding.weight, hp.pad_id)
+        found = len(set(words[2:]) & set(lm["words"]))  # (<pad> and <unk> are in both)
+        rank_zero_info(
+            f"pretrained encoder {path}: recurrent weights loaded; {found} of {len(words) - 2} vocabulary words found "
+            f"in its vocabulary"
+        )
+
+    # ------------------------------------------------- fine-tuning (ULMFiT)
+    def lr_scale(self, name: str) -> float:
+        """``discriminative_lr`` = d: the head (and pooling) learn at ``lr``, the encoder at ``lr / d``, the
+        embedding at ``lr / d^2``."""
+        d = self.hparams.discriminative_lr
+        if name.startswith("embedding."):
+            return 1 / d**2
+        if name.startswith("encoder."):
+            return 1 / d
+        return 1.0
+
+    def will_train(self, name: str, param: nn.Parameter) -> bool:
+        """With ``gradual_unfreezing`` the encoder and embedding join the optimiser frozen and thaw later."""
+        if self.hparams.gradual_unfreezing and name.startswith("encoder."):
+            return True
+        if self.hparams.gradual_unfreezing and name.startswith("embedding.") and not self.hparams.freeze_embeddings:
+            return True
+        return param.requires_grad
+
+    def frozen(self) -> tuple[str, ...]:
+        """Parameter prefixes that ``gradual_unfreezing`` (ULMFiT) keeps fixed in this epoch: epoch 0 trains the
+        head alone, epoch 1 adds the encoder, epoch 2 on the embedding as well."""
+        if not self.hparams.gradual_unfreezing:
+            return ()
+        epoch = self.current_epoch
+        return ("encoder.",) * (epoch < 1) + ("embedding.",) * (epoch < 2)
+
+    def on_train_epoch_start(self) -> None:
+        """A frozen part gets no gradient in one process (its backward is skipped). Under DDP every parameter must
+        keep taking part in the backward, so there :meth:`on_before_optimizer_step` drops their gradients instead;
+        either way the optimiser leaves them alone."""
+        if not self.hparams.gradual_unfreezing or self.trainer.world_size > 1:
+            return
+        frozen = self.frozen()
+        self.encoder.requires_grad_("encoder." not in frozen)
+        if isinstance(self.embedding, nn.Embedding):
+            self.embedding.weight.requires_grad_("embedding." not in frozen and not self.hparams.freeze_embeddings)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        frozen = self.frozen()
+        if frozen:
+            for name, p in self.named_parameters():
+                if name.startswith(frozen):
+                    p.grad = None
+
+    def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
+        weight = self.class_weights if stage == "train" else None
+        if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):
+            # each on its own loss (the counts and the bag are fitted in setup: only the network and the language
+            # model learn here)
+            logits = self.discriminate(batch.tokens, batch.lengths)
+            loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
+            if self.generative is not None:  # + its NLL per token
+                nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
+                loss = loss + nll / (batch.lengths + 1).sum()
+        else:
+            logits = self(batch.tokens, batch.lengths)
+            loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
+        metrics.update(logits.detach(), batch.target)
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch),
+            sync_dist=not on_step,
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(batch))
+        return loss, logits
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._step(batch, self.train_metrics, "train")[0]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(self.val_metrics["acc"].compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=False)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> dict:
+        _, logits = self._step(batch, self.test_metrics, "test")
+        return {"preds": logits.argmax(-1), "target": batch.target}  # for the confusion-matrix callback
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.ngram is None:
+            return
+        weights = checkpoint.setdefault("state_dict", {})
+        legacy = checkpoint.pop("ngram", None)  # checkpoints before the counts became buffers kept them here
+        if legacy is not None and legacy.get("tables") is not None and "ngram.event_keys" not in weights:
+            weights.update({f"ngram.{k}": v for k, v in legacy["tables"].items()})
+            weights["ngram._extra_state"] = {"order": legacy["order"], "discount": legacy["discount"]}
+        if "ngram.event_keys" not in weights:
+            raise RnnlabError(
+                "this checkpoint has no n-gram counts: it was not trained with ngram_order; "
+                "use the config it was trained with"
+            )
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict:
+        return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}
