@@ -261,3 +261,18 @@ def test_tang_poetry_config_trains_and_writes_poems(env):
     assert 0 < len(rows[0]["output"]) <= 40 and "<" not in rows[0]["output"]
     assert rows[1]["output"].startswith("床前")
     assert "never seen in training" in rows[2]["error"]
+
+
+@pytest.mark.parametrize("stateful", [True, False])
+def test_stream_batches_resume_mid_epoch_where_they_stopped(stateful):
+    windows = StreamWindows(torch.arange(2000), num_streams=4, seq_len=10)
+    sampler = StreamBatchSampler(windows, 4, stateful, seed=3)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.consumed = 5  # five batches trained on, then the process was killed
+    resumed = StreamBatchSampler(windows, 4, stateful, seed=3)
+    resumed.load_state_dict(sampler.state_dict())
+    resumed.set_epoch(2)  # Lightning sets the same epoch again on resume
+    assert list(resumed) == full[5:]
+    resumed.set_epoch(3)
+    assert len(list(resumed)) == len(full), "a new epoch starts from its first batch"

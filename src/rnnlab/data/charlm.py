@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rnnlab.contract import Task
-from rnnlab.data.base import SequenceDataModule
+from rnnlab.data.base import ResumableDataLoader, SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.classification import stratified_split
 from rnnlab.data.names import read_pytorch_names, to_ascii
@@ -101,6 +101,7 @@ class StreamBatchSampler(Sampler[list[int]]):
     ) -> None:
         self.w, self.batch_size, self.stateful, self.seed = windows, batch_size, stateful, seed
         self.rank, self.num_replicas, self.shuffle, self.epoch = rank, num_replicas, shuffle, 0
+        self.consumed = 0  # batches of this epoch already trained on (counted by the DataModule; for resuming)
 
     @property
     def sampler(self) -> "StreamBatchSampler":
@@ -108,9 +109,25 @@ class StreamBatchSampler(Sampler[list[int]]):
         return self
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.consumed = 0
         self.epoch = epoch
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume mid-epoch: the next iteration starts after the ``consumed`` batches of epoch ``epoch`` (a stateful
+        model's carried state starts from zero there, as at an epoch's start)."""
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+
     def __iter__(self) -> Iterator[list[int]]:
+        skip = self.consumed  # > 0 only when resuming inside an epoch
+        for k, batch in enumerate(self._batches()):
+            if k >= skip:
+                yield batch
+
+    def _batches(self) -> Iterator[list[int]]:
         W = self.w.windows
         if self.stateful:
             streams = range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
@@ -221,7 +238,7 @@ class CharCorpusDataModule(SequenceDataModule):
         sampler = StreamBatchSampler(
             self.dataset(split), self.batch_size, self.stateful, self.seed, rank, world, shuffle=shuffle
         )
-        return DataLoader(
+        return ResumableDataLoader(
             self.dataset(split),
             batch_sampler=sampler,
             collate_fn=self.collate_fn(),
