@@ -367,3 +367,31 @@ def test_tatoeba_split_keeps_every_translation_of_a_source_on_one_side(env, tmp_
     old = TranslationDataModule(source="cmn_eng", src_lang="zh", tgt_lang="en", min_freq=1, split_by="pair")
     old_sides = {split: {src for src, _ in items} for split, items in old.read_pairs().items()}
     assert old_sides["train"] & old_sides["test"], "the pair split shares sources (why it was replaced)"
+
+
+def test_interactive_translate_reads_stdin_line_by_line(env):
+    """``rnnlab translate``: one source a line, its translation per line (n-best with scores on request); a bad
+    line gets an error and the next is still translated."""
+    import io
+
+    from rnnlab.cli import translate
+
+    config = str(ROOT / "configs" / "cmn_eng_seq2seq_attn.yaml")
+    args = [*TINY, "--model.init_args.hidden_size=16", "--data.init_args.batch_size=16", "--data.init_args.min_freq=1"]
+    main(["fit", "--config", config, *args, "--trainer.max_epochs=1"])
+    ckpt = str(next((env / "runs" / "cmn_eng_seq2seq_attn" / "version_0" / "checkpoints").glob("*.ckpt")))
+    out = io.StringIO()
+    translate(
+        ["--config", config, *args, "--ckpt_path", ckpt, "--beam_size=3"], ["大狗看小猫。\n", "\n", "大狗。\n"], out
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and lines[1].startswith("error: ") and lines[0] and lines[2]
+    out = io.StringIO()
+    translate(["--config", config, *args, "--ckpt_path", ckpt, "--beam_size", "3", "--nbest", "2"], ["大狗。"], out)
+    rows = out.getvalue().splitlines()
+    assert [r.split("\t")[0] for r in rows[:2]] == ["1", "2"] and rows[2] == ""
+    assert float(rows[0].split("\t")[1]) >= float(rows[1].split("\t")[1])
+    with pytest.raises(RnnlabError, match="--nbest must be between 1 and --beam_size"):
+        translate(["--config", config, *args, "--ckpt_path", ckpt, "--beam_size=2", "--nbest=3"], [], io.StringIO())
+    with pytest.raises(RnnlabError, match="holds no IMDBDataModule state"):  # another task's config
+        translate(["--config", str(ROOT / "configs" / "imdb_lstm.yaml"), "--ckpt_path", ckpt], [], io.StringIO())

@@ -273,8 +273,60 @@ def _worker_message(message: str) -> str:
     return message
 
 
-def main(args=None) -> None:
+def translate(args: list[str], lines=None, out=None) -> None:
+    """``rnnlab translate --config X --ckpt_path Y [--beam_size 5] [--nbest N] [other overrides]``: interactive
+    translation, as JoeyNMT's ``translate`` mode: one source sentence a line from stdin, its translation on stdout
+    (with ``--nbest N``: the N best, one ``rank<TAB>score<TAB>translation`` line each, then an empty line). A line
+    that cannot be read gets ``error: ...`` and the next line is read."""
+    import torch
+
+    lines = sys.stdin if lines is None else lines
+    out = sys.stdout if out is None else out
+    rest, options = [], {"--ckpt_path": None, "--beam_size": "5", "--nbest": "1"}
+    it = iter(args)
+    for arg in it:
+        key, eq, value = arg.partition("=")
+        if key in options:
+            options[key] = value if eq else next(it, None)
+        else:
+            rest.append(arg)
+    ckpt = options["--ckpt_path"]
+    if not ckpt or not Path(ckpt).is_file():
+        raise RnnlabError(f"translate needs --ckpt_path <a checkpoint written by fit>, got {ckpt!r}")
     try:
+        beam, nbest = int(options["--beam_size"]), int(options["--nbest"])
+    except (TypeError, ValueError):
+        raise RnnlabError("--beam_size and --nbest take whole numbers") from None
+    if not 1 <= nbest <= max(beam, 1):
+        raise RnnlabError(f"--nbest must be between 1 and --beam_size ({beam}), got {nbest}")
+    cli = RnnlabCLI(args=[*rest, f"--data.init_args.vocab_from={ckpt}"], run=False)
+    model, dm = cli.model, cli.datamodule
+    if not hasattr(model, "beam_search"):
+        raise RnnlabError(f"translate needs a translation config (Seq2Seq); {type(model).__name__} does not translate")
+    model = type(model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    dm.setup("predict")
+    model.bind_task(dm.describe_task(), "predict")
+    for line in lines:
+        item = dm.encode_predict([line.rstrip("\n")])[0]
+        if "tokens" not in item:
+            print(f"error: {item['error']}", file=out, flush=True)
+            continue
+        batch = dm.collate([(item["tokens"], None, 0)])
+        with torch.no_grad():
+            ids, scores = model.beam_search(batch.tokens.long(), batch.lengths, max(beam, 1))
+        if nbest == 1:
+            print(dm.decode_target(ids[0, 0].tolist()), file=out, flush=True)
+            continue
+        for k in range(nbest):
+            print(f"{k + 1}\t{float(scores[0, k]):.4f}\t{dm.decode_target(ids[0, k].tolist())}", file=out)
+        print(file=out, flush=True)
+
+
+def main(args=None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    try:
+        if argv[:1] == ["translate"]:
+            return translate(argv[1:])
         RnnlabCLI(args=args)
     except (RnnlabError, ValueError) as err:
         cause = _rnnlab_error(err)
