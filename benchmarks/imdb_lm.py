@@ -30,6 +30,7 @@ VARIANTS = {
     "no gradual unfreezing": ["--model.init_args.gradual_unfreezing=false"],
     "no discriminative lr": ["--model.init_args.discriminative_lr=1.0"],
     "max pooling (not concat)": ["--model.init_args.pooling=max"],
+    "no pre-training (same recipe, random init)": ["--model.init_args.pretrained_encoder=null"],
 }
 
 
@@ -78,7 +79,7 @@ def pretrain(extra: list[str]) -> dict:
 
 
 def finetune(extra: list[str]) -> dict:
-    candidates = {label: (FINETUNE, [*args, *extra]) for label, args in VARIANTS.items()}
+    candidates = {label: (FINETUNE, [*extra, *args]) for label, args in VARIANTS.items()}  # a variant wins
     record, chosen = choose_on_validation(candidates, name="imdb_lstm_lm")
     result = {
         "config": FINETUNE,
