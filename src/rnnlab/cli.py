@@ -1,4 +1,5 @@
-"""``python main.py fit|validate|test|predict --config configs/X.yaml`` (also the ``rnnlab`` console script)."""
+"""``python main.py fit|validate|test|predict --config configs/X.yaml`` (also the ``rnnlab`` console script), and
+``rnnlab translate`` (interactive translation) and ``rnnlab serve`` (the HTTP server, :mod:`rnnlab.serve`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -273,6 +275,33 @@ def _worker_message(message: str) -> str:
     return message
 
 
+def _split_options(args: list[str], options: dict) -> tuple[list[str], dict]:
+    """Take ``options`` (``--name value`` or ``--name=value``, defaults given) out of ``args``; the rest goes to the
+    CLI parser."""
+    rest, found, it = [], dict(options), iter(args)
+    for arg in it:
+        key, eq, value = arg.partition("=")
+        if key in found:
+            found[key] = value if eq else next(it, None)
+        else:
+            rest.append(arg)
+    return rest, found
+
+
+def load_for_inference(args: list[str], ckpt: Optional[str]):
+    """``(model, datamodule, cli)`` for serving a checkpoint: the config and overrides in ``args``, the model with
+    the checkpoint's hyperparameters and weights, the DataModule with the checkpoint's vocabulary, set up for
+    ``predict`` (no training data needed)."""
+    if not ckpt or not Path(ckpt).is_file():
+        raise RnnlabError(f"give --ckpt_path <a checkpoint written by fit>, got {ckpt!r}")
+    cli = RnnlabCLI(args=[*args, f"--data.init_args.vocab_from={ckpt}"], run=False)
+    model = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    dm = cli.datamodule
+    dm.setup("predict")
+    model.bind_task(dm.describe_task(), "predict")
+    return model, dm, cli
+
+
 def translate(args: list[str], lines=None, out=None) -> None:
     """``rnnlab translate --config X --ckpt_path Y [--beam_size 5] [--nbest N] [other overrides]``: interactive
     translation, as JoeyNMT's ``translate`` mode: one source sentence a line from stdin, its translation on stdout
@@ -282,30 +311,16 @@ def translate(args: list[str], lines=None, out=None) -> None:
 
     lines = sys.stdin if lines is None else lines
     out = sys.stdout if out is None else out
-    rest, options = [], {"--ckpt_path": None, "--beam_size": "5", "--nbest": "1"}
-    it = iter(args)
-    for arg in it:
-        key, eq, value = arg.partition("=")
-        if key in options:
-            options[key] = value if eq else next(it, None)
-        else:
-            rest.append(arg)
-    ckpt = options["--ckpt_path"]
-    if not ckpt or not Path(ckpt).is_file():
-        raise RnnlabError(f"translate needs --ckpt_path <a checkpoint written by fit>, got {ckpt!r}")
+    rest, options = _split_options(args, {"--ckpt_path": None, "--beam_size": "5", "--nbest": "1"})
     try:
         beam, nbest = int(options["--beam_size"]), int(options["--nbest"])
     except (TypeError, ValueError):
         raise RnnlabError("--beam_size and --nbest take whole numbers") from None
     if not 1 <= nbest <= max(beam, 1):
         raise RnnlabError(f"--nbest must be between 1 and --beam_size ({beam}), got {nbest}")
-    cli = RnnlabCLI(args=[*rest, f"--data.init_args.vocab_from={ckpt}"], run=False)
-    model, dm = cli.model, cli.datamodule
+    model, dm, _ = load_for_inference(rest, options["--ckpt_path"])
     if not hasattr(model, "beam_search"):
         raise RnnlabError(f"translate needs a translation config (Seq2Seq); {type(model).__name__} does not translate")
-    model = type(model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
-    dm.setup("predict")
-    model.bind_task(dm.describe_task(), "predict")
     for line in lines:
         item = dm.encode_predict([line.rstrip("\n")])[0]
         if "tokens" not in item:
@@ -322,11 +337,39 @@ def translate(args: list[str], lines=None, out=None) -> None:
         print(file=out, flush=True)
 
 
+def serve_app(args: list[str]):
+    """The FastAPI app of ``rnnlab serve`` (see :mod:`rnnlab.serve`) and its ``(host, port)``."""
+    from rnnlab import serve
+
+    rest, options = _split_options(args, {"--ckpt_path": None, "--host": "127.0.0.1", "--port": "8000"})
+    model, dm, cli = load_for_inference(rest, options["--ckpt_path"])
+    hparams = {k: v for k, v in dict(model.hparams).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    info = {
+        "task": type(model).__name__,
+        "data": type(dm).__name__,
+        "labels": list(getattr(dm, "labels", None) or []),
+        "vocab_size": len(dm.vocab) if getattr(dm, "vocab", None) is not None else None,
+        "checkpoint": str(options["--ckpt_path"]),
+        "hparams": hparams,
+        "config": cli.parser.dump(cli.config, skip_none=False),
+        "examples": list(getattr(dm, "predict_examples", ())),
+    }
+    try:
+        port = int(options["--port"])
+    except (TypeError, ValueError):
+        raise RnnlabError(f"--port takes a number, got {options['--port']!r}") from None
+    return serve.create_app(model, dm, info), options["--host"], port
+
+
 def main(args=None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv[:1] == ["translate"]:
             return translate(argv[1:])
+        if argv[:1] == ["serve"]:
+            from rnnlab.serve import run
+
+            return run(*serve_app(argv[1:]))
         RnnlabCLI(args=args)
     except (RnnlabError, ValueError) as err:
         cause = _rnnlab_error(err)
