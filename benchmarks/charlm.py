@@ -52,6 +52,7 @@ def run_one(name: str) -> dict:
         banned=model.task.banned_ids(),
         line_heads=heads,
         line_ends=tuple(model.task.line_end_ids),
+        category=batch.category,
     )
     for k, row in enumerate(generated):
         item = items[k // per_prompt]

@@ -9,6 +9,7 @@ import torch
 from conftest import predict_rows
 from rnnlab.cli import main
 from rnnlab.data.charlm import CharCorpusDataModule, StreamBatchSampler, StreamWindows
+from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel, sample_next
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +93,9 @@ def test_generation_is_reproducible_and_conditional_generation_stops_at_eos():
     model = LanguageModel(vocab_size=12, num_classes=3, embedding_dim=8, hidden_size=16, num_layers=1, cell="gru")
     with torch.no_grad():  # make <eos> (id 3) likely, so rows end at different steps
         model.head.bias[3] = 2.0
-    prompt = torch.tensor([[[2, 0]], [[2, 1]], [[2, 2]], [[2, 0]]])  # <bos> with a category each
-    a = model.generate(prompt, max_new=15, temperature=1.0, eos_id=3, seed=5)
-    b = model.generate(prompt, max_new=15, temperature=1.0, eos_id=3, seed=5)
+    prompt, category = torch.tensor([[2], [2], [2], [2]]), torch.tensor([0, 1, 2, 0])  # <bos> with a category each
+    a = model.generate(prompt, max_new=15, temperature=1.0, eos_id=3, seed=5, category=category)
+    b = model.generate(prompt, max_new=15, temperature=1.0, eos_id=3, seed=5, category=category)
     assert torch.equal(a, b) and a.shape == (4, 15)
     assert not (a == 3).any(), "the end symbol is not part of the output"
     ended = (a == -1).any(1)
@@ -102,7 +103,9 @@ def test_generation_is_reproducible_and_conditional_generation_stops_at_eos():
     for row in a[ended]:  # once ended, only -1 follows
         first = int((row == -1).nonzero()[0])
         assert (row[first:] == -1).all()
-    long = model.generate(prompt, max_new=4, temperature=1.0, eos_id=None, seed=1)
+    long = model.generate(prompt, max_new=4, temperature=1.0, eos_id=None, seed=1, category=category)
+    with pytest.raises(RnnlabError, match="needs a category per sequence"):
+        model.generate(prompt, max_new=4)
     assert long.shape == (4, 4) and (long >= 0).all(), "max_new is respected when nothing ends"
 
 

@@ -20,14 +20,15 @@ IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores
 class Batch:
     """A padded batch, one field per meaning:
 
-    * ``tokens``: ids, ``[B, T]`` or ``[B, T, K]`` (K ids per step: a word and its characters' ids, or the language
-      model's character and the sequence's category; padding = ``pad_id``); None when the inputs are real numbers;
+    * ``tokens``: ids, ``[B, T]`` or ``[B, T, K]`` (K ids per step: a word and its characters' ids; padding =
+      ``pad_id``); None when the inputs are real numbers;
     * ``features``: real-valued inputs ``[B, T, F]`` (time series, piano rolls); None for ids;
     * ``lengths [B]``: true lengths, >= 1;
     * ``target``: ``[B]`` for one label per sequence, ``[B, T(, F)]`` for one per step (padding = -100), ``[B, T']``
       for a target sequence of its own length (seq2seq), or None;
     * ``flags``: per-step 0/1 beside a per-step target (the tagger's "this unit was not seen in training"), or None;
-    * ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP).
+    * ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP);
+    * ``category [B]``: one id per sequence that conditions it (the language of a name to generate), or None.
     """
 
     tokens: Tensor | None
@@ -36,6 +37,7 @@ class Batch:
     index: Tensor
     features: Tensor | None = None
     flags: Tensor | None = None
+    category: Tensor | None = None
 
     def __len__(self) -> int:
         return self.lengths.shape[0]

@@ -56,6 +56,7 @@ class GenerationSamples(L.Callback):
             eos_id=pl_module.task.eos_id,
             seed=self.seed,
             banned=pl_module.task.banned_ids(),
+            category=None if batch.category is None else batch.category.to(pl_module.device),
         )
         rows = [
             (item["input"], dm.render_prediction(item, {"generated": generated[k].cpu()})["output"])

@@ -43,13 +43,14 @@ class SequenceDataset(Dataset):
         self.__dict__.update(torch.load(io.BytesIO(state["saved"]), weights_only=True))
 
 
-LAYOUTS = ("tokens", "features", "tagged")
+LAYOUTS = ("tokens", "features", "tagged", "conditioned")
 
 
 def pad_collate(samples: Sequence[tuple], pad_id: int = 0, layout: str = "tokens") -> Batch:
     """Stack ``(inputs [T_i, ...], target, index)`` samples into a right-padded :class:`Batch`. ``layout`` names the
     fields: ``tokens`` (ids), ``features`` (real-valued inputs), ``tagged`` (ids; a per-step target ``[T_i, 2]``
-    of tag and flag becomes ``target`` and ``flags``)."""
+    of tag and flag becomes ``target`` and ``flags``), ``conditioned`` (inputs ``[T_i, 2]`` of id and the
+    sequence's category, the same at every step: ``tokens`` and ``category [B]``)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     seqs = [s[0] for s in samples]
@@ -74,6 +75,8 @@ def pad_collate(samples: Sequence[tuple], pad_id: int = 0, layout: str = "tokens
         return Batch(None, lengths, target, index, features=tokens)
     if layout == "tagged" and target is not None:
         return Batch(tokens, lengths, target[..., 0], index, flags=target[..., 1])
+    if layout == "conditioned":
+        return Batch(tokens[..., 0], lengths, target, index, category=tokens[:, 0, 1])
     return Batch(tokens, lengths, target, index)
 
 

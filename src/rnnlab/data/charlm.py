@@ -7,7 +7,8 @@
   row ``b`` of batch ``i + 1`` continues row ``b`` of batch ``i`` and the model may carry its hidden state across
   batches. Stateless batches: the same windows, shuffled, each read from a zero state.
 * :class:`NameGenerationDataModule` (one-to-many): a name and its language from the PyTorch tutorial data;
-  inputs ``<bos> R o v``, targets ``R o v <eos>``; the language id rides along every step (``tokens [T, 2]``).
+  inputs ``<bos> R o v``, targets ``R o v <eos>``; the language id rides along every step of a sample
+  (``[T, 2]``) and becomes ``Batch.category [B]``.
 """
 
 from __future__ import annotations
@@ -279,8 +280,9 @@ class CharCorpusDataModule(SequenceDataModule):
 class DocumentLMDataModule(SequenceDataModule):
     """Base for language modelling on short documents (a name, a poem), each read from ``<bos>`` to ``<eos>``:
     inputs ``<bos> c1 .. cn``, targets ``c1 .. cn <eos>``. With categories (``labels``), the category id rides along
-    every input step (``tokens [T, 2]``) and ``predict`` inputs are ``"Category"`` or ``"Category:prefix"``;
-    without, ``predict`` inputs are prefixes (an empty one starts from ``<bos>`` alone).
+    every input step of a sample (``[T, 2]``; ``Batch.category`` in a batch) and ``predict`` inputs are
+    ``"Category"`` or ``"Category:prefix"``; without, ``predict`` inputs are prefixes (an empty one starts from
+    ``<bos>`` alone).
 
     Subclasses implement :meth:`read_documents` and may override :meth:`normalize` (applied to every document and
     ``predict`` prefix). ``min_freq``: characters seen fewer times in training read as ``<unk>`` (never generated).
@@ -331,6 +333,11 @@ class DocumentLMDataModule(SequenceDataModule):
     def on_state(self, state: dict) -> None:
         self.vocab = Vocabulary.from_str(state["vocab"])
         self.labels = list(state["labels"])
+
+    @property
+    def batch_layout(self) -> str:
+        """With categories a sample's ``[T, 2]`` (id, category) become ``Batch.tokens`` and ``Batch.category``."""
+        return "conditioned" if self.labels else "tokens"
 
     def describe_task(self) -> Task:
         return replace(super().describe_task(), bos_id=self.bos_id, eos_id=self.eos_id)

@@ -59,9 +59,9 @@ class LanguageModel(RnnlabModule):
     :class:`~rnnlab.data.charlm.CharCorpusDataModule`) the hidden state is carried from one batch to the next,
     detached, and reset at the start of every epoch and of every validation; otherwise every batch starts from zero.
 
-    Categories (``num_classes > 0``, linked from the DataModule; e.g. 18 languages): ``tokens [B, T, 2]`` hold the
-    character and the category id per step; the category embedding joins every step's input (``condition="input"``)
-    or sets the initial hidden state (``"state"``).
+    Categories (``num_classes > 0``, linked from the DataModule; e.g. 18 languages): ``Batch.category [B]`` holds
+    each sequence's category id; its embedding joins every step's input (``condition="input"``) or sets the initial
+    hidden state (``"state"``).
 
     Pre-training a classifier's encoder (word level, ELMo-style): ``bidirectional`` (one layer, no categories,
     stateless windows) trains a forward model that predicts the next token from the forward half of the outputs and
@@ -173,10 +173,12 @@ class LanguageModel(RnnlabModule):
         self._mean_nll = nn.ModuleDict({k: MeanMetric() for s in splits for k in (f"{s}_forward", f"{s}_backward")})
 
     # ------------------------------------------------------------------ model
-    def forward(self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        """``tokens [B, T]`` (or ``[B, T, 2]`` with categories) -> logits ``[B, T, V]`` (log-probabilities with
-        ``adaptive_cutoffs``; of the forward model when ``bidirectional``) and the final state."""
-        out, state = self.features(tokens, lengths, state)
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, State]:
+        """``tokens [B, T]`` (and ``category [B]`` for a conditional model) -> logits ``[B, T, V]`` (log-probabilities
+        with ``adaptive_cutoffs``; of the forward model when ``bidirectional``) and the final state."""
+        out, state = self.features(tokens, lengths, state, category)
         return self.scores(out[..., : self.head_size]), state
 
     @property
@@ -202,31 +204,29 @@ class LanguageModel(RnnlabModule):
         with torch.autocast(out.device.type, enabled=False):  # in fp32: see scores()
             return -self.head(out.float(), target).output.sum(), len(target)
 
-    def features(self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+    def features(
+        self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, State]:
         """The recurrent outputs after dropout (and the tied projection): ``[B, T, head_size * directions]``."""
-        if tokens.dim() == 3:
-            tokens, categories = tokens[..., 0], tokens[..., 1]
-        else:
-            categories = None
-        if (categories is None) != (self.category is None):
+        if (category is None) != (self.category is None):
             raise RnnlabError(
                 "this model "
                 + (
-                    "needs a category per step (a conditional model)"
+                    "needs a category per sequence (a conditional model)"
                     if self.category is not None
                     else "has no categories"
                 )
                 + " but the data "
-                + ("gives none" if categories is None else "gives them")
+                + ("gives none" if category is None else "gives them")
             )
         tokens = drop_words(tokens.long(), self.hparams.word_dropout, self.training, pad_id=self.hparams.pad_id)
         x = self.embedding_dropout(self.embedding(tokens))
-        if categories is not None:
-            c = self.category(categories.long())
+        if category is not None:
+            c = self.category(category.long())  # [B, D]
             if self.hparams.condition == "input":
-                x = torch.cat([x, c], dim=-1)
+                x = torch.cat([x, c[:, None].expand(-1, x.shape[1], -1)], dim=-1)
             elif state is None:
-                h0 = torch.tanh(self.category_to_state(c[:, 0])).view(len(x), self.hparams.num_layers, -1)
+                h0 = torch.tanh(self.category_to_state(c)).view(len(x), self.hparams.num_layers, -1)
                 h0 = h0.transpose(0, 1).contiguous()
                 state = (h0, torch.zeros_like(h0)) if self.hparams.cell == "lstm" else h0
         out, state = self.rnn(x, lengths, state)
@@ -248,9 +248,10 @@ class LanguageModel(RnnlabModule):
         banned: Sequence[int] = (0, 1),
         line_heads: Optional[list[Optional[list[int]]]] = None,
         line_ends: Sequence[int] = (),
+        category: Optional[Tensor] = None,
     ) -> Tensor:
-        """Continue each prompt (``[B, T]`` or ``[B, T, 2]``, right-padded, ``lengths [B]``) by ``max_new`` ids,
-        never ``banned`` ones (default ``<pad>``, ``<unk>``).
+        """Continue each prompt (``[B, T]``, right-padded, ``lengths [B]``; ``category [B]`` for a conditional model)
+        by ``max_new`` ids, never ``banned`` ones (default ``<pad>``, ``<unk>``).
 
         ``line_heads`` (per row, ids or None) forces the first symbol of each line -- at the start and after any of
         ``line_ends`` -- to the next given id, until they run out: an acrostic (藏头诗).
@@ -263,16 +264,14 @@ class LanguageModel(RnnlabModule):
         generator = None
         if seed is not None:
             generator = torch.Generator(device=prompt.device).manual_seed(seed)
-        logits, state = self(prompt, lengths)
+        logits, state = self(prompt, lengths, None, category)
         next_logits = last_step(logits, lengths.to(logits.device))
-        category = prompt[:, :1, 1] if prompt.dim() == 3 else None
         out = torch.full((B, max_new), -1, dtype=torch.long, device=prompt.device)
         done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
         ones = torch.ones(B, dtype=torch.long)
         heads = [list(h or []) for h in (line_heads or [None] * B)]
         ends = set(int(i) for i in line_ends)
-        last = prompt[..., 0] if prompt.dim() == 3 else prompt
-        at_start = [int(last[b, lengths[b] - 1]) in ends or int(lengths[b]) == 1 for b in range(B)]
+        at_start = [int(prompt[b, lengths[b] - 1]) in ends or int(lengths[b]) == 1 for b in range(B)]
         for t in range(max_new):
             nxt = sample_next(next_logits, temperature, top_k, generator, banned)
             for b in range(B):
@@ -284,10 +283,7 @@ class LanguageModel(RnnlabModule):
             out[:, t] = nxt.masked_fill(done, -1)
             if bool(done.all()):
                 break
-            step = nxt.unsqueeze(1)
-            if category is not None:
-                step = torch.stack([step, category], dim=-1)
-            logits, state = self(step, ones, state)
+            logits, state = self(nxt.unsqueeze(1), ones, state, category)
             next_logits = logits[:, -1]
         self.train(was_training)
         return out
@@ -311,7 +307,7 @@ class LanguageModel(RnnlabModule):
         return state
 
     def _step(self, batch: Batch, split: str) -> Tensor:
-        out, state = self.features(batch.tokens, batch.lengths, self._state_for(split, len(batch)))
+        out, state = self.features(batch.tokens, batch.lengths, self._state_for(split, len(batch)), batch.category)
         if self.stateful:
             self._carry[split] = detach_state(state)
         d = self.head_size
@@ -378,5 +374,6 @@ class LanguageModel(RnnlabModule):
             banned=task.banned_ids(),
             line_heads=heads,
             line_ends=tuple(task.line_end_ids),
+            category=batch.category,
         )
         return {"index": batch.index, "generated": generated}
