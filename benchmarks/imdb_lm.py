@@ -28,9 +28,11 @@ FINETUNE = "configs/imdb_lstm_lm.yaml"
 VARIANTS = {
     "full recipe": [],
     "no gradual unfreezing": ["--model.init_args.gradual_unfreezing=false"],
+    "no pre-training (same recipe, random init)": ["--model.init_args.pretrained_encoder=null"],
+}
+MORE_VARIANTS = {  # `finetune all`: each further part of the recipe taken away
     "no discriminative lr": ["--model.init_args.discriminative_lr=1.0"],
     "max pooling (not concat)": ["--model.init_args.pooling=max"],
-    "no pre-training (same recipe, random init)": ["--model.init_args.pretrained_encoder=null"],
 }
 
 
@@ -79,7 +81,9 @@ def pretrain(extra: list[str]) -> dict:
 
 
 def finetune(extra: list[str]) -> dict:
-    candidates = {label: (FINETUNE, [*extra, *args]) for label, args in VARIANTS.items()}  # a variant wins
+    variants = {**VARIANTS, **MORE_VARIANTS} if extra[:1] == ["all"] else VARIANTS
+    extra = extra[1:] if extra[:1] == ["all"] else extra
+    candidates = {label: (FINETUNE, [*extra, *args]) for label, args in variants.items()}  # a variant wins
     record, chosen = choose_on_validation(candidates, name="imdb_lstm_lm")
     result = {
         "config": FINETUNE,
