@@ -11,6 +11,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SERVING = {"serve": ("--host", "--port"), "translate": ("--beam_size", "--nbest")}  # their own options
+
+
+def _without(words: list[str], options: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in options:
+            skip = True
+        elif w.split("=", 1)[0] not in options:
+            out.append(w)
+    return out
 
 
 def shown_commands() -> list[tuple[str, str]]:
@@ -29,6 +42,8 @@ def shown_commands() -> list[tuple[str, str]]:
                     words = words[1:]
                 else:
                     continue
+                if words and words[0] in SERVING:  # its config and overrides parse as predict's do
+                    words = ["predict", *_without(words[1:], SERVING[words[0]])]
                 if words and words[0] in SUBCOMMANDS:
                     out.append((str(page.relative_to(ROOT)), " ".join(shlex.quote(w) for w in words)))
     return out
@@ -38,6 +53,7 @@ COMMANDS = shown_commands()
 
 
 def test_the_pages_show_commands_for_every_subcommand():
+    assert any("serving.md" in page for page, _ in COMMANDS), "rnnlab serve/translate commands are parsed too"
     assert len(COMMANDS) >= 20 and {"fit", "test", "predict"} <= {c.split()[0] for _, c in COMMANDS}
 
 
