@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FINETUNE = "configs/imdb_lstm_lm.yaml"
 VARIANTS = {
     "full recipe": [],
-    "no gradual unfreezing": ["--model.init_args.gradual_unfreezing=false"],
     "no pre-training (same recipe, random init)": ["--model.init_args.pretrained_encoder=null"],
 }
 MORE_VARIANTS = {  # `finetune all`: each further part of the recipe taken away
+    "no gradual unfreezing": ["--model.init_args.gradual_unfreezing=false"],
     "no discriminative lr": ["--model.init_args.discriminative_lr=1.0"],
     "max pooling (not concat)": ["--model.init_args.pooling=max"],
 }
