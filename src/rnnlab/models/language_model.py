@@ -202,7 +202,10 @@ class LanguageModel(RnnlabModule):
         if not self.adaptive:
             return F.cross_entropy(self.head(out).float(), target, reduction="sum"), len(target)
         with torch.autocast(out.device.type, enabled=False):  # in fp32: see scores()
-            return -self.head(out.float(), target).output.sum(), len(target)
+            nll = -self.head(out.float(), target).output.sum()
+        # a batch with no target in a rare-word cluster leaves that cluster without a gradient; under DDP every
+        # rank must produce a gradient for every parameter, so each one takes part (with weight 0)
+        return nll + 0.0 * sum(p.sum() for p in self.head.parameters()), len(target)
 
     def features(
         self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None, category: Optional[Tensor] = None
