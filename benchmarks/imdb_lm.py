@@ -9,7 +9,8 @@
 ``finetune`` fits configs/imdb_lstm_lm.yaml and its ablations (each part of the recipe taken away) without reading
 the test set, picks the best on validation, tests it once: results/imdb_lm_finetune.json. ``combine`` adds the
 classifier's NBSVM expert (``bag_nb``: naive-Bayes scaled binary uni+bigrams, fitted when ``fit`` starts) to the
-fine-tuned network -- one config, one checkpoint -- and tests it once: results/imdb_lm_combination.json.
+better single network on validation -- one config, one checkpoint -- and tests it once:
+results/imdb_lm_combination.json.
 """
 
 from __future__ import annotations
@@ -103,21 +104,16 @@ def finetune(extra: list[str]) -> dict:
     return result
 
 
-COMBINATION = [
-    "--model.init_args.bag=true",
-    "--model.init_args.bag_nb=true",
-    "--model.init_args.bag_ngrams=2",
-    "--model.init_args.bag_whole=false",
-    "--model.init_args.bag_buckets=1048576",
-]
+COMBINED = "configs/imdb_lstm_nbsvm.yaml"  # the default BiLSTM (better on validation than the LM recipe) + NBSVM
 
 
 def combine(extra: list[str]) -> dict:
-    record, chosen = choose_on_validation({"fine-tuned BiLSTM + NBSVM expert": (FINETUNE, [*COMBINATION, *extra])})
+    """The NBSVM expert beside the default BiLSTM (from scratch: best validation 90.23%, above the LM-fine-tuned
+    recipe's 89.55% -- chosen on those validation figures), one config and one checkpoint; tested once."""
+    record, chosen = choose_on_validation({"default BiLSTM + NBSVM expert": (COMBINED, [])})
     result = {
-        "config": FINETUNE,
-        "command": "python benchmarks/imdb_lm.py combine " + " ".join(extra),
-        "extra": COMBINATION,
+        "config": COMBINED,
+        "command": "python benchmarks/imdb_lm.py combine",
         **record,
         "test_acc": chosen.test["test/acc"],
         "test_f1": chosen.test["test/f1"],

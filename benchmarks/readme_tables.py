@@ -128,6 +128,22 @@ def tasks_table() -> str:
             "LM-LSTM 92.36%, SA-LSTM 92.76% (Dai & Le 2015)",
             r["fit_seconds"] + pre["fit_seconds"],
         )
+    if r := _json("imdb_lm_combination"):
+        row(
+            "IMDB, BiLSTM + NBSVM expert (one checkpoint)",
+            "configs/imdb_lstm_nbsvm.yaml",
+            f"{100 * r['test_acc']:.2f}% acc",
+            "NBSVM-bi 91.22%; SA-LSTM 92.76% (Dai & Le 2015)",
+            r["fit_seconds"],
+        )
+    if r := _json("imdb_nbsvm"):
+        row(
+            "IMDB, NBSVM-bi (scikit-learn)",
+            "benchmarks/nbsvm.py",
+            f"{100 * r['test_acc']:.2f}% acc",
+            "91.22% (Wang & Manning 2012)",
+            r["seconds"],
+        )
     if r := _json("names_gender_namesex_hybrid"):
         b = r["bigru_10fold"]
         row(
