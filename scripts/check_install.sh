@@ -20,4 +20,5 @@ if [[ "$before" != "$after" ]]; then
     echo "check-install: pip install . replaced torch/lightning: before '$before', after '$after'" >&2
     exit 1
 fi
+rm -rf build  # setuptools' in-tree build folder
 echo "check-install: torch and lightning kept ($after); rnnlab installed and its CLI parses a config"

@@ -1,1 +1,0 @@
-"""LightningDataModules on real public data, their downloads and the one batching path."""
