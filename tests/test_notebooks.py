@@ -23,12 +23,9 @@ def test_notebook_runs(name, env, monkeypatch):
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
-def test_the_tour_is_committed_with_its_outputs_and_they_are_small():
-    """It reads on GitHub: every code cell ran, in order, with its pictures; the file stays small."""
-    path = ROOT / "notebooks" / "tour.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
-    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs) >= 2
-    assert not any(o.get("output_type") == "error" for c in cells for o in c.outputs)
-    assert path.stat().st_size < 300_000
+def test_notebooks_are_committed_without_outputs():
+    """Diffs stay readable: every committed notebook has its outputs cleared (the tests run them on fixtures)."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in cells), path.name
