@@ -159,10 +159,14 @@ class SequenceTagger(RnnlabModule):
                     "data.init_args.char_features: true"
                 )
             valid = torch.arange(T, device=tokens.device).unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)
-            words = self.char_encoder(chars[valid])
-            out = words.new_zeros(B, T, words.shape[-1])
-            out[valid] = words
-            parts.append(out)
+            if torch.compiler.is_exporting():  # a graph without data-dependent shapes: every step, padding zeroed
+                words = self.char_encoder(chars.flatten(0, 1)).view(B, T, -1)
+                parts.append(words * valid.unsqueeze(-1).to(words.dtype))
+            else:  # the words alone
+                words = self.char_encoder(chars[valid])
+                out = words.new_zeros(B, T, words.shape[-1])
+                out[valid] = words
+                parts.append(out)
         return self.embedding_dropout(torch.cat(parts, dim=-1))
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
