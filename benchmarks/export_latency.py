@@ -102,11 +102,14 @@ def measure(config: str, length: int) -> dict:
             diff = float((torch.from_numpy(session.run(None, numpy_feeds)[0]) - expected).abs().max())
             repeats = 200 if length == 1 else (100 if batch == 1 else 30)
 
-            def eager():
+            def eager(wrapper=wrapper, feeds=feeds):
                 with torch.no_grad():
                     wrapper(*feeds.values())
 
-            ms = timed({"torch": eager, "onnxruntime": lambda: session.run(None, numpy_feeds)}, repeats)
+            def runtime(numpy_feeds=numpy_feeds):
+                session.run(None, numpy_feeds)
+
+            ms = timed({"torch": eager, "onnxruntime": runtime}, repeats)
             torch_ms, ort_ms = ms["torch"], ms["onnxruntime"]
             rows[f"batch_{batch}"] = {
                 "torch": summary(torch_ms),

@@ -201,7 +201,59 @@ def tasks_table() -> str:
     return "\n".join(rows)
 
 
+def serve_table() -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("serve_*.json"))]
+    if not rows:
+        return "(not measured yet)"
+    out = [
+        "| config | batching | clients | requests/s | p50 latency | p99 latency | mean batch | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        batching = "off" if r.get("max_batch") == 1 else f"up to {r.get('max_batch', 64)}"
+        out.append(
+            f"| `{Path(r['config']).stem}` | {batching} | {r['clients']} | {r['requests_per_s']:.1f} | "
+            f"{r['latency_ms_p50']:.1f} ms | {r['latency_ms_p99']:.1f} ms | {r.get('mean_batch', 1):.2f} | "
+            f"{r['errors']} |"
+        )
+    cpu = rows[0]["machine"].get("cpu_model", "")
+    out += [
+        "",
+        f"{rows[0]['seconds']:.0f} s per row, clients and server on the same {rows[0]['machine']['cpus']} "
+        f"CPU cores ({cpu}); `{rows[0]['command']}`.",
+    ]
+    return "\n".join(out)
+
+
+def export_table() -> str:
+    r = _json("export_latency")
+    if r is None:
+        return "(not measured yet)"
+    out = [
+        "| config | graph | weights | batch | PyTorch p50 / p99 | onnxruntime p50 / p99 | speed-up (p50) | max diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for config, v in r["results"].items():
+        weights = "trained" if v["weights"].endswith(".ckpt") else "initial"
+        graph = f"{v['model']}, {v['length']} step" + ("s" if v["length"] > 1 else "")
+        for b in ("batch_1", "batch_32"):
+            t, o = v[b]["torch"], v[b]["onnxruntime"]
+            out.append(
+                f"| `{config}` | {graph} | {weights} | {b.split('_')[1]} | {t['p50_ms']:.2f} / {t['p99_ms']:.2f} ms | "
+                f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f} ms | {v[b]['speedup_p50']:.2f}x | {v[b]['max_abs_diff']:.0e} |"
+            )
+    m = r["machine"]
+    out += [
+        "",
+        f"onnxruntime {r['onnxruntime']}, torch {m['torch']}, {r['threads']} threads, {m.get('cpu_model', '')} "
+        f"({', '.join(m.get('cpu_flags', []))}); `{r['command']}`.",
+    ]
+    return "\n".join(out)
+
+
 BLOCKS = {
+    "serve-table": serve_table,
+    "export-table": export_table,
     "tasks-table": tasks_table,
     "imdb-table": imdb.table,
     "imdb-lm-table": imdb_lm.table,

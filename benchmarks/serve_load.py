@@ -1,10 +1,11 @@
 """A bounded load test of ``rnnlab serve`` on loopback: N concurrent clients for T seconds, throughput and latency.
 
     RNNLAB_LOCAL_DATA=../shared/data python benchmarks/serve_load.py configs/imdb_lstm.yaml <ckpt> [clients] [seconds]
+        [max_batch]
 
 Starts the server in its own process (uvicorn, 127.0.0.1, a free port), waits for ``/health``, then every client
-posts one of the task's ``predict_examples`` per request, back to back, for ``seconds``. Writes
-results/serve_<config>.json: requests/s, p50/p99 latency, errors, the command and the machine.
+posts one of the task's ``predict_examples`` per request, back to back, for ``seconds``. ``max_batch`` 1 turns the server's batching
+of concurrent requests off (results/serve_<config>_unbatched.json). Writes results/serve_<config>.json: requests/s, p50/p99 latency, errors, the command and the machine.
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main(config: str, ckpt: str, clients: int = 8, seconds: float = 20.0) -> dict:
+def main(config: str, ckpt: str, clients: int = 8, seconds: float = 20.0, max_batch: int = 64) -> dict:
     import httpx
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "serve", "--config", config, "--ckpt_path", ckpt, "--port", str(port)],
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "serve",
+            "--config",
+            config,
+            "--ckpt_path",
+            ckpt,
+            "--port",
+            str(port),
+            "--max_batch",
+            str(max_batch),
+        ],
         cwd=ROOT,
         env=os.environ,
         stdout=subprocess.DEVNULL,
@@ -74,12 +87,14 @@ def main(config: str, ckpt: str, clients: int = 8, seconds: float = 20.0) -> dic
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - begin
+        stats = httpx.get(f"{url}/stats").json()
     finally:
         server.terminate()
         server.wait(timeout=30)
     ms = sorted(1000 * x for x in latencies)
     result = {
-        "command": f"python benchmarks/serve_load.py {config} {ckpt} {clients} {seconds:g}",
+        "command": f"python benchmarks/serve_load.py {config} {ckpt} {clients} {seconds:g} {max_batch}",
+        "max_batch": max_batch,
         "config": config,
         "clients": clients,
         "seconds": round(elapsed, 1),
@@ -88,10 +103,13 @@ def main(config: str, ckpt: str, clients: int = 8, seconds: float = 20.0) -> dic
         "requests_per_s": round(len(ms) / elapsed, 1),
         "latency_ms_p50": round(statistics.median(ms), 1),
         "latency_ms_p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1),
-        "note": "one input per request; the server predicts one request at a time on 2 CPU cores, clients on the "
-        "same cores",
+        "batches": stats["batches"],
+        "mean_batch": round(stats["inputs"] / max(stats["batches"], 1), 2),
+        "largest_batch": stats["largest_batch"],
+        "note": "one input per request; concurrent requests are batched by the server up to max_batch inputs "
+        "(5 ms gathering); server and clients share the machine's CPU cores",
     }
-    write(f"serve_{Path(config).stem}", result)
+    write(f"serve_{Path(config).stem}" + ("_unbatched" if max_batch == 1 else ""), result)
     print(json.dumps(result, indent=2))
     return result
 
@@ -100,4 +118,10 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) < 2:
         sys.exit(__doc__)
-    main(args[0], args[1], int(args[2]) if len(args) > 2 else 8, float(args[3]) if len(args) > 3 else 20.0)
+    main(
+        args[0],
+        args[1],
+        int(args[2]) if len(args) > 2 else 8,
+        float(args[3]) if len(args) > 3 else 20.0,
+        int(args[4]) if len(args) > 4 else 64,
+    )

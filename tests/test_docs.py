@@ -11,7 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-SERVING = {"serve": ("--host", "--port"), "translate": ("--beam_size", "--nbest")}  # their own options
+SERVING = {  # their own options
+    "serve": ("--host", "--port", "--max_batch"),
+    "translate": ("--beam_size", "--nbest"),
+    "export": ("--format", "--output"),
+}
 
 
 def _without(words: list[str], options: tuple[str, ...]) -> list[str]:

@@ -118,5 +118,7 @@ def test_rnnlab_export_writes_a_checked_graph_from_a_checkpoint(env, capsys):
     assert sidecar["labels"] == ["neg", "pos"] and sidecar["vocabulary"][:2] == ["<pad>", "<unk>"]
     words = "a wonderful film , great acting".split()
     ids = torch.tensor([[sidecar["vocabulary"].index(w) if w in sidecar["vocabulary"] else 1 for w in words]])
-    (probs,) = session(env / "out" / "imdb.onnx").run(None, {"tokens": ids.numpy(), "lengths": torch.tensor([6]).numpy()})
+    (probs,) = session(env / "out" / "imdb.onnx").run(
+        None, {"tokens": ids.numpy(), "lengths": torch.tensor([6]).numpy()}
+    )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5

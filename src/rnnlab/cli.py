@@ -341,7 +341,16 @@ def serve_app(args: list[str]):
     """The FastAPI app of ``rnnlab serve`` (see :mod:`rnnlab.serve`) and its ``(host, port)``."""
     from rnnlab import serve
 
-    rest, options = _split_options(args, {"--ckpt_path": None, "--host": "127.0.0.1", "--port": "8000"})
+    defaults = {"--ckpt_path": None, "--host": "127.0.0.1", "--port": "8000", "--max_batch": str(serve.MAX_INPUTS)}
+    rest, options = _split_options(args, defaults)
+    try:
+        port, max_batch = int(options["--port"]), int(options["--max_batch"])
+    except (TypeError, ValueError):
+        raise RnnlabError(
+            f"--port and --max_batch take whole numbers, got {options['--port']!r}, {options['--max_batch']!r}"
+        ) from None
+    if max_batch < 1:
+        raise RnnlabError(f"--max_batch must be at least 1 (1: no batching of concurrent requests), got {max_batch}")
     model, dm, cli = load_for_inference(rest, options["--ckpt_path"])
     hparams = {k: v for k, v in dict(model.hparams).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
     info = {
@@ -354,11 +363,7 @@ def serve_app(args: list[str]):
         "config": cli.parser.dump(cli.config, skip_none=False),
         "examples": list(getattr(dm, "predict_examples", ())),
     }
-    try:
-        port = int(options["--port"])
-    except (TypeError, ValueError):
-        raise RnnlabError(f"--port takes a number, got {options['--port']!r}") from None
-    return serve.create_app(model, dm, info), options["--host"], port
+    return serve.create_app(model, dm, info, max_batch=max_batch), options["--host"], port
 
 
 def export(args: list[str]) -> Path:

@@ -1,40 +1,126 @@
 """``rnnlab serve``: one HTTP server for every task (FastAPI + uvicorn).
 
-``POST /predict`` takes ``{"inputs": ["...", ...]}`` (or ``{"input": "..."}``) and answers
-``{"outputs": [row, ...]}``, each row exactly what ``rnnlab predict`` writes for that line (the same
-``render_prediction`` of the task's DataModule: label and probabilities, tags, a translation, generated text, a
-forecast; ``error``/``warning`` per input). ``GET /health``, ``GET /info`` (task, labels, vocabulary size, the
-training config) and ``GET /`` (a small page to try the model). The model is loaded once, from the ``--ckpt_path``
-given on the command line; no request can name a file. Requests are predicted one at a time (a lock around the
-model); a bad request gets a 4xx with a message and the server goes on serving.
+``POST /predict`` takes ``{"inputs": ["...", ...]}`` (or ``{"input": "..."}``) and answers ``{"outputs": [row, ...]}``,
+each row exactly what ``rnnlab predict`` writes for that line (the same ``render_prediction`` of the task's
+DataModule; ``error``/``warning`` per input). ``"options"`` asks for more, per kind of task (:data:`OPTIONS`):
+
+* ``classify``: ``explain`` adds ``attribution``, each input token with its gradient x input score for the predicted
+  label (positive: the token pushed towards it);
+* ``translate``: ``beam_size``, ``nbest`` (the n best ``{translation, score}``) and ``attention`` (the best
+  hypothesis' attention weights over the source tokens);
+* ``generate``: ``temperature``, ``max_new``, ``top_k``, ``sample_seed``;
+* ``music``: ``temperature``, ``generate_steps``, ``sample_seed``; rows also carry the piano roll (PNG) and the MIDI
+  file as data URLs;
+* ``forecast``: rows also carry the ``history`` the forecast starts from.
+
+Concurrent requests with the same options are predicted as one batch (:class:`Batcher`: up to ``MAX_INPUTS`` inputs,
+gathered for up to ``BATCH_WAIT_S``). ``GET /health``, ``GET /stats`` (requests, batches), ``GET /info`` (task, kind,
+labels, vocabulary size, options, the training config) and ``GET /`` (a page that adapts to the task). The model is
+loaded once, from the ``--ckpt_path`` given on the command line; no request can name a file. A bad request gets a 4xx
+with a message and the server goes on serving.
 """
 
+import base64
+import concurrent.futures
 import html
 import json
+import queue
 import threading
-from typing import Any
+import time
+from collections import deque
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from rnnlab.errors import RnnlabError, require
 
-MAX_INPUTS = 64  # per request
+MAX_INPUTS = 64  # per request, and per batch of requests
 MAX_CHARS = 20_000  # per input
+BATCH_WAIT_S = 0.005  # how long the first request of a batch waits for others
+
+KINDS = {
+    "SequenceClassifier": "classify",
+    "SequenceTagger": "tag",
+    "Seq2Seq": "translate",
+    "LanguageModel": "generate",
+    "PianoRollModel": "music",
+    "SequenceRegressor": "forecast",
+}
+_SAMPLING = {"temperature": (float, 0.0, 5.0), "sample_seed": (int, 0, 2**31 - 1)}
+OPTIONS: dict[str, dict[str, tuple]] = {  # kind -> option -> (type, low, high); bool options have no range
+    "classify": {"explain": (bool,)},
+    "tag": {},
+    "translate": {"beam_size": (int, 1, 20), "nbest": (int, 1, 20), "attention": (bool,)},
+    "generate": {"max_new": (int, 1, 2000), "top_k": (int, 1, 100_000), **_SAMPLING},
+    "music": {"generate_steps": (int, 1, 2000), **_SAMPLING},
+    "forecast": {},
+}
 
 
-def predict_rows(model, dm, texts: list[str]) -> list[dict]:
-    """Rows for ``texts`` as ``rnnlab predict`` writes them (without the ``line`` numbers), in one batch."""
+def kind_of(model) -> str:
+    kind = KINDS.get(type(model).__name__)
+    if kind is None:
+        raise RnnlabError(
+            f"serve covers {', '.join(sorted(KINDS))}; {type(model).__name__} has no predictions to serve"
+        )
+    return kind
+
+
+def check_options(kind: str, options: Any) -> dict:
+    """``options`` of a request, checked against :data:`OPTIONS`; a RnnlabError says what is wrong."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise RnnlabError('"options" must be an object, e.g. {"temperature": 0.8}')
+    allowed = OPTIONS[kind]
+    out = {}
+    for name, value in options.items():
+        if name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise RnnlabError(f"unknown option {name!r} for a {kind} model (its options: {known})")
+        kind_, *bounds = allowed[name]
+        if kind_ is bool:
+            if not isinstance(value, bool):
+                raise RnnlabError(f"option {name!r} takes true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (kind_ is int and value != int(value)):
+            raise RnnlabError(f"option {name!r} takes a {kind_.__name__}, got {value!r}")
+        elif not bounds[0] <= value <= bounds[1]:
+            raise RnnlabError(f"option {name!r} must be between {bounds[0]} and {bounds[1]}, got {value!r}")
+        out[name] = kind_(value)
+    if kind == "translate" and out.get("nbest", 1) > out.get("beam_size", 5):
+        raise RnnlabError(f"nbest ({out['nbest']}) cannot exceed beam_size ({out.get('beam_size', 5)})")
+    return out
+
+
+def predict_rows(model, dm, texts: list[str], options: dict | None = None) -> list[dict]:
+    """Rows for ``texts`` as ``rnnlab predict`` writes them (without the ``line`` numbers), in one batch, with the
+    extras that ``options`` ask for (see the module docstring)."""
+    options = dict(options or {})
+    kind = KINDS.get(type(model).__name__, "")
     items = dm.encode_predict(texts)
     dm.predict_items = items  # what a model's predict_step may look up (``Task.predict_item``)
     valid = [i for i, item in enumerate(items) if "tokens" in item]
     outputs: dict[int, dict] = {}
+    extras: dict[int, dict] = {}
     if valid:
         batch = dm.collate([(items[i]["tokens"], None, i) for i in valid])
-        with torch.no_grad():
-            out = model.predict_step(batch, 0)
+        settings = {k: options[k] for k in getattr(model, "inference_hparams", ()) if k in options}
+        saved = {k: model.hparams[k] for k in settings}
+        model.hparams.update(settings)
+        try:
+            with torch.no_grad():
+                out = model.predict_step(batch, 0)
+        finally:
+            model.hparams.update(saved)
         for k in range(len(out["index"])):
             row = {key: v[k].detach().cpu() if torch.is_tensor(v) else v[k] for key, v in out.items()}
             outputs[int(row["index"])] = row
+        if kind == "classify" and options.get("explain"):
+            extras = _attributions(model, dm, batch)
+        if kind == "translate" and (options.get("nbest", 1) > 1 or options.get("attention")):
+            extras = _translation_extras(model, dm, batch, options)
     rows = []
     for i, item in enumerate(items):
         row: dict[str, Any] = {"input": item["input"]}
@@ -42,26 +128,159 @@ def predict_rows(model, dm, texts: list[str]) -> list[dict]:
             row["error"] = item["error"]
         elif i in outputs:
             row.update(dm.render_prediction(item, outputs[i]))
+            row.update(extras.get(i, {}))
+            if kind == "music":
+                row.update(_music_files(row))
+            if kind == "forecast":
+                row["history"] = _history(dm, item)
             if "warning" in item:
                 row["warning"] = item["warning"]
         rows.append(row)
     return rows
 
 
-def create_app(model, dm, info: dict):
-    """The FastAPI application around a loaded ``model`` and its DataModule ``dm`` (set up for ``predict``)."""
+def _attributions(model, dm, batch) -> dict[int, dict]:
+    """Gradient x input of each input token's embedding for the predicted label's log-probability."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(module, inputs, output):
+        captured["x"] = output.detach().requires_grad_()
+        return captured["x"]
+
+    handle = model.embedding.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            logp = torch.log_softmax(model(batch.tokens.long(), batch.lengths).float(), -1)
+            logp.max(-1).values.sum().backward()
+    finally:
+        handle.remove()
+    x = captured["x"]
+    scores = (x.grad * x).sum(-1)
+    vocab = dm.vocab
+    out = {}
+    for k, index in enumerate(batch.index.tolist()):
+        n = int(batch.lengths[k])
+        words = vocab.decode(batch.tokens[k, :n].tolist())
+        out[index] = {"attribution": [[w, round(float(s), 4)] for w, s in zip(words, scores[k, :n])]}
+    return out
+
+
+def _translation_extras(model, dm, batch, options: dict) -> dict[int, dict]:
+    beam = options.get("beam_size", model.hparams.beam_size)
+    src = batch.tokens.long()
+    ids, scores = model.beam_search(src, batch.lengths, max(beam, 1))
+    weights = model.attention_map(src, batch.lengths, ids[:, 0]) if options.get("attention") else None
+    out = {}
+    for k, index in enumerate(batch.index.tolist()):
+        row: dict[str, Any] = {}
+        if options.get("nbest", 1) > 1:
+            row["nbest"] = [
+                {"translation": dm.decode_target(ids[k, j].tolist()), "score": round(float(scores[k, j]), 4)}
+                for j in range(options["nbest"])
+            ]
+        if options.get("attention") and weights is not None:
+            target = dm.target_tokens(ids[k, 0].tolist())
+            source = dm.source_tokens(src[k, : int(batch.lengths[k])].tolist())
+            w = weights[k, : len(target), : len(source)]
+            row["attention"] = {
+                "source": source,
+                "target": target,
+                "weights": [[round(float(v), 3) for v in r] for r in w],
+            }
+        out[index] = row
+    return out
+
+
+def _music_files(row: dict) -> dict:
+    out = {}
+    for key, mime in (("png", "image/png"), ("midi", "audio/midi")):
+        path = Path(row.get(key, ""))
+        if path.is_file():
+            out[f"{key}_data"] = f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
+    return out
+
+
+def _history(dm, item: dict) -> dict:
+    """The window the forecast starts from, per variable, in the units of the forecast."""
+    mean, std = torch.tensor(dm.state["mean"]), torch.tensor(dm.state["std"])
+    values = torch.as_tensor(item["tokens"]).double() * std + mean
+    return {c: [round(float(v), 6) for v in values[:, k]] for k, c in enumerate(dm.labels)}
+
+
+class Batcher:
+    """Predicts concurrent requests together: a worker thread takes the first waiting request, gathers the others
+    with the same options that arrive within ``wait_s`` (up to ``max_inputs`` inputs in all), runs ``work`` once on
+    all their inputs and hands each request its rows."""
+
+    def __init__(
+        self, work: Callable[[list[str], dict], list[dict]], max_inputs: int = MAX_INPUTS, wait_s=BATCH_WAIT_S
+    ):
+        self.work, self.max_inputs, self.wait_s = work, max_inputs, wait_s
+        self.queue: queue.Queue = queue.Queue()
+        self.backlog: deque = deque()
+        self.stats = {"requests": 0, "batches": 0, "inputs": 0, "largest_batch": 0}
+        threading.Thread(target=self._loop, daemon=True, name="rnnlab-batcher").start()
+
+    def __call__(self, texts: list[str], options: dict) -> list[dict]:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.queue.put((json.dumps(options, sort_keys=True), texts, options, future))
+        return future.result()
+
+    def _next(self, timeout: float | None):
+        if self.backlog:
+            return self.backlog.popleft()
+        return self.queue.get(timeout=timeout) if timeout is None or timeout > 0 else self.queue.get_nowait()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._next(None)
+            group, n = [first], len(first[1])
+            deadline = time.perf_counter() + self.wait_s
+            while n < self.max_inputs:
+                try:
+                    request = self._next(deadline - time.perf_counter())
+                except queue.Empty:
+                    break
+                if request[0] != first[0] or n + len(request[1]) > self.max_inputs:
+                    self.backlog.append(request)  # the next batch starts with it
+                    break
+                group.append(request)
+                n += len(request[1])
+            texts = [t for request in group for t in request[1]]
+            try:
+                rows = self.work(texts, first[2])
+            except Exception as err:  # every request of the batch gets the error
+                for request in group:
+                    request[3].set_exception(err)
+                continue
+            self.stats["requests"] += len(group)
+            self.stats["batches"] += 1
+            self.stats["inputs"] += n
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], n)
+            start = 0
+            for request in group:
+                request[3].set_result(rows[start : start + len(request[1])])
+                start += len(request[1])
+
+
+def create_app(model, dm, info: dict, max_batch: int = MAX_INPUTS):
+    """The FastAPI application around a loaded ``model`` and its DataModule ``dm`` (set up for ``predict``);
+    concurrent requests are predicted together up to ``max_batch`` inputs (1: one request at a time)."""
     require("fastapi", "serve", "the HTTP server")
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
 
+    kind = kind_of(model)
+    info = {
+        **info,
+        "kind": kind,
+        "options": {k: v[0].__name__ for k, v in OPTIONS[kind].items()},
+        "batching": {"max_inputs": max_batch, "wait_ms": BATCH_WAIT_S * 1000},
+    }
     app = FastAPI(title="rnnlab", description=f"{info['task']} on {info['data']}")
-    lock = threading.Lock()
     model.eval()
-
-    def locked(texts: list[str]) -> list[dict]:  # in a worker thread: one prediction at a time
-        with lock:
-            return predict_rows(model, dm, texts)
+    batcher = Batcher(lambda texts, options: predict_rows(model, dm, texts, options), max_inputs=max_batch)
 
     def bad(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -69,6 +288,10 @@ def create_app(model, dm, info: dict):
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok"}
+
+    @app.get("/stats")
+    def stats() -> dict:
+        return dict(batcher.stats)
 
     @app.get("/info")
     def get_info() -> dict:
@@ -94,7 +317,8 @@ def create_app(model, dm, info: dict):
         if long:
             return bad(413, f"input {long[0]} has {len(texts[long[0]]):,} characters; the limit is {MAX_CHARS:,}")
         try:
-            rows = await run_in_threadpool(locked, texts)
+            options = check_options(kind, payload.get("options"))
+            rows = await run_in_threadpool(batcher, texts, options)
         except RnnlabError as err:
             return bad(422, str(err))
         if all("error" in r for r in rows):
@@ -103,8 +327,12 @@ def create_app(model, dm, info: dict):
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.replace("{{title}}", html.escape(f"{info['task']} - {info['data']}")).replace(
-            "{{examples}}", html.escape("\n".join(info.get("examples", [])))
+        text = resources.files("rnnlab").joinpath("page.html").read_text(encoding="utf-8")
+        public = {k: info[k] for k in ("task", "data", "kind", "labels", "options", "examples")}
+        return (
+            text.replace("{{title}}", html.escape(f"{info['task']} - {info['data']}"))
+            .replace("{{examples}}", html.escape("\n".join(info.get("examples", []))))
+            .replace("{{info}}", json.dumps(public).replace("<", "\\u003c"))
         )
 
     return app
@@ -115,41 +343,3 @@ def run(app, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rnnlab: {{title}}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.4}
-textarea{width:100%;font:inherit}table{border-collapse:collapse;margin-top:1rem}
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}.error{color:#b00020}
-</style></head><body>
-<h1>{{title}}</h1>
-<form id="form"><label for="text">One input per line</label>
-<textarea id="text" name="text" rows="6">{{examples}}</textarea>
-<button type="submit">Predict</button></form>
-<div id="result" role="status" aria-live="polite"></div>
-<script>
-const form = document.getElementById("form"), result = document.getElementById("result");
-function cell(v){return typeof v === "object" ? JSON.stringify(v) : String(v);}
-form.addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const inputs = document.getElementById("text").value.split("\\n");
-  const r = await fetch("predict", {method: "POST", headers: {"Content-Type": "application/json"},
-                                    body: JSON.stringify({inputs})});
-  const data = await r.json();
-  const rows = data.outputs || [];
-  if (!rows.length) { result.innerHTML = `<p class="error">${data.error}</p>`; return; }
-  const keys = [...new Set(rows.flatMap(Object.keys))];
-  const table = document.createElement("table");
-  table.innerHTML = "<tr>" + keys.map(k => `<th>${k}</th>`).join("") + "</tr>";
-  for (const row of rows) {
-    const tr = table.insertRow();
-    for (const k of keys) { const td = tr.insertCell(); td.textContent = k in row ? cell(row[k]) : "";
-                            if (k === "error") td.className = "error"; }
-  }
-  result.replaceChildren(table);
-});
-</script></body></html>
-"""

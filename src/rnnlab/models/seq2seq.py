@@ -257,6 +257,23 @@ class Seq2Seq(RnnlabModule):
         return ids, (None if maps[0] is None else torch.stack(maps, 1))
 
     @torch.no_grad()
+    def attention_map(self, src: Tensor, lengths: Tensor, ids: Tensor) -> Optional[Tensor]:
+        """Attention weights ``[B, T', S]`` of the decoder reading ``ids [B, T']`` (teacher-forced: e.g. a beam
+        search's best hypotheses, which it reproduces step for step); None for a model without attention."""
+        if self.attention is None:
+            return None
+        hp = self.hparams
+        memory, state = self.encode(src, lengths)
+        feed = memory["enc"].new_zeros(len(src), hp.hidden_size)
+        y = torch.full((len(src),), hp.bos_id, dtype=torch.long, device=src.device)
+        maps = []
+        for t in range(ids.shape[1]):
+            _, state, feed, weights = self.decode_step(y, state, feed, memory)
+            maps.append(weights)
+            y = ids[:, t].long()
+        return torch.stack(maps, 1)
+
+    @torch.no_grad()
     def beam_search(
         self,
         src: Tensor,
