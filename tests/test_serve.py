@@ -5,6 +5,7 @@ Chromium through Selenium; screenshots kept in ``test-artifacts/browser/``)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -41,6 +42,9 @@ MODELS = {  # kind -> (config, overrides)
         ["--model.init_args.hidden_size=16", "--model.init_args.embedding_dim=16", "--data.init_args.min_freq=1"],
     ),
     "generate": ("names_generate_gru", ["--model.init_args.hidden_size=16"]),
+    "tag": ("conll2000_pos_bilstm", ["--model.init_args.hidden_size=12"]),
+    "music": ("jsb_chorales_gru", ["--model.init_args.hidden_size=16"]),
+    "forecast": ("macro_gru_local_level", []),
 }
 
 
@@ -125,6 +129,25 @@ def test_generation_options_set_length_and_temperature(client):
     long = client.post("/predict", json={"input": "Russian", "options": {"max_new": 30, "sample_seed": 1}})
     assert long.status_code == 200 and long.json()["outputs"][0]["category"] == "Russian"
     assert client.get("/info").json()["hparams"]["max_new"] != 4, "a request's options do not stick to the model"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["music"], indirect=True)
+def test_music_rows_carry_the_piano_roll_and_the_midi_file(client):
+    row = client.post("/predict", json={"input": "scratch", "options": {"generate_steps": 8}}).json()["outputs"][0]
+    assert row["steps"] == 8 and row["png_data"].startswith("data:image/png;base64,")
+    midi = base64.b64decode(row["midi_data"].split(",", 1)[1])
+    assert midi[:4] == b"MThd", "a standard MIDI file"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["forecast"], indirect=True)
+def test_forecast_rows_carry_the_history_they_start_from(client):
+    info = client.get("/info").json()
+    row = client.post("/predict", json={"input": "last"}).json()["outputs"][0]
+    assert set(row["history"]) == set(row["forecast"]) == set(info["labels"])
+    window = info["hparams"].get("window") or len(next(iter(row["history"].values())))
+    assert all(len(v) == window for v in row["history"].values())
 
 
 def test_options_are_checked_per_kind():
@@ -277,6 +300,9 @@ def serving(app):
         ("classify", "A wonderful film, great acting.", "article .label"),
         ("translate", "大狗看小猫。", "article table.attn"),
         ("generate", "Russian", "article pre.generated"),
+        ("tag", "The economy grew fast .", "article .tags .tag sub"),
+        ("music", "scratch", "article img"),
+        ("forecast", "last", "article figure svg polyline"),
     ],
 )
 def test_the_page_in_a_real_browser(trained, env, kind, text, check):
@@ -294,11 +320,14 @@ def test_the_page_in_a_real_browser(trained, env, kind, text, check):
         assert expected["task"] in driver.title
         box = driver.find_element(By.ID, "text")
         box.clear()
-        box.send_keys(text + "\n")  # the empty second line gets an error row of its own
+        empty_is_wrong = kind not in ("music", "forecast")  # for those, empty means "from scratch" / "the last date"
+        box.send_keys(text + "\n" * empty_is_wrong)  # the empty second line gets an error row of its own
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, check)))
         articles = driver.find_elements(By.CSS_SELECTOR, "#result article")
-        assert len(articles) == 2 and articles[1].find_element(By.CLASS_NAME, "error").text
+        assert len(articles) == 1 + empty_is_wrong
+        if empty_is_wrong:
+            assert articles[1].find_element(By.CLASS_NAME, "error").text
         first = articles[0]
         assert first.find_element(By.CLASS_NAME, "input").text == text
         if kind == "classify":
@@ -308,6 +337,13 @@ def test_the_page_in_a_real_browser(trained, env, kind, text, check):
             assert first.find_elements(By.CSS_SELECTOR, "ol.nbest li"), "the n-best list"
         if kind == "generate":
             assert first.find_element(By.CSS_SELECTOR, "pre.generated").text
+        if kind == "tag":
+            units = first.find_elements(By.CSS_SELECTOR, ".tags .tag")
+            assert [u.text.split("\n")[0].split()[0] for u in units][:2] == ["The", "economy"] or len(units) >= 5
+        if kind == "music":
+            assert first.find_element(By.LINK_TEXT, "Download MIDI").get_attribute("href").startswith("data:audio/midi")
+        if kind == "forecast":
+            assert len(first.find_elements(By.TAG_NAME, "figure")) == len(expected["labels"])
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / f"{kind}.png"))
         assert (ARTIFACTS / f"{kind}.png").stat().st_size > 5000

@@ -105,18 +105,22 @@ def predict_rows(model, dm, texts: list[str], options: dict | None = None) -> li
     outputs: dict[int, dict] = {}
     extras: dict[int, dict] = {}
     if valid:
-        batch = dm.collate([(items[i]["tokens"], None, i) for i in valid])
+        batch = None if kind == "music" else dm.collate([(items[i]["tokens"], None, i) for i in valid])
         settings = {k: options[k] for k in getattr(model, "inference_hparams", ()) if k in options}
         saved = {k: model.hparams[k] for k in settings}
         model.hparams.update(settings)
         try:
             with torch.no_grad():
-                out = model.predict_step(batch, 0)
+                if kind == "music":  # a piece at a time, from its primer (as its predict_dataloader gives them)
+                    outs = [model.predict_step((items[i]["primer"], i), 0) for i in valid]
+                else:
+                    outs = [model.predict_step(batch, 0)]
         finally:
             model.hparams.update(saved)
-        for k in range(len(out["index"])):
-            row = {key: v[k].detach().cpu() if torch.is_tensor(v) else v[k] for key, v in out.items()}
-            outputs[int(row["index"])] = row
+        for out in outs:
+            for k in range(len(out["index"])):
+                row = {key: v[k].detach().cpu() if torch.is_tensor(v) else v[k] for key, v in out.items()}
+                outputs[int(row["index"])] = row
         if kind == "classify" and options.get("explain"):
             extras = _attributions(model, dm, batch)
         if kind == "translate" and (options.get("nbest", 1) > 1 or options.get("attention")):
@@ -151,11 +155,11 @@ def _attributions(model, dm, batch) -> dict[int, dict]:
     try:
         with torch.enable_grad():
             logp = torch.log_softmax(model(batch.tokens.long(), batch.lengths).float(), -1)
-            logp.max(-1).values.sum().backward()
+            logp.amax(-1).sum().backward()
     finally:
         handle.remove()
     x = captured["x"]
-    scores = (x.grad * x).sum(-1)
+    scores = (x.grad * x).sum(-1).detach()
     vocab = dm.vocab
     out = {}
     for k, index in enumerate(batch.index.tolist()):
