@@ -106,6 +106,7 @@ def local_data(tmp_path_factory) -> Path:
     write_cmn(root / "cmn_eng" / "cmn.txt")
     write_eng_fra(root / "eng_fra" / "data.zip", extra=200)
     write_shakespeare(root / "tinyshakespeare" / "input.txt")
+    write_flickr8k(root / "flickr8k")
     return root
 
 
@@ -422,6 +423,52 @@ def parallel_sentences(n: int, seed: int) -> list[dict[str, str]]:
     return out
 
 
+def flickr_image(seed: int, size: int = 40) -> bytes:
+    """A small JPEG: a coloured square on a background, both drawn from ``seed``."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    x, y = rng.randrange(size // 2), rng.randrange(size // 2)
+    image.paste(tuple(rng.randrange(256) for _ in range(3)), (x, y, x + size // 3, y + size // 3))
+    out = io.BytesIO()
+    image.save(out, format="JPEG")
+    return out.getvalue()
+
+
+def write_flickr8k(folder: Path, sizes=(16, 8, 8), corrupt: tuple[str, ...] = (), extracted: bool = False) -> dict:
+    """Flickr8k's official files: ``Flickr8k_Dataset.zip`` (``Flicker8k_Dataset/<id>.jpg``; or that folder extracted)
+    and ``Flickr8k_text.zip`` (``Flickr8k.token.txt`` with 5 ``image#k<TAB>caption`` lines per image, the
+    ``Flickr_8k.{train,dev,test}Images.txt`` lists). ``corrupt``: image files written as garbage. Returns
+    ``{split: [file names]}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = ["red", "blue", "green", "white", "black"]
+    splits, n = {}, 0
+    for split, size in zip(("train", "dev", "test"), sizes):
+        splits[split] = [f"{1000 + n + k}_{k:04x}.jpg" for k in range(size)]
+        n += size
+    names = [name for part in splits.values() for name in part]
+    tokens = [
+        f"{name}#{k}\ta {colours[(i + k) % 5]} square on a {colours[(i + 2 * k + 1) % 5]} background ."
+        for i, name in enumerate(names)
+        for k in range(5)
+    ]
+    with zipfile.ZipFile(folder / "Flickr8k_text.zip", "w") as z:
+        z.writestr("Flickr8k.token.txt", "\n".join(tokens) + "\n")
+        for split, stem in (("train", "train"), ("dev", "dev"), ("test", "test")):
+            z.writestr(f"Flickr_8k.{stem}Images.txt", "\n".join(splits[split]) + "\n")
+    images = {name: b"not a jpeg" if name in corrupt else flickr_image(i) for i, name in enumerate(names)}
+    if extracted:
+        (folder / "Flicker8k_Dataset").mkdir(exist_ok=True)
+        for name, data in images.items():
+            (folder / "Flicker8k_Dataset" / name).write_bytes(data)
+    else:
+        with zipfile.ZipFile(folder / "Flickr8k_Dataset.zip", "w") as z:
+            for name, data in images.items():
+                z.writestr(f"Flicker8k_Dataset/{name}", data)
+    return splits
+
+
 def write_multi30k(folder: Path, sizes: dict[str, int] | None = None) -> None:
     """Multi30k task 1 layout: ``data/task1/raw/<split>.<lang>.gz``, one sentence per line, aligned."""
     import gzip
@@ -520,6 +567,7 @@ DOWNLOAD_FIXTURES = {
     "cmn_eng": _zip_cmn,
     "eng_fra": lambda d: write_eng_fra(d / "data.zip", extra=200),
     "tinyshakespeare": lambda d: write_shakespeare(d / "input.txt"),
+    "flickr8k": write_flickr8k,
 }
 
 

@@ -94,7 +94,10 @@ def test_pinned_only_refuses_unpinned_files_and_still_downloads_pinned_ones(mirr
 
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
-NO_DOWNLOAD = {"rnnlab.data.timeseries.TimeSeriesDataModule"}  # statsmodels ships macrodata
+NO_DOWNLOAD = {  # statsmodels ships macrodata, scikit-learn the digit scans
+    "rnnlab.data.timeseries.TimeSeriesDataModule",
+    "rnnlab.data.captions.DigitScenesDataModule",
+}
 
 
 def test_with_the_network_blocked_every_experiment_fails_naming_the_url(tmp_path, monkeypatch, capsys):

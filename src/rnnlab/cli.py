@@ -51,6 +51,8 @@ OPTIONAL_LINKS = (
     "tgt_vocab_size",
     "bos_id",
     "eos_id",
+    "in_channels",
+    "image_size",
 )  # taken by some models only
 
 

@@ -28,7 +28,8 @@ class Batch:
       for a target sequence of its own length (seq2seq), or None;
     * ``flags``: per-step 0/1 beside a per-step target (the tagger's "this unit was not seen in training"), or None;
     * ``index [B]``: positions of the samples in their dataset (for predictions, and for checks under DDP);
-    * ``category [B]``: one id per sequence that conditions it (the language of a name to generate), or None.
+    * ``category [B]``: one id per sequence that conditions it (the language of a name to generate), or None;
+    * ``images [B, C, H, W]``: float images in [0, 1] (image captioning; ``lengths`` is then all ones), or None.
     """
 
     tokens: Tensor | None
@@ -38,6 +39,7 @@ class Batch:
     features: Tensor | None = None
     flags: Tensor | None = None
     category: Tensor | None = None
+    images: Tensor | None = None
 
     def __len__(self) -> int:
         return self.lengths.shape[0]

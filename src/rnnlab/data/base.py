@@ -381,6 +381,13 @@ class SequenceDataModule(L.LightningDataModule):
         return 0
 
     @property
+    def in_channels(self) -> int:
+        """Channels of the input images (image captioning; 0: the inputs are not images)."""
+        return 0
+
+    image_size: int = 0  # side of the (square) input images, where the inputs are images
+
+    @property
     def vocab_size(self) -> int:
         """Size of the token vocabulary (0: the inputs are not token ids)."""
         self._ensure_state()

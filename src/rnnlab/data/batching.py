@@ -43,17 +43,22 @@ class SequenceDataset(Dataset):
         self.__dict__.update(torch.load(io.BytesIO(state["saved"]), weights_only=True))
 
 
-LAYOUTS = ("tokens", "features", "tagged", "conditioned")
+LAYOUTS = ("tokens", "features", "tagged", "conditioned", "image")
 
 
 def pad_collate(samples: Sequence[tuple], pad_id: int = 0, layout: str = "tokens") -> Batch:
     """Stack ``(inputs [T_i, ...], target, index)`` samples into a right-padded :class:`Batch`. ``layout`` names the
     fields: ``tokens`` (ids), ``features`` (real-valued inputs), ``tagged`` (ids; a per-step target ``[T_i, 2]``
     of tag and flag becomes ``target`` and ``flags``), ``conditioned`` (inputs ``[T_i, 2]`` of id and the
-    sequence's category, the same at every step: ``tokens`` and ``category [B]``)."""
+    sequence's category, the same at every step: ``tokens`` and ``category [B]``), ``image`` (inputs are images
+    ``[C, H, W]`` of one size, uint8 or float in [0, 1]: ``images``; the target a caption of its own length)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     seqs = [s[0] for s in samples]
+    if layout == "image":
+        images = torch.stack(seqs)
+        images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        seqs = [torch.zeros(1)] * len(seqs)  # one "step" per image: the target carries the sequence
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     # per-step features ([T_i, K_i], e.g. a word's id then its characters' ids) are padded in every dimension
     trailing = [max(s.shape[d] for s in seqs) for d in range(1, seqs[0].dim())]
@@ -77,6 +82,8 @@ def pad_collate(samples: Sequence[tuple], pad_id: int = 0, layout: str = "tokens
         return Batch(tokens, lengths, target[..., 0], index, flags=target[..., 1])
     if layout == "conditioned":
         return Batch(tokens[..., 0], lengths, target, index, category=tokens[:, 0, 1])
+    if layout == "image":
+        return Batch(None, lengths, target, index, images=images)
     return Batch(tokens, lengths, target, index)
 
 

@@ -1,3 +1,4 @@
+from rnnlab.models.captioner import ImageCaptioner
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.language_model import LanguageModel
 from rnnlab.models.music import PianoRollModel
@@ -7,6 +8,7 @@ from rnnlab.models.tagger import SequenceTagger
 from rnnlab.models.word2vec import Word2Vec
 
 __all__ = [
+    "ImageCaptioner",
     "LanguageModel",
     "PianoRollModel",
     "Seq2Seq",

@@ -104,32 +104,39 @@ class Seq2Seq(RnnlabModule):
             raise RnnlabError(f"teacher_forcing is a probability in [0, 1], got {teacher_forcing}")
         if beam_size < 1 or val_beam_size < 1:
             raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")
-        if attention not in ("additive", "general", "dot", "none"):
-            raise RnnlabError(f"attention must be additive, general, dot or none, got {attention!r}")
         H, E = hidden_size, embedding_dim
         dirs = 2 if bidirectional else 1
-        K = H * dirs  # encoder output size
         self.src_embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
-        self.tgt_embedding = nn.Embedding(tgt_vocab_size, E, padding_idx=pad_id)
         self.encoder = Recurrent(
             E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional, dropout=dropout
         )
-        self.bridge = nn.Linear(K, decoder_layers * H)
-        if cell == "lstm":
-            self.bridge_c = nn.Linear(K, decoder_layers * H)
+        self.build_decoder(H * dirs)
+
+    def build_decoder(self, K: int) -> None:
+        """The decoder side, for an encoder whose memory vectors have ``K`` features: the target embedding, the bridge
+        from the encoder's summary to the decoder's initial state, the decoder, attention and the output layer
+        (from ``self.hparams``; an encoder of another kind -- an image's CNN -- reuses it as it is)."""
+        hp = self.hparams
+        H, E, V, L = hp.hidden_size, hp.embedding_dim, hp.tgt_vocab_size, hp.decoder_layers
+        if hp.attention not in ("additive", "general", "dot", "none"):
+            raise RnnlabError(f"attention must be additive, general, dot or none, got {hp.attention!r}")
+        self.tgt_embedding = nn.Embedding(V, E, padding_idx=hp.pad_id)
+        self.bridge = nn.Linear(K, L * H)
+        if hp.cell == "lstm":
+            self.bridge_c = nn.Linear(K, L * H)
         self.decoder = Recurrent(
-            E + (H if input_feeding else 0), H, cell=cell, impl=impl, num_layers=decoder_layers, dropout=dropout
+            E + (H if hp.input_feeding else 0), H, cell=hp.cell, impl=hp.impl, num_layers=L, dropout=hp.dropout
         )
-        self.attention = None if attention == "none" else Attention(attention, H, K)
+        self.attention = None if hp.attention == "none" else Attention(hp.attention, H, K)
         self.combine = nn.Linear(H + K, H, bias=False)
-        self.dropout = nn.Dropout(dropout)
-        if tie_weights:
+        self.dropout = nn.Dropout(hp.dropout)
+        if hp.tie_weights:
             self.out_proj = nn.Linear(H, E, bias=False) if H != E else nn.Identity()
-            self.out = nn.Linear(E, tgt_vocab_size)
+            self.out = nn.Linear(E, V)
             self.out.weight = self.tgt_embedding.weight
         else:
             self.out_proj = nn.Identity()
-            self.out = nn.Linear(H, tgt_vocab_size)
+            self.out = nn.Linear(H, V)
         self._outputs: list[tuple[int, str]] = []
         self._loss = [0.0, 0]
         self.translations: dict[str, list[tuple[int, str]]] = {}
@@ -193,27 +200,34 @@ class Seq2Seq(RnnlabModule):
         tgt_in: Tensor,
         teacher_forcing: float = 1.0,
         encoded: Optional[tuple[dict, State]] = None,
-    ) -> Tensor:
+        return_attention: bool = False,
+    ):
         """Teacher-forced logits ``[B, T, V]`` for decoder inputs ``tgt_in [B, T]`` (``<bos> y_1 .. y_{T-1}``);
-        ``encoded``: the result of :meth:`encode` for this source, when the caller has it already."""
+        ``encoded``: the result of :meth:`encode` for this source, when the caller has it already;
+        ``return_attention``: also the attention weights ``[B, T, S]`` (None without attention)."""
         memory, state = encoded or self.encode(src, lengths)
         B, T = tgt_in.shape
         if not self.hparams.input_feeding and teacher_forcing >= 1.0:  # every step in one recurrent call
             x = self.dropout(self.tgt_embedding(tgt_in))
             out, _ = self.decoder(x, torch.full((B,), T, device=tgt_in.device), state)
-            return self.logits(self.attend(out, memory)[0])
+            attn_vec, weights = self.attend(out, memory)
+            return (self.logits(attn_vec), weights) if return_attention else self.logits(attn_vec)
         feed = memory["enc"].new_zeros(B, self.hparams.hidden_size)
-        steps, y = [], tgt_in[:, 0]
+        steps, maps, y = [], [], tgt_in[:, 0]
         for t in range(T):
-            logits, state, feed, _ = self.decode_step(y, state, feed, memory)
+            logits, state, feed, weights = self.decode_step(y, state, feed, memory)
             steps.append(logits)
+            maps.append(weights)
             if t + 1 < T:
                 y = tgt_in[:, t + 1]
                 if teacher_forcing < 1.0:
                     own = logits.detach().argmax(-1)
                     gold = torch.rand(B, device=y.device) < teacher_forcing
                     y = torch.where(gold | (y == self.hparams.pad_id), y, own)
-        return torch.stack(steps, 1)
+        logits = torch.stack(steps, 1)
+        if not return_attention:
+            return logits
+        return logits, (None if maps[0] is None else torch.stack(maps, 1))
 
     # --------------------------------------------------------------- decoding
     def _limits(self, lengths: Tensor, max_len: Optional[int]) -> Tensor:
@@ -344,9 +358,13 @@ class Seq2Seq(RnnlabModule):
         tgt_in = target[:, :-1].masked_fill(target[:, :-1] == IGNORE_INDEX, self.hparams.pad_id).long()
         return tgt_in, target[:, 1:].long()
 
+    def source(self, batch: Batch) -> Tensor:
+        """What the encoder reads from a batch: the source ids (an image captioner: the images)."""
+        return batch.tokens.long()
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         tgt_in, labels = self._split_target(batch.target)
-        logits = self(batch.tokens.long(), batch.lengths, tgt_in, self.hparams.teacher_forcing)
+        logits = self(self.source(batch), batch.lengths, tgt_in, self.hparams.teacher_forcing)
         loss = F.cross_entropy(
             logits.float().flatten(0, 1),
             labels.flatten(),
@@ -369,7 +387,7 @@ class Seq2Seq(RnnlabModule):
     on_test_epoch_start = on_validation_epoch_start
 
     def evaluate(self, batch: Batch, stage: str) -> None:
-        src = batch.tokens.long()
+        src = self.source(batch)
         tgt_in, labels = self._split_target(batch.target)
         encoded = self.encode(src, batch.lengths)  # once for the loss and the decoding (eval: no dropout)
         logits = self(src, batch.lengths, tgt_in, encoded=encoded)
@@ -408,5 +426,5 @@ class Seq2Seq(RnnlabModule):
         self.log(f"{stage}/chrf", chrf, sync_dist=sync)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
-        ids, scores = self.translate(batch.tokens.long(), batch.lengths, self.hparams.beam_size)
+        ids, scores = self.translate(self.source(batch), batch.lengths, self.hparams.beam_size)
         return {"index": batch.index, "generated": ids, "score": scores}
