@@ -45,6 +45,10 @@ MODELS = {  # kind -> (config, overrides)
     "tag": ("conll2000_pos_bilstm", ["--model.init_args.hidden_size=12"]),
     "music": ("jsb_chorales_gru", ["--model.init_args.hidden_size=16"]),
     "forecast": ("macro_gru_local_level", []),
+    "caption": (
+        "caption_digits_attn",
+        ["--data.init_args.num_scenes=[256, 64, 64]", "--model.init_args.hidden_size=32"],
+    ),
 }
 
 
@@ -148,6 +152,39 @@ def test_forecast_rows_carry_the_history_they_start_from(client):
     assert set(row["history"]) == set(row["forecast"]) == set(info["labels"])
     window = info["hparams"].get("window") or len(next(iter(row["history"].values())))
     assert all(len(v) == window for v in row["history"].values())
+
+
+def scene_png(folder: Path) -> Path:
+    """Test scene 3 of the captioning fixture as a PNG file (what a user uploads)."""
+    from PIL import Image
+
+    from rnnlab.data.captions import DigitScenesDataModule
+
+    dm = DigitScenesDataModule(num_scenes=(256, 64, 64), root=str(folder / "data"))
+    dm.setup("fit")
+    path = folder / "scene.png"
+    Image.fromarray(dm.images["test"][3][0].numpy()).save(path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["caption"], indirect=True)
+def test_captions_from_uploaded_images_never_from_paths(client, env):
+    path = scene_png(env)
+    url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    options = {"beam_size": 3, "nbest": 2, "attention": True}
+    row = client.post("/predict", json={"input": url, "options": options}).json()["outputs"][0]
+    assert row["caption"] == row["nbest"][0]["caption"] and len(row["nbest"]) == 2
+    attention = row["attention"]
+    assert attention["grid"] == 4 and all(len(w) == 16 for w in attention["weights"])
+    assert len(attention["weights"]) == len(attention["target"])
+    same = client.post("/predict", json={"input": "test:3", "options": {"beam_size": 3}}).json()["outputs"][0]
+    assert same["caption"] == row["caption"], "the PNG round trip keeps the scene"
+    for bad in (str(path), "/etc/passwd"):
+        response = client.post("/predict", json={"input": bad})
+        assert response.status_code == 422 and "reads no file a request names" in response.json()["error"]
+    broken = client.post("/predict", json={"input": "data:image/png;base64,bm90IGFuIGltYWdl"})
+    assert broken.status_code == 422 and "not a readable image" in broken.json()["error"]
 
 
 def test_options_are_checked_per_kind():
@@ -303,6 +340,7 @@ def serving(app):
         ("tag", "The economy grew fast .", "article .tags .tag sub"),
         ("music", "scratch", "article img"),
         ("forecast", "last", "article figure svg polyline"),
+        ("caption", "scene.png", "article .gridmaps table"),
     ],
 )
 def test_the_page_in_a_real_browser(trained, env, kind, text, check):
@@ -320,8 +358,15 @@ def test_the_page_in_a_real_browser(trained, env, kind, text, check):
         assert expected["task"] in driver.title
         box = driver.find_element(By.ID, "text")
         box.clear()
-        empty_is_wrong = kind not in ("music", "forecast")  # for those, empty means "from scratch" / "the last date"
-        box.send_keys(text + "\n" * empty_is_wrong)  # the empty second line gets an error row of its own
+        empty_is_wrong = kind not in (
+            "music",
+            "forecast",
+            "caption",
+        )  # music, forecast: "from scratch", "the last date"
+        if kind == "caption":  # the image is uploaded through the file field
+            driver.find_element(By.ID, "images").send_keys(str(scene_png(env)))
+        else:
+            box.send_keys(text + "\n" * empty_is_wrong)  # the empty second line gets an error row of its own
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, check)))
         articles = driver.find_elements(By.CSS_SELECTOR, "#result article")
@@ -329,7 +374,11 @@ def test_the_page_in_a_real_browser(trained, env, kind, text, check):
         if empty_is_wrong:
             assert articles[1].find_element(By.CLASS_NAME, "error").text
         first = articles[0]
-        assert first.find_element(By.CLASS_NAME, "input").text == text
+        if kind == "caption":
+            assert first.find_element(By.CSS_SELECTOR, "img.input").get_attribute("src").startswith("data:image/png")
+            assert len(first.find_elements(By.CSS_SELECTOR, ".gridmaps figure")) >= 1
+        else:
+            assert first.find_element(By.CLASS_NAME, "input").text == text
         if kind == "classify":
             assert first.find_element(By.CLASS_NAME, "label").text.split()[0] in ("neg", "pos")
             assert len(first.find_elements(By.CSS_SELECTOR, ".attribution .tok")) == 7

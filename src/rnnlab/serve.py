@@ -25,6 +25,7 @@ import concurrent.futures
 import html
 import json
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -38,12 +39,15 @@ from rnnlab.errors import RnnlabError, require
 
 MAX_INPUTS = 64  # per request, and per batch of requests
 MAX_CHARS = 20_000  # per input
+MAX_IMAGE_CHARS = 4_000_000  # per input of a captioner: an image as a data: URL (~3 MB)
 BATCH_WAIT_S = 0.005  # how long the first request of a batch waits for others
+SPLIT_ITEM = re.compile(r"(train|val|test):\d+")
 
 KINDS = {
     "SequenceClassifier": "classify",
     "SequenceTagger": "tag",
     "Seq2Seq": "translate",
+    "ImageCaptioner": "caption",
     "LanguageModel": "generate",
     "PianoRollModel": "music",
     "SequenceRegressor": "forecast",
@@ -53,6 +57,7 @@ OPTIONS: dict[str, dict[str, tuple]] = {  # kind -> option -> (type, low, high);
     "classify": {"explain": (bool,)},
     "tag": {},
     "translate": {"beam_size": (int, 1, 20), "nbest": (int, 1, 20), "attention": (bool,)},
+    "caption": {"beam_size": (int, 1, 20), "nbest": (int, 1, 20), "attention": (bool,)},
     "generate": {"max_new": (int, 1, 2000), "top_k": (int, 1, 100_000), **_SAMPLING},
     "music": {"generate_steps": (int, 1, 2000), **_SAMPLING},
     "forecast": {},
@@ -89,7 +94,7 @@ def check_options(kind: str, options: Any) -> dict:
         elif not bounds[0] <= value <= bounds[1]:
             raise RnnlabError(f"option {name!r} must be between {bounds[0]} and {bounds[1]}, got {value!r}")
         out[name] = kind_(value)
-    if kind == "translate" and out.get("nbest", 1) > out.get("beam_size", 5):
+    if kind in ("translate", "caption") and out.get("nbest", 1) > out.get("beam_size", 5):
         raise RnnlabError(f"nbest ({out['nbest']}) cannot exceed beam_size ({out.get('beam_size', 5)})")
     return out
 
@@ -123,7 +128,7 @@ def predict_rows(model, dm, texts: list[str], options: dict | None = None) -> li
                 outputs[int(row["index"])] = row
         if kind == "classify" and options.get("explain"):
             extras = _attributions(model, dm, batch)
-        if kind == "translate" and (options.get("nbest", 1) > 1 or options.get("attention")):
+        if kind in ("translate", "caption") and (options.get("nbest", 1) > 1 or options.get("attention")):
             extras = _translation_extras(model, dm, batch, options)
     rows = []
     for i, item in enumerate(items):
@@ -170,27 +175,33 @@ def _attributions(model, dm, batch) -> dict[int, dict]:
 
 
 def _translation_extras(model, dm, batch, options: dict) -> dict[int, dict]:
+    """The n best outputs and the best one's attention: over the source tokens (translation) or over the image's
+    grid of ``grid x grid`` locations, row by row (captioning)."""
     beam = options.get("beam_size", model.hparams.beam_size)
-    src = batch.tokens.long()
+    src = model.source(batch)
     ids, scores = model.beam_search(src, batch.lengths, max(beam, 1))
     weights = model.attention_map(src, batch.lengths, ids[:, 0]) if options.get("attention") else None
     out = {}
     for k, index in enumerate(batch.index.tolist()):
         row: dict[str, Any] = {}
+        text = "caption" if hasattr(model, "grid_size") else "translation"
         if options.get("nbest", 1) > 1:
             row["nbest"] = [
-                {"translation": dm.decode_target(ids[k, j].tolist()), "score": round(float(scores[k, j]), 4)}
+                {text: dm.decode_target(ids[k, j].tolist()), "score": round(float(scores[k, j]), 4)}
                 for j in range(options["nbest"])
             ]
         if options.get("attention") and weights is not None:
             target = dm.target_tokens(ids[k, 0].tolist())
-            source = dm.source_tokens(src[k, : int(batch.lengths[k])].tolist())
-            w = weights[k, : len(target), : len(source)]
-            row["attention"] = {
-                "source": source,
-                "target": target,
-                "weights": [[round(float(v), 3) for v in r] for r in w],
-            }
+            if hasattr(model, "grid_size"):
+                side = int(model.grid_size**0.5)
+                attention: dict[str, Any] = {"grid": side}
+                w = weights[k, : len(target)]
+            else:
+                attention = {"source": dm.source_tokens(src[k, : int(batch.lengths[k])].tolist())}
+                w = weights[k, : len(target), : len(attention["source"])]
+            attention["target"] = target
+            attention["weights"] = [[round(float(v), 3) for v in r] for r in w]
+            row["attention"] = attention
         out[index] = row
     return out
 
@@ -317,9 +328,13 @@ def create_app(model, dm, info: dict, max_batch: int = MAX_INPUTS):
             return bad(422, '"inputs" must be a list of strings ("input": one string)')
         if not 1 <= len(texts) <= MAX_INPUTS:
             return bad(422, f"send between 1 and {MAX_INPUTS} inputs per request, got {len(texts)}")
-        long = [i for i, t in enumerate(texts) if len(t) > MAX_CHARS]
+        limit = MAX_IMAGE_CHARS if kind == "caption" else MAX_CHARS
+        long = [i for i, t in enumerate(texts) if len(t) > limit]
         if long:
-            return bad(413, f"input {long[0]} has {len(texts[long[0]]):,} characters; the limit is {MAX_CHARS:,}")
+            return bad(413, f"input {long[0]} has {len(texts[long[0]]):,} characters; the limit is {limit:,}")
+        if kind == "caption" and any(not t.startswith("data:image/") and not SPLIT_ITEM.fullmatch(t) for t in texts):
+            return bad(422, "send images as data: URLs (data:image/png;base64,...) or <split>:<n>; the server reads "
+                       "no file a request names")  # fmt: skip
         try:
             options = check_options(kind, payload.get("options"))
             rows = await run_in_threadpool(batcher, texts, options)
