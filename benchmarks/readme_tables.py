@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import captioning  # noqa: E402
 import cells  # noqa: E402
 import charlm  # noqa: E402
 import imdb  # noqa: E402
@@ -188,6 +189,15 @@ def tasks_table() -> str:
             f"GRU {r['published_nll']}, TCN 8.10 (Bai et al. 2018)",
             r["fit_seconds"],
         )
+    if (r := _json("captioning_attn")) and "beam5" in r:
+        nn = _json("captioning_nn")
+        row(
+            "image captioning, digit scenes (real scans)",
+            "configs/caption_digits_attn.yaml",
+            f"BLEU-4 {r['beam5']['bleu']:.1f}, exact {r['beam5']['exact']:.1f}% (beam 5)",
+            f"nearest-neighbour caption: BLEU-4 {nn['greedy']['bleu']:.1f} (measured here)" if nn else "-",
+            r["fit_seconds"],
+        )
     if r := _json("timeseries"):
         local = next(v for k, v in r["rows"].items() if "chosen on validation" in k)
         var = r["rows"]["VAR (lag by AIC)"]
@@ -252,6 +262,7 @@ def export_table() -> str:
 
 
 BLOCKS = {
+    "captioning-table": captioning.table,
     "serve-table": serve_table,
     "export-table": export_table,
     "tasks-table": tasks_table,
