@@ -32,11 +32,15 @@ def _test(run, datamodule, beam: int) -> dict:
     run.cli.model.hparams.beam_size = beam
     start = time.perf_counter()
     out = test_best(run.cli, datamodule=datamodule)
+    model = run.cli.model
     return {
         "bleu": round(out["test/bleu"], 2),
         "chrf": round(out["test/chrf"], 2),
+        "bleu_lc_tok": round(out["test/bleu_lc_tok"], 2),
         "ppl": round(out["test/ppl"], 3),
         "seconds": round(time.perf_counter() - start, 1),
+        **getattr(model, "bleu_signature", {}),  # sacreBLEU's signature; how bleu_lc_tok tokenises
+        "hypotheses": [h for _, h in model.translations.get("test", [])],  # in test order: rescore without rerunning
     }
 
 
@@ -109,19 +113,20 @@ def run_one(name: str) -> dict:
 
 def table() -> str:
     rows = [
-        "| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | best val BLEU "
-        "(greedy) | epochs | fit time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | BLEU beam 5, "
+        "lowercased + Moses-tokenised | best val BLEU (greedy) | epochs | fit time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in load("translation_*.json"):
         m = r["model"]
         for test_set, t in r["tests"].items():
             if r["source"] != "multi30k":  # the split: by source sentence (multi-reference) or the earlier by pair
                 test_set += " (split by source)" if r.get("split_by") == "source" else " (split by pair)"
+            lc_tok = f"{t['beam5']['bleu_lc_tok']:.2f}" if "bleu_lc_tok" in t["beam5"] else "not measured"
             rows.append(
                 f"| `{r['command'].removeprefix('python main.py fit --config ')}` | {r['source']} "
                 f"{r['direction']} | {m['attention']} | {test_set} | {t['beam1']['bleu']:.2f} | "
-                f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {r['best_val_bleu']:.2f} | "
+                f"{t['beam5']['bleu']:.2f} | {t['beam5']['chrf']:.2f} | {lc_tok} | {r['best_val_bleu']:.2f} | "
                 f"{r['epochs']} | {r['fit_seconds'] / 60:.1f} min |"
             )
     return "\n".join(rows)

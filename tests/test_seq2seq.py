@@ -395,3 +395,18 @@ def test_interactive_translate_reads_stdin_line_by_line(env):
         translate(["--config", config, *args, "--ckpt_path", ckpt, "--beam_size=2", "--nbest=3"], [], io.StringIO())
     with pytest.raises(RnnlabError, match="holds no IMDBDataModule state"):  # another task's config
         translate(["--config", str(ROOT / "configs" / "imdb_lstm.yaml"), "--ckpt_path", ckpt], [], io.StringIO())
+
+
+def test_translation_scores_compare_like_with_like():
+    """Cased detokenised sacreBLEU (with its signature) and BLEU on lowercased Moses-tokenised text, as multi-bleu.perl
+    scores Multi30k's *.lc.norm.tok files: casing and glued punctuation cost the first, not the second."""
+    from rnnlab.metrics import translation_scores
+
+    hyps = ["A man rides a bike.", "Two dogs are playing in the snow."]
+    refs = [["a man rides a bike .", "two dogs are playing in the snow ."]]
+    scores = translation_scores(hyps, refs, "en")
+    assert scores["bleu_lc_tok"] == pytest.approx(100.0) and scores["bleu"] < 90  # "A" is not "a"
+    assert scores["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert "MosesTokenizer('en')" in scores["lc_tok"] and "tok:none" in scores["lc_tok"]
+    multi = translation_scores(["Hallo Welt."], [["Hallo Welt."], [None]], "de")
+    assert multi["bleu"] == pytest.approx(100.0) and multi["signature"].startswith("nrefs:var")

@@ -77,3 +77,38 @@ class SpanF1(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         return {k: torch.tensor(v) for k, v in scores(self.counts.tolist()).items()}
+
+
+def translation_scores(hyps: list[str], streams: list[list], lang: str) -> dict:
+    """Corpus BLEU and chrF of detokenised ``hyps`` against reference ``streams`` (sacreBLEU; a stream entry may be
+    None where a sentence has fewer references), with its signature, and ``bleu_lc_tok``: BLEU as the PyTorch seq2seq
+    tutorials and multi-bleu.perl on Multi30k's ``*.lc.norm.tok`` files compute it -- hypotheses and references
+    lowercased and split by the Moses tokeniser of the target language (sacremoses, ``escape=False``; Chinese: by
+    character, sacreBLEU's ``zh``), then scored without further tokenisation."""
+    import sacrebleu
+
+    tokenize = "zh" if lang == "zh" else "13a"
+    bleu = sacrebleu.BLEU(tokenize=tokenize)
+    chrf = sacrebleu.CHRF()
+    if lang == "zh":
+        split = sacrebleu.BLEU(tokenize="zh").tokenizer
+    else:
+        from sacremoses import MosesTokenizer
+
+        moses = MosesTokenizer(lang=lang or "en")
+
+        def split(text: str) -> str:
+            return moses.tokenize(text, escape=False, return_str=True)
+
+    def lc_tok(text):
+        return None if text is None else split(text.lower()).lower()
+
+    plain = sacrebleu.BLEU(tokenize="none", force=True)
+    return {
+        "bleu": bleu.corpus_score(hyps, streams).score,
+        "chrf": chrf.corpus_score(hyps, streams).score,
+        "bleu_lc_tok": plain.corpus_score([lc_tok(h) for h in hyps], [[lc_tok(r) for r in s] for s in streams]).score,
+        "signature": str(bleu.get_signature()),
+        "lc_tok": f"lowercased, {'sacreBLEU zh' if lang == 'zh' else f'sacremoses MosesTokenizer({lang!r})'}, "
+        f"then {plain.get_signature()}",
+    }

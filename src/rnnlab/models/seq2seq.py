@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
+from rnnlab.metrics import translation_scores
 from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
 from rnnlab.nn.attention import Attention
 from rnnlab.nn.recurrent import Recurrent, State
@@ -401,8 +402,6 @@ class Seq2Seq(RnnlabModule):
         self._outputs.extend((int(i), decode(row.tolist())) for i, row in zip(batch.index, ids.cpu()))
 
     def epoch_end(self, stage: str) -> None:
-        import sacrebleu
-
         outputs, loss = self._outputs, self._loss
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
             gathered: list = [None] * self.trainer.world_size
@@ -414,9 +413,9 @@ class Seq2Seq(RnnlabModule):
         hyps = [h for _, h in outputs]
         chosen = [refs[i] for i, _ in outputs]
         streams = [[r[k] if k < len(r) else None for r in chosen] for k in range(max(map(len, chosen), default=1))]
-        tokenize = "zh" if self.task.target_lang == "zh" else "13a"
-        bleu = sacrebleu.corpus_bleu(hyps, streams, tokenize=tokenize).score if hyps else 0.0
-        chrf = sacrebleu.corpus_chrf(hyps, streams).score if hyps else 0.0
+        scores = translation_scores(hyps, streams, self.task.target_lang) if hyps else {}
+        bleu, chrf = scores.get("bleu", 0.0), scores.get("chrf", 0.0)
+        self.bleu_signature = {k: scores[k] for k in ("signature", "lc_tok") if k in scores}
         nll = loss[0] / max(loss[1], 1)
         self.translations[stage] = outputs
         sync = False  # every rank already holds the gathered values
@@ -424,6 +423,7 @@ class Seq2Seq(RnnlabModule):
         self.log(f"{stage}/ppl", math.exp(min(nll, 50.0)), sync_dist=sync)
         self.log(f"{stage}/bleu", bleu, prog_bar=True, sync_dist=sync)
         self.log(f"{stage}/chrf", chrf, sync_dist=sync)
+        self.log(f"{stage}/bleu_lc_tok", scores.get("bleu_lc_tok", 0.0), sync_dist=sync)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         ids, scores = self.translate(self.source(batch), batch.lengths, self.hparams.beam_size)
