@@ -408,5 +408,7 @@ def test_translation_scores_compare_like_with_like():
     assert scores["bleu_lc_tok"] == pytest.approx(100.0) and scores["bleu"] < 90  # "A" is not "a"
     assert scores["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert "MosesTokenizer('en')" in scores["lc_tok"] and "tok:none" in scores["lc_tok"]
-    multi = translation_scores(["Hallo Welt."], [["Hallo Welt."], [None]], "de")
+    multi = translation_scores(
+        ["Ein Mann fährt mit dem Rad.", "Hallo"], [["Ein Mann fährt mit dem Rad.", "Hi"], [None, "Hallo"]], "de"
+    )
     assert multi["bleu"] == pytest.approx(100.0) and multi["signature"].startswith("nrefs:var")
