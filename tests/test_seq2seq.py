@@ -412,3 +412,13 @@ def test_translation_scores_compare_like_with_like():
         ["Ein Mann fährt mit dem Rad.", "Hallo"], [["Ein Mann fährt mit dem Rad.", "Hi"], [None, "Hallo"]], "de"
     )
     assert multi["bleu"] == pytest.approx(100.0) and multi["signature"].startswith("nrefs:var")
+
+
+def test_gnmt_length_normalisation():
+    from rnnlab.models.seq2seq import length_normaliser
+
+    length = torch.tensor([1.0, 7.0])
+    assert torch.allclose(length_normaliser(length, 0.6, "gnmt"), ((5 + length) / 6) ** 0.6)
+    assert torch.allclose(length_normaliser(length, 1.0), length) and length_normaliser(length, 0.0).eq(1).all()
+    with pytest.raises(RnnlabError, match="length_norm must be power or gnmt"):
+        length_normaliser(length, 1.0, "wu")

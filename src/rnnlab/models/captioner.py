@@ -88,6 +88,7 @@ class ImageCaptioner(Seq2Seq):
         beam_size: int = 5,
         val_beam_size: int = 1,
         length_penalty: float = 0.0,
+        length_norm: Literal["power", "gnmt"] = "power",
         max_decode_len: int = 40,
         lr: float = 2e-3,
         weight_decay: float = 0.01,

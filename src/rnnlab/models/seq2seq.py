@@ -44,6 +44,17 @@ def reorder_state(state: State, index: Tensor) -> State:
     return state.index_select(1, index)
 
 
+def length_normaliser(length: Tensor, alpha: float, kind: str = "power") -> Tensor:
+    """``lp(length)`` that beam search divides a hypothesis' log-probability by: ``length^alpha`` (``power``) or
+    GNMT's ``((5 + length) / 6)^alpha`` (``gnmt``, Wu et al. 2016); 1 for ``alpha = 0``."""
+    length = length.float().clamp(min=1)
+    if kind == "gnmt":
+        return ((5 + length) / 6) ** alpha
+    if kind != "power":
+        raise RnnlabError(f"length_norm must be power or gnmt, got {kind!r}")
+    return length**alpha
+
+
 class Seq2Seq(RnnlabModule):
     """See the module docstring.
 
@@ -62,12 +73,13 @@ class Seq2Seq(RnnlabModule):
         label_smoothing: of the training loss (validation loss and perplexity are without it).
         beam_size: beam for test and predict (1: greedy).
         val_beam_size: beam for the BLEU of each validation epoch (1: greedy, fast).
-        length_penalty: alpha of the length normalisation ``log p / length^alpha`` (0: none).
+        length_penalty: alpha of the length normalisation ``log p / lp(length)`` (0: none).
+        length_norm: ``lp``: ``power`` (``length^alpha``) or ``gnmt`` (``((5 + length) / 6)^alpha``, Wu et al. 2016).
         max_decode_len: longest output; each sentence also stops at ``2 * source length + 10``.
         lr, weight_decay, optimizer, scheduler, warmup: see :class:`~rnnlab.models.base.RnnlabModule`.
     """
 
-    inference_hparams = ("beam_size", "val_beam_size", "length_penalty", "max_decode_len")
+    inference_hparams = ("beam_size", "val_beam_size", "length_penalty", "length_norm", "max_decode_len")
 
     def __init__(
         self,
@@ -92,6 +104,7 @@ class Seq2Seq(RnnlabModule):
         beam_size: int = 5,
         val_beam_size: int = 1,
         length_penalty: float = 1.0,
+        length_norm: Literal["power", "gnmt"] = "power",
         max_decode_len: int = 100,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
@@ -339,7 +352,7 @@ class Seq2Seq(RnnlabModule):
             if bool(finished.all()):
                 break
         ids = torch.stack(history, 1).view(B, K, -1)
-        normed = scores / length.view(B, K).clamp(min=1) ** alpha
+        normed = scores / length_normaliser(length.view(B, K), alpha, hp.get("length_norm", "power"))
         order = normed.argsort(dim=1, descending=True)
         return ids.gather(1, order.unsqueeze(-1).expand_as(ids)), normed.gather(1, order)
 
