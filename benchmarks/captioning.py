@@ -142,7 +142,8 @@ def table() -> str:
             if decoding in r:
                 m = r[decoding]
                 how = "-" if name == "nn" else decoding.replace("beam5", "beam 5")
-                fit = f"{r['fit_seconds'] / 60:.1f} min" if "fit_seconds" in r else f"{r['seconds']:.0f} s"
+                fit = f"{r['fit_seconds'] / 60:.1f} min" if "fit_seconds" in r else f"{r['seconds']:.1f} s"
+                fit = ("<= " if "timing_note" in r else "") + fit
                 rows.append(f"| {label} | {how} | {m['bleu']:.1f} | {m['chrf']:.1f} | {m['exact']:.1f}% | {fit} |")
     if not rows:
         return "(not measured yet)"
