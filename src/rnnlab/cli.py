@@ -43,6 +43,14 @@ class _NoTips(logging.Filter):
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
+DESCRIPTION = (
+    "rnnlab: recurrent sequence models on real data. Train, validate, test and predict with the subcommands below "
+    "(each with --config configs/<experiment>.yaml). Three more commands take --config X --ckpt_path Y of a trained "
+    "model: 'rnnlab serve' (an HTTP server and a page to try it; --host, --port, --max_batch), 'rnnlab translate' "
+    "(interactive translation from stdin; --beam_size, --nbest) and 'rnnlab export' (an ONNX graph; --format onnx, "
+    "--output). See docs/serving.md."
+)
+
 OPTIONAL_LINKS = (
     "char_vocab_size",
     "unit_features",
@@ -141,6 +149,7 @@ class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
             },
         )
         kwargs.setdefault("auto_configure_optimizers", True)
+        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
         super().__init__(
             RnnlabModule, SequenceDataModule, *args, subclass_mode_model=True, subclass_mode_data=True, **kwargs
         )
