@@ -96,6 +96,22 @@ def test_the_exported_step_fed_its_own_state_reproduces_the_language_model(env, 
         assert (torch.from_numpy(log_probs) - expected[:, t]).abs().max() < 1e-4, f"step {t}"
 
 
+def test_a_conditional_language_models_step_takes_its_category(env, tmp_path):
+    model, dm, first, _ = built("names_generate_gru", "--model.init_args.hidden_size=16")
+    assert first.category is not None
+    path = export_onnx(model, {"tokens": first.tokens, "lengths": first.lengths}, tmp_path / "names.onnx")
+    step = session(path)
+    assert [i.name for i in step.get_inputs()] == ["token", "h", "category"]
+    tokens, category = first.tokens[:, :4].long(), first.category.long()
+    with torch.no_grad():
+        logits, _ = model(tokens, torch.full((len(tokens),), 4), None, category)
+    expected = torch.log_softmax(logits.float(), -1)
+    h = torch.zeros(model.hparams.num_layers, len(tokens), model.hparams.hidden_size).numpy()
+    for t in range(4):
+        log_probs, h = step.run(None, {"token": tokens[:, t].numpy(), "h": h, "category": category.numpy()})
+        assert (torch.from_numpy(log_probs) - expected[:, t]).abs().max() < 1e-4, f"step {t}"
+
+
 def test_what_export_does_not_cover_is_said(env, tmp_path, capsys):
     model, _, first, _ = built("multi30k_de_en_attn", "--model.init_args.hidden_size=8")
     with pytest.raises(RnnlabError, match="covers a classifier, a tagger or a language model; Seq2Seq"):

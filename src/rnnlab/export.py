@@ -126,6 +126,11 @@ def graph_for(model: nn.Module, example: dict) -> tuple[nn.Module, dict, dict, d
                 "a bidirectional language model has no left-to-right step to export (its backward half reads the "
                 "future): export a unidirectional one"
             )
+        if model.category is not None and hp.get("condition") == "state":
+            raise RnnlabError(
+                "this conditional language model turns its category into the initial state, which a step graph fed "
+                "its own state never sees: export a model trained with condition: input"
+            )
         B = torch.export.Dim("batch")
         n = len(tokens)
         h = torch.zeros(hp.num_layers, n, hp.hidden_size)
