@@ -295,6 +295,7 @@ BLOCKS = {
     "word2vec-table": word2vec.table,
     "word2vec-neighbours": word2vec.neighbours_table,
     "translation-table": translation.table,
+    "translation-published-table": translation.published_table,
     "translation-samples": translation.samples_table,
     "reproduce-table": reproduce.table,
 }

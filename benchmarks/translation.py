@@ -111,6 +111,34 @@ def run_one(name: str) -> dict:
     return result
 
 
+TUTORIALS = (  # the widely quoted PyTorch seq2seq tutorials (github bentrevett/pytorch-seq2seq), Multi30k de->en
+    ("PyTorch tutorial: GRU + Bahdanau attention", 28.3),
+    ("PyTorch tutorial: ConvS2S", 34.1),
+    ("PyTorch tutorial: small Transformer", 36.5),
+)
+
+
+def published_table() -> str:
+    """Multi30k de->en next to the published figures, each on its own metric."""
+    r = next((x for x in load("translation_multi30k_de_en_attn.json")), None)
+    if r is None:
+        return "(not measured yet)"
+    t = r["tests"]["test_2016_flickr"]["beam5"]
+    rows = [
+        "| system | metric | BLEU, test_2016_flickr de->en |",
+        "|---|---|---|",
+        f"| rnnlab, `configs/multi30k_de_en_attn.yaml`, beam 5 | cased detokenised sacreBLEU "
+        f"(`{t.get('signature', 'tok:13a')}`) | {t['bleu']:.2f} |",
+    ]
+    if "bleu_lc_tok" in t:
+        rows.append(
+            f"| rnnlab, same output | lowercased, Moses-tokenised (sacremoses), multi-bleu style | "
+            f"{t['bleu_lc_tok']:.2f} |"
+        )
+    rows += [f"| {name} | lowercased, spaCy-tokenised (torchtext `bleu_score`) | {bleu} |" for name, bleu in TUTORIALS]
+    return "\n".join(rows)
+
+
 def table() -> str:
     rows = [
         "| run | data, direction | attention | test set | BLEU greedy | BLEU beam 5 | chrF beam 5 | BLEU beam 5, "
