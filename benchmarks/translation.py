@@ -128,7 +128,7 @@ def published_table() -> str:
         "| system | metric | BLEU, test_2016_flickr de->en |",
         "|---|---|---|",
         f"| rnnlab, `configs/multi30k_de_en_attn.yaml`, beam 5 | cased detokenised sacreBLEU "
-        f"(`{t.get('signature', 'tok:13a')}`) | {t['bleu']:.2f} |".replace("|c", "\\|c"),
+        f"(signature `{t.get('signature', 'tok:13a').replace('|', ' ')}`) | {t['bleu']:.2f} |",
     ]
     if "bleu_lc_tok" in t:
         rows.append(
