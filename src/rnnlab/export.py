@@ -194,11 +194,16 @@ def export_onnx(model: nn.Module, example: dict, path: str | Path, sidecar: dict
     return path
 
 
-def check_parity(path: str | Path, wrapper_inputs: dict, reference: list[Tensor]) -> float:
-    """The largest absolute difference between onnxruntime's outputs for ``wrapper_inputs`` and ``reference``."""
+def verify(model: nn.Module, example: dict, path: str | Path) -> float:
+    """The largest absolute difference between onnxruntime running the graph at ``path`` and PyTorch running
+    ``model`` on ``example`` (the inputs :func:`graph_for` makes of it)."""
     require("onnxruntime", "export", "running an exported model")
     import onnxruntime
 
+    wrapper, inputs, _, _ = graph_for(model, example)
+    with torch.no_grad():
+        reference = wrapper(*inputs.values())
+    reference = list(reference) if isinstance(reference, tuple) else [reference]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {k: v.numpy() for k, v in wrapper_inputs.items()})
+    outputs = session.run(None, {k: v.numpy() for k, v in inputs.items()})
     return max(float((torch.from_numpy(o) - r.float()).abs().max()) for o, r in zip(outputs, reference))

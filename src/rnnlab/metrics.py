@@ -7,6 +7,7 @@ gold spans that were unseen in training / all such gold spans. Counts are summed
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -79,34 +80,41 @@ class SpanF1(Metric):
         return {k: torch.tensor(v) for k, v in scores(self.counts.tolist()).items()}
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def lowercase_tokenized(text: str, lang: str) -> str:
+    """``text`` lowercased and split by the Moses tokeniser of ``lang`` (sacremoses, ``escape=False``; Chinese: by
+    character, sacreBLEU's ``zh``), tokens joined by spaces. Cached: the references are the same every epoch."""
+    return _splitter(lang)(text.lower()).lower()
+
+
+@functools.lru_cache(maxsize=None)
+def _splitter(lang: str):
+    if lang == "zh":
+        import sacrebleu
+
+        return sacrebleu.BLEU(tokenize="zh").tokenizer
+    from sacremoses import MosesTokenizer
+
+    moses = MosesTokenizer(lang=lang or "en")
+    return lambda text: moses.tokenize(text, escape=False, return_str=True)
+
+
 def translation_scores(hyps: list[str], streams: list[list], lang: str) -> dict:
     """Corpus BLEU and chrF of detokenised ``hyps`` against reference ``streams`` (sacreBLEU; a stream entry may be
     None where a sentence has fewer references), with its signature, and ``bleu_lc_tok``: BLEU as the PyTorch seq2seq
     tutorials and multi-bleu.perl on Multi30k's ``*.lc.norm.tok`` files compute it -- hypotheses and references
-    lowercased and split by the Moses tokeniser of the target language (sacremoses, ``escape=False``; Chinese: by
-    character, sacreBLEU's ``zh``), then scored without further tokenisation."""
+    through :func:`lowercase_tokenized`, then scored without further tokenisation."""
     import sacrebleu
 
-    tokenize = "zh" if lang == "zh" else "13a"
-    bleu = sacrebleu.BLEU(tokenize=tokenize)
-    chrf = sacrebleu.CHRF()
-    if lang == "zh":
-        split = sacrebleu.BLEU(tokenize="zh").tokenizer
-    else:
-        from sacremoses import MosesTokenizer
-
-        moses = MosesTokenizer(lang=lang or "en")
-
-        def split(text: str) -> str:
-            return moses.tokenize(text, escape=False, return_str=True)
+    bleu = sacrebleu.BLEU(tokenize="zh" if lang == "zh" else "13a")
+    plain = sacrebleu.BLEU(tokenize="none", force=True)
 
     def lc_tok(text):
-        return None if text is None else split(text.lower()).lower()
+        return None if text is None else lowercase_tokenized(text, lang)
 
-    plain = sacrebleu.BLEU(tokenize="none", force=True)
     return {
         "bleu": bleu.corpus_score(hyps, streams).score,
-        "chrf": chrf.corpus_score(hyps, streams).score,
+        "chrf": sacrebleu.CHRF().corpus_score(hyps, streams).score,
         "bleu_lc_tok": plain.corpus_score([lc_tok(h) for h in hyps], [[lc_tok(r) for r in s] for s in streams]).score,
         "signature": str(bleu.get_signature()),
         "lc_tok": f"lowercased, {'sacreBLEU zh' if lang == 'zh' else f'sacremoses MosesTokenizer({lang!r})'}, "

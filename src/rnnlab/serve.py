@@ -100,36 +100,35 @@ def check_options(kind: str, options: Any) -> dict:
 
 
 def predict_rows(model, dm, texts: list[str], options: dict | None = None) -> list[dict]:
-    """Rows for ``texts`` as ``rnnlab predict`` writes them (without the ``line`` numbers), in one batch, with the
-    extras that ``options`` ask for (see the module docstring)."""
+    """Rows for ``texts`` as ``rnnlab predict`` writes them (without the ``line`` numbers), batched by the
+    DataModule's own ``predict_dataloader`` as ``predict`` batches them, with the extras that ``options`` ask for
+    (see the module docstring)."""
     options = dict(options or {})
     kind = KINDS.get(type(model).__name__, "")
-    items = dm.encode_predict(texts)
-    dm.predict_items = items  # what a model's predict_step may look up (``Task.predict_item``)
-    valid = [i for i, item in enumerate(items) if "tokens" in item]
+    dm.predict_texts, dm.predict_file = list(texts), None
+    try:
+        loader = dm.predict_dataloader()  # encodes the inputs into dm.predict_items, which predict_step may read
+    except RnnlabError:  # none of them can be predicted: each row says why
+        loader = []
+    items = dm.predict_items
     outputs: dict[int, dict] = {}
     extras: dict[int, dict] = {}
-    if valid:
-        batch = None if kind == "music" else dm.collate([(items[i]["tokens"], None, i) for i in valid])
-        settings = {k: options[k] for k in getattr(model, "inference_hparams", ()) if k in options}
-        saved = {k: model.hparams[k] for k in settings}
-        model.hparams.update(settings)
-        try:
+    settings = {k: options[k] for k in getattr(model, "inference_hparams", ()) if k in options}
+    saved = {k: model.hparams[k] for k in settings}
+    model.hparams.update(settings)
+    try:
+        for batch_idx, batch in enumerate(loader):
             with torch.no_grad():
-                if kind == "music":  # a piece at a time, from its primer (as its predict_dataloader gives them)
-                    outs = [model.predict_step((items[i]["primer"], i), 0) for i in valid]
-                else:
-                    outs = [model.predict_step(batch, 0)]
-        finally:
-            model.hparams.update(saved)
-        for out in outs:
+                out = model.predict_step(batch, batch_idx)
             for k in range(len(out["index"])):
                 row = {key: v[k].detach().cpu() if torch.is_tensor(v) else v[k] for key, v in out.items()}
                 outputs[int(row["index"])] = row
-        if kind == "classify" and options.get("explain"):
-            extras = _attributions(model, dm, batch)
-        if kind in ("translate", "caption") and (options.get("nbest", 1) > 1 or options.get("attention")):
-            extras = _translation_extras(model, dm, batch, options)
+            if kind == "classify" and options.get("explain"):
+                extras.update(_attributions(model, dm, batch))
+            if kind in ("translate", "caption") and (options.get("nbest", 1) > 1 or options.get("attention")):
+                extras.update(_translation_extras(model, dm, batch, options, kind))
+    finally:
+        model.hparams.update(saved)
     rows = []
     for i, item in enumerate(items):
         row: dict[str, Any] = {"input": item["input"]}
@@ -174,7 +173,7 @@ def _attributions(model, dm, batch) -> dict[int, dict]:
     return out
 
 
-def _translation_extras(model, dm, batch, options: dict) -> dict[int, dict]:
+def _translation_extras(model, dm, batch, options: dict, kind: str) -> dict[int, dict]:
     """The n best outputs and the best one's attention: over the source tokens (translation) or over the image's
     grid of ``grid x grid`` locations, row by row (captioning)."""
     beam = options.get("beam_size", model.hparams.beam_size)
@@ -184,7 +183,7 @@ def _translation_extras(model, dm, batch, options: dict) -> dict[int, dict]:
     out = {}
     for k, index in enumerate(batch.index.tolist()):
         row: dict[str, Any] = {}
-        text = "caption" if hasattr(model, "grid_size") else "translation"
+        text = "caption" if kind == "caption" else "translation"
         if options.get("nbest", 1) > 1:
             row["nbest"] = [
                 {text: dm.decode_target(ids[k, j].tolist()), "score": round(float(scores[k, j]), 4)}
@@ -192,7 +191,7 @@ def _translation_extras(model, dm, batch, options: dict) -> dict[int, dict]:
             ]
         if options.get("attention") and weights is not None:
             target = dm.target_tokens(ids[k, 0].tolist())
-            if hasattr(model, "grid_size"):
+            if kind == "caption":
                 side = int(model.grid_size**0.5)
                 attention: dict[str, Any] = {"grid": side}
                 w = weights[k, : len(target)]

@@ -380,12 +380,8 @@ class SequenceDataModule(L.LightningDataModule):
         """Size of the target vocabulary of a sequence-to-sequence dataset (0: none)."""
         return 0
 
-    @property
-    def in_channels(self) -> int:
-        """Channels of the input images (image captioning; 0: the inputs are not images)."""
-        return 0
-
-    image_size: int = 0  # side of the (square) input images, where the inputs are images
+    in_channels: int = 0  # channels of the input images, where the inputs are images (image captioning)
+    image_size: int = 0  # side of the (square) input images
 
     @property
     def vocab_size(self) -> int:

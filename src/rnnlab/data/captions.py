@@ -78,7 +78,7 @@ class CaptionDataModule(SequenceDataModule):
 
     batch_layout = "image"
     bos_id, eos_id = 2, 3
-    channels = 3
+    in_channels = 3
     predict_examples = ("test:0", "test:1")
     predict_bad_example = "no-such-image.png"
 
@@ -138,21 +138,10 @@ class CaptionDataModule(SequenceDataModule):
         return " ".join(self.vocab.split(caption))
 
     def decode_target(self, ids: Sequence[int]) -> str:
-        out = []
-        for i in ids:
-            if int(i) == self.eos_id:
-                break
-            if int(i) > 0 and int(i) != self.bos_id:
-                out.append(int(i))
-        return " ".join(self.vocab.decode(out))
+        return " ".join(self.vocab.decode_generated(ids, self.bos_id, self.eos_id))
 
     def target_tokens(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        for i in ids:
-            out.append(EOS if int(i) == self.eos_id else self.vocab.decode([int(i)])[0])
-            if int(i) == self.eos_id:
-                break
-        return out
+        return self.vocab.tokens_until_eos(ids, self.eos_id)
 
     def all_references(self, split: str) -> list[list[str]]:
         return self.refs[split]
@@ -175,10 +164,6 @@ class CaptionDataModule(SequenceDataModule):
     @property
     def vocab_size(self) -> int:
         return 0  # the inputs are images
-
-    @property
-    def in_channels(self) -> int:
-        return self.channels
 
     # ----------------------------------------------------------------- predict
     def encode_predict(self, texts: list[str]) -> list[dict]:
@@ -204,7 +189,7 @@ class CaptionDataModule(SequenceDataModule):
                 raw = base64.b64decode(data, validate=True)
             except ValueError:
                 raise RnnlabError("the data: URL is not valid base64") from None
-            return load_image(raw, self.image_size, self.channels, "the data: URL")
+            return load_image(raw, self.image_size, self.in_channels, "the data: URL")
         match = re.fullmatch(r"(train|val|test):(\d+)", spec)
         if match:
             if not self.images:
@@ -216,7 +201,7 @@ class CaptionDataModule(SequenceDataModule):
         path = Path(spec)
         if not path.is_file():
             raise RnnlabError(f"image {spec!r} not found: give an image file, a data: URL or <split>:<n>")
-        return load_image(path, self.image_size, self.channels, str(path))
+        return load_image(path, self.image_size, self.in_channels, str(path))
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         row = {"caption": self.decode_target(output["generated"].tolist())}
@@ -270,7 +255,7 @@ class DigitScenesDataModule(CaptionDataModule):
     """
 
     name = "digit_scenes"
-    channels = 1
+    in_channels = 1
     CANVAS, CELL = 32, 10  # a 3x3 grid of 10x10 cells (digits are 8x8, jittered by up to 2 pixels)
 
     def __init__(
@@ -434,7 +419,7 @@ class Flickr8kDataModule(CaptionDataModule):
                             raise RnnlabError(f"image {path} is missing: the images folder is incomplete")
                         data = path.read_bytes()
                     try:
-                        items.append((load_image(data, self.image_size, self.channels, name), captions[name]))
+                        items.append((load_image(data, self.image_size, self.in_channels, name), captions[name]))
                     except RnnlabError:
                         bad.append(name)
                 out[split] = items

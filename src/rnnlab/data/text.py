@@ -148,6 +148,25 @@ class Vocabulary:
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
+    def decode_generated(self, ids: Iterable[int], bos_id: int, eos_id: int) -> list[str]:
+        """Tokens of a decoder's output ids: up to ``<eos>`` (excluded), without ``<pad>`` and ``<bos>``."""
+        out = []
+        for i in map(int, ids):
+            if i == eos_id:
+                break
+            if i > 0 and i != bos_id:
+                out.append(i)
+        return self.decode(out)
+
+    def tokens_until_eos(self, ids: Iterable[int], eos_id: int) -> list[str]:
+        """One token per output id, ``<eos>`` included and nothing after it (the rows of an attention map)."""
+        out = []
+        for i in map(int, ids):
+            out.append(self.tokenizer.id_to_token(i))
+            if i == eos_id:
+                break
+        return out
+
     def tokens(self) -> list[str]:
         """Every token, in id order (``tokens()[i]`` has id ``i``)."""
         table = self.tokenizer.get_vocab()

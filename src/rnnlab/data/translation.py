@@ -398,26 +398,13 @@ class TranslationDataModule(SequenceDataModule):
 
     def decode_target(self, ids: Sequence[int]) -> str:
         """Generated ids (stopping at ``<eos>``, skipping ``<pad>``/``<bos>``) -> text."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i > 0 and i != self.bos_id:
-                out.append(i)
-        return detokenize(self.target_vocab.decode(out), self.tgt_level)
+        return detokenize(self.target_vocab.decode_generated(ids, self.bos_id, self.eos_id), self.tgt_level)
 
     def source_tokens(self, ids: Sequence[int]) -> list[str]:
         return self.vocab.decode([int(i) for i in ids if int(i) > 0])
 
     def target_tokens(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        for i in ids:
-            if int(i) == self.eos_id:
-                out.append(EOS)
-                break
-            out.append(self.target_vocab.decode([int(i)])[0])
-        return out
+        return self.target_vocab.tokens_until_eos(ids, self.eos_id)
 
     # ----------------------------------------------------------------- predict
     def encode_predict(self, texts: list[str]) -> list[dict]:

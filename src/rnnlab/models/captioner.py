@@ -1,9 +1,9 @@
 """Image captioning: a CNN reads the image into a grid of feature vectors, the translation model's decoder writes
 the caption while attending over the grid ("Show, Attend and Tell", Xu et al. 2015).
 
-:class:`ImageCaptioner` *is* a :class:`~rnnlab.models.seq2seq.Seq2Seq` whose encoder is a CNN: the decoder, the
-attention, teacher forcing, greedy and beam decoding, BLEU/chrF per epoch and ``predict`` are the translation
-model's own code. Only :meth:`encode` differs: the image -> a grid ``[B, G, K]`` of ``G = h x w`` locations (the
+:class:`ImageCaptioner` is an :class:`~rnnlab.models.seq2seq.EncoderDecoder`, as the translation model
+:class:`~rnnlab.models.seq2seq.Seq2Seq` is, with a CNN for its encoder: the decoder, the attention, teacher forcing,
+greedy and beam decoding, BLEU/chrF per epoch and ``predict`` are the code the translation model runs. Only :meth:`encode` differs: the image -> a grid ``[B, G, K]`` of ``G = h x w`` locations (the
 memory attention reads; no location is padding), and a global image vector (a linear map of the whole grid, as in
 "Show and Tell") that starts the decoder and, with ``attention="none"``, is its only view of the image.
 
@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError, require
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
-from rnnlab.models.seq2seq import Seq2Seq
+from rnnlab.models.base import OptimizerName, SchedulerName
+from rnnlab.models.seq2seq import EncoderDecoder
 from rnnlab.nn.recurrent import State
 
 
@@ -51,7 +51,7 @@ def backbone(name: str, weights: Optional[str]) -> tuple[nn.Module, int]:
     return nn.Sequential(*list(net.children())[:-2]), net.fc.in_features
 
 
-class ImageCaptioner(Seq2Seq):
+class ImageCaptioner(EncoderDecoder):
     """See the module docstring. ``tgt_vocab_size``, ``in_channels`` and ``image_size`` are linked from the data.
 
     Args:
@@ -96,8 +96,7 @@ class ImageCaptioner(Seq2Seq):
         scheduler: SchedulerName = "onecycle",
         warmup: float = 0.05,
     ) -> None:
-        assert __class__ is ImageCaptioner  # (Lightning reads the init arguments from frames that have __class__)
-        RnnlabModule.__init__(self)  # not Seq2Seq's: the encoder is a CNN; the decoder side is built below
+        super().__init__()
         self.save_hyperparameters(logger=False)
         if beam_size < 1 or val_beam_size < 1:
             raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")

@@ -55,76 +55,13 @@ def length_normaliser(length: Tensor, alpha: float, kind: str = "power") -> Tens
     return length**alpha
 
 
-class Seq2Seq(RnnlabModule):
-    """See the module docstring.
-
-    Args:
-        vocab_size, tgt_vocab_size: source and target vocabularies (linked from the DataModule).
-        pad_id, bos_id, eos_id: special ids of the target vocabulary.
-        embedding_dim, hidden_size: sizes of embeddings and of each recurrent direction.
-        encoder_layers, decoder_layers: stacked layers.
-        cell, impl: recurrent cell and its implementation (both encoder and decoder).
-        bidirectional: bidirectional encoder.
-        attention: ``additive``, ``general``, ``dot`` or ``none``.
-        input_feeding: feed the previous attentional vector into the decoder.
-        dropout: on embeddings' outputs, encoder outputs, between layers and before the output layer.
-        teacher_forcing: probability of feeding the gold previous token in training (1: always).
-        tie_weights: the output layer shares the target embedding matrix.
-        label_smoothing: of the training loss (validation loss and perplexity are without it).
-        beam_size: beam for test and predict (1: greedy).
-        val_beam_size: beam for the BLEU of each validation epoch (1: greedy, fast).
-        length_penalty: alpha of the length normalisation ``log p / lp(length)`` (0: none).
-        length_norm: ``lp``: ``power`` (``length^alpha``) or ``gnmt`` (``((5 + length) / 6)^alpha``, Wu et al. 2016).
-        max_decode_len: longest output; each sentence also stops at ``2 * source length + 10``.
-        lr, weight_decay, optimizer, scheduler, warmup: see :class:`~rnnlab.models.base.RnnlabModule`.
-    """
+class EncoderDecoder(RnnlabModule):
+    """The decoder side every encoder-decoder shares: target embedding, bridge, recurrent decoder, attention over
+    the encoder's memory, output layer; teacher-forced training, greedy and beam decoding, BLEU/chrF per epoch,
+    ``predict``. A subclass builds its encoder in ``__init__`` (then :meth:`build_decoder`) and implements
+    :meth:`encode`: :class:`Seq2Seq` reads text, :class:`~rnnlab.models.captioner.ImageCaptioner` an image."""
 
     inference_hparams = ("beam_size", "val_beam_size", "length_penalty", "length_norm", "max_decode_len")
-
-    def __init__(
-        self,
-        vocab_size: int,
-        tgt_vocab_size: int,
-        pad_id: int = 0,
-        bos_id: int = 2,
-        eos_id: int = 3,
-        embedding_dim: int = 256,
-        hidden_size: int = 256,
-        encoder_layers: int = 1,
-        decoder_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "gru",
-        impl: Literal["torch", "handwritten"] = "torch",
-        bidirectional: bool = True,
-        attention: Literal["additive", "general", "dot", "none"] = "additive",
-        input_feeding: bool = True,
-        dropout: float = 0.3,
-        teacher_forcing: float = 1.0,
-        tie_weights: bool = False,
-        label_smoothing: float = 0.1,
-        beam_size: int = 5,
-        val_beam_size: int = 1,
-        length_penalty: float = 1.0,
-        length_norm: Literal["power", "gnmt"] = "power",
-        max_decode_len: int = 100,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.05,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters(logger=False)
-        if not 0.0 <= teacher_forcing <= 1.0:
-            raise RnnlabError(f"teacher_forcing is a probability in [0, 1], got {teacher_forcing}")
-        if beam_size < 1 or val_beam_size < 1:
-            raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")
-        H, E = hidden_size, embedding_dim
-        dirs = 2 if bidirectional else 1
-        self.src_embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
-        self.encoder = Recurrent(
-            E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional, dropout=dropout
-        )
-        self.build_decoder(H * dirs)
 
     def build_decoder(self, K: int) -> None:
         """The decoder side, for an encoder whose memory vectors have ``K`` features: the target embedding, the bridge
@@ -157,30 +94,10 @@ class Seq2Seq(RnnlabModule):
 
     # ------------------------------------------------------------------ model
     def encode(self, src: Tensor, lengths: Tensor) -> tuple[dict, State]:
-        """Source ``[B, S]`` -> memory (encoder outputs, mask, prepared keys, summary) and the decoder's state."""
-        hp = self.hparams
-        B, S = src.shape
-        lengths = lengths.to(src.device)
-        enc, final = self.encoder(self.dropout(self.src_embedding(src)), lengths)
-        dirs = self.encoder.num_directions
-        summary_of = lambda h: h[-dirs:].transpose(0, 1).reshape(B, -1)  # noqa: E731  top layer, both directions
-        h_final = final[0] if isinstance(final, tuple) else final
-        summary = summary_of(h_final)
-        h0 = torch.tanh(self.bridge(summary)).view(B, hp.decoder_layers, -1).transpose(0, 1).contiguous()
-        state: State = h0
-        if isinstance(final, tuple):
-            c0 = self.bridge_c(summary_of(final[1])).view(B, hp.decoder_layers, -1).transpose(0, 1).contiguous()
-            state = (h0, c0)
-        enc = self.dropout(enc)
-        mask = torch.arange(S, device=src.device).unsqueeze(0) < lengths.unsqueeze(1)
-        memory = {
-            "enc": enc,
-            "mask": mask,
-            "summary": summary,
-            "lengths": lengths,
-            "keys": self.attention.prepare(enc) if self.attention is not None else None,
-        }
-        return memory, state
+        """The source (``source(batch)``) -> the memory the decoder attends over (``enc [B, S, K]``, ``mask [B, S]``,
+        ``keys`` prepared by the attention, a ``summary [B, K]``, ``lengths [B]``) and the decoder's initial
+        state."""
+        raise NotImplementedError
 
     def attend(self, out: Tensor, memory: dict) -> tuple[Tensor, Optional[Tensor]]:
         """Decoder outputs ``[B, T, H]`` -> attentional vectors ``[B, T, H]`` and attention weights ``[B, T, S]``."""
@@ -441,3 +358,99 @@ class Seq2Seq(RnnlabModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         ids, scores = self.translate(self.source(batch), batch.lengths, self.hparams.beam_size)
         return {"index": batch.index, "generated": ids, "score": scores}
+
+
+class Seq2Seq(EncoderDecoder):
+    """See the module docstring.
+
+    Args:
+        vocab_size, tgt_vocab_size: source and target vocabularies (linked from the DataModule).
+        pad_id, bos_id, eos_id: special ids of the target vocabulary.
+        embedding_dim, hidden_size: sizes of embeddings and of each recurrent direction.
+        encoder_layers, decoder_layers: stacked layers.
+        cell, impl: recurrent cell and its implementation (both encoder and decoder).
+        bidirectional: bidirectional encoder.
+        attention: ``additive``, ``general``, ``dot`` or ``none``.
+        input_feeding: feed the previous attentional vector into the decoder.
+        dropout: on embeddings' outputs, encoder outputs, between layers and before the output layer.
+        teacher_forcing: probability of feeding the gold previous token in training (1: always).
+        tie_weights: the output layer shares the target embedding matrix.
+        label_smoothing: of the training loss (validation loss and perplexity are without it).
+        beam_size: beam for test and predict (1: greedy).
+        val_beam_size: beam for the BLEU of each validation epoch (1: greedy, fast).
+        length_penalty: alpha of the length normalisation ``log p / lp(length)`` (0: none).
+        length_norm: ``lp``: ``power`` (``length^alpha``) or ``gnmt`` (``((5 + length) / 6)^alpha``, Wu et al. 2016).
+        max_decode_len: longest output; each sentence also stops at ``2 * source length + 10``.
+        lr, weight_decay, optimizer, scheduler, warmup: see :class:`~rnnlab.models.base.RnnlabModule`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        tgt_vocab_size: int,
+        pad_id: int = 0,
+        bos_id: int = 2,
+        eos_id: int = 3,
+        embedding_dim: int = 256,
+        hidden_size: int = 256,
+        encoder_layers: int = 1,
+        decoder_layers: int = 1,
+        cell: Literal["lstm", "gru", "rnn"] = "gru",
+        impl: Literal["torch", "handwritten"] = "torch",
+        bidirectional: bool = True,
+        attention: Literal["additive", "general", "dot", "none"] = "additive",
+        input_feeding: bool = True,
+        dropout: float = 0.3,
+        teacher_forcing: float = 1.0,
+        tie_weights: bool = False,
+        label_smoothing: float = 0.1,
+        beam_size: int = 5,
+        val_beam_size: int = 1,
+        length_penalty: float = 1.0,
+        length_norm: Literal["power", "gnmt"] = "power",
+        max_decode_len: int = 100,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        optimizer: OptimizerName = "adamw",
+        scheduler: SchedulerName = "onecycle",
+        warmup: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if not 0.0 <= teacher_forcing <= 1.0:
+            raise RnnlabError(f"teacher_forcing is a probability in [0, 1], got {teacher_forcing}")
+        if beam_size < 1 or val_beam_size < 1:
+            raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")
+        H, E = hidden_size, embedding_dim
+        dirs = 2 if bidirectional else 1
+        self.src_embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
+        self.encoder = Recurrent(
+            E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional, dropout=dropout
+        )
+        self.build_decoder(H * dirs)
+
+    def encode(self, src: Tensor, lengths: Tensor) -> tuple[dict, State]:
+        """Source ``[B, S]`` -> memory (encoder outputs, mask, prepared keys, summary) and the decoder's state."""
+        hp = self.hparams
+        B, S = src.shape
+        lengths = lengths.to(src.device)
+        enc, final = self.encoder(self.dropout(self.src_embedding(src)), lengths)
+        dirs = self.encoder.num_directions
+        summary_of = lambda h: h[-dirs:].transpose(0, 1).reshape(B, -1)  # noqa: E731  top layer, both directions
+        h_final = final[0] if isinstance(final, tuple) else final
+        summary = summary_of(h_final)
+        h0 = torch.tanh(self.bridge(summary)).view(B, hp.decoder_layers, -1).transpose(0, 1).contiguous()
+        state: State = h0
+        if isinstance(final, tuple):
+            c0 = self.bridge_c(summary_of(final[1])).view(B, hp.decoder_layers, -1).transpose(0, 1).contiguous()
+            state = (h0, c0)
+        enc = self.dropout(enc)
+        mask = torch.arange(S, device=src.device).unsqueeze(0) < lengths.unsqueeze(1)
+        memory = {
+            "enc": enc,
+            "mask": mask,
+            "summary": summary,
+            "lengths": lengths,
+            "keys": self.attention.prepare(enc) if self.attention is not None else None,
+        }
+        return memory, state

@@ -159,14 +159,10 @@ class SequenceTagger(RnnlabModule):
                     "data.init_args.char_features: true"
                 )
             valid = torch.arange(T, device=tokens.device).unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)
-            if torch.compiler.is_exporting():  # a graph without data-dependent shapes: every step, padding zeroed
-                words = self.char_encoder(chars.flatten(0, 1)).view(B, T, -1)
-                parts.append(words * valid.unsqueeze(-1).to(words.dtype))
-            else:  # the words alone
-                words = self.char_encoder(chars[valid])
-                out = words.new_zeros(B, T, words.shape[-1])
-                out[valid] = words
-                parts.append(out)
+            # every step, padding zeroed afterwards: no data-dependent shapes (an ONNX graph, torch.compile), and
+            # little waste: length buckets keep batches close to one length
+            words = self.char_encoder(chars.flatten(0, 1)).view(B, T, -1)
+            parts.append(words * valid.unsqueeze(-1).to(words.dtype))
         return self.embedding_dropout(torch.cat(parts, dim=-1))
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
