@@ -30,6 +30,7 @@ from common import write  # noqa: E402
 from rnnlab.callbacks import ThroughputMonitor  # noqa: E402
 from rnnlab.data.imdb import IMDBDataModule  # noqa: E402
 from rnnlab.models import SequenceClassifier  # noqa: E402
+from rnnlab.optim import Constant, adamw  # noqa: E402
 
 HP = dict(
     embedding_dim=128,
@@ -40,8 +41,7 @@ HP = dict(
     pooling="max",
     dropout=0.3,
     embedding_dropout=0.2,
-    lr=3e-3,
-    weight_decay=0.01,
+    optimizer=adamw(3e-3),
 )
 
 
@@ -64,7 +64,7 @@ class PackedBiLSTM(nn.Module):
 
 
 def train_loop(model, batches, max_batches=None) -> dict:
-    opt = torch.optim.AdamW(model.parameters(), lr=HP["lr"], weight_decay=HP["weight_decay"])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     model.train()
     tokens = n = 0
     start = time.perf_counter()
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"raw loop, padded driver: {raws[-1]['tokens_per_s']:,.0f} tokens/s ({raws[-1]['seconds']:.1f} s/epoch)")
         torch.manual_seed(round_)
         monitor = ThroughputMonitor()
-        model = SequenceClassifier(dm.vocab_size, dm.num_classes, **HP, scheduler="constant")
+        model = SequenceClassifier(dm.vocab_size, dm.num_classes, **HP, scheduler=Constant())
         trainer = L.Trainer(
             max_epochs=1,
             limit_val_batches=0,

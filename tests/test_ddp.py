@@ -36,7 +36,7 @@ TASKS = {
             "--data.init_args.min_freq=1",
             "--model.init_args.hidden_size=32",
             "--model.init_args.dropout=0.0",
-            "--model.init_args.lr=0.01",
+            "--model.init_args.optimizer.init_args.lr=0.01",
         ],
     ),
 }

@@ -323,7 +323,7 @@ def test_translation_learns_tests_and_predicts(env):
         "1",
         "--model.init_args.dropout",
         "0.0",
-        "--model.init_args.lr",
+        "--model.init_args.optimizer.init_args.lr",
         "0.01",
     ]
     main(["fit", "--config", config, *args, "--trainer.max_epochs", "15", "--early_stopping.patience", "20"])

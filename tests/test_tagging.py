@@ -300,7 +300,7 @@ def test_pos_tagger_learns_and_predicts_raw_text(env):
             "6",
             "--data.init_args.batch_size",
             "8",
-            "--model.init_args.lr",
+            "--model.init_args.optimizer.init_args.lr",
             "0.02",
         ]
     )
@@ -330,7 +330,7 @@ def test_segmenter_learns_and_splits_raw_text(env):
             "8",
             "--data.init_args.batch_size",
             "8",
-            "--model.init_args.lr",
+            "--model.init_args.optimizer.init_args.lr",
             "0.02",
             "--early_stopping.patience",
             "20",

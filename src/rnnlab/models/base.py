@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import lightning as L
 import torch
@@ -11,6 +10,7 @@ import torch
 from rnnlab.compat import batch_in_epoch
 from rnnlab.contract import Task
 from rnnlab.errors import RnnlabError
+from rnnlab.optim import OneCycle, OptimizerSpec, Schedule, adamw, configure
 
 
 class RnnlabModule(L.LightningModule):
@@ -19,14 +19,20 @@ class RnnlabModule(L.LightningModule):
     Evaluation: a subclass implements :meth:`evaluate` (one validation/test batch; update metrics) and may implement
     :meth:`epoch_end` (compute and log them); ``validation_step``/``test_step`` and the epoch-end hooks call them.
 
-    Optimisation: hparams used here:
-    ``lr``, ``weight_decay``, ``optimizer`` (adamw | adam | sgd), ``scheduler`` (onecycle | cosine | constant),
-    ``warmup`` (fraction of the steps for the warm-up of ``onecycle``/``cosine``).
-
-    A ``--optimizer`` / ``--lr_scheduler`` given to the CLI (LightningCLI's own) replaces this method.
+    Optimisation: a subclass takes ``optimizer`` (any torch optimiser, LightningCLI's ``OptimizerCallable``) and
+    ``scheduler`` (a :class:`rnnlab.optim.Schedule`) and hands them to :meth:`optimize_with` (see :mod:`rnnlab.optim`).
+    A ``--optimizer`` / ``--lr_scheduler`` given to the CLI (LightningCLI's own) replaces this.
     """
 
     task: Task = Task()  # what the data says about itself; the DataModule binds it at the end of its setup
+
+    optimizer_spec: OptimizerSpec = adamw(2e-3)
+    schedule: Schedule = OneCycle(0.1)
+
+    def optimize_with(self, optimizer: OptimizerSpec, scheduler: Schedule) -> None:
+        """Keep the optimiser and the schedule for :meth:`configure_optimizers` (not in the hyperparameters: a run's
+        ``config.yaml`` records them, and a checkpoint then holds only plain values)."""
+        self.optimizer_spec, self.schedule = optimizer, scheduler
 
     def bind_task(self, task: Task, stage: str = "fit") -> None:
         """Receive the DataModule's :class:`~rnnlab.contract.Task` for ``stage`` (the DataModule calls it at the end
@@ -73,51 +79,15 @@ class RnnlabModule(L.LightningModule):
                 f"the training loss is {float(loss.detach()):.4g} at step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch}, batch {batch_in_epoch(trainer)}); training stopped before "
                 f"the weights were touched, so the last checkpoint in the run's checkpoints/ folder is good. Lower "
-                f"model.init_args.lr, set trainer.gradient_clip_val, or train in 32-bit precision; resume with "
+                f"model.init_args.optimizer.init_args.lr, set trainer.gradient_clip_val, or train in 32-bit precision; resume with "
                 f"--ckpt_path last"
             )
 
     def configure_optimizers(self):
-        hp = self.hparams
-        by_key: dict[tuple[bool, float], list] = {}
-        for name, p in self.named_parameters():
-            if self.will_train(name, p):
-                decays = not (p.dim() < 2 or "embedding" in name)
-                by_key.setdefault((decays, self.lr_scale(name)), []).append(p)
-        groups = [
-            {"params": params, "weight_decay": hp.weight_decay if decays else 0.0, "lr": hp.lr * scale}
-            for (decays, scale), params in sorted(by_key.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
-        ]  # decaying groups first, as before per-group learning rates (older checkpoints resume)
-        if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr)
-        elif hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9)
-        else:
-            raise RnnlabError(f"optimizer must be adamw, adam or sgd, got {hp.optimizer!r}")
-        total = max(int(self._stepping_batches()), 1)
-        if hp.scheduler == "constant" or total < 2:  # a one-step run has no schedule
-            return opt
-        if hp.scheduler == "onecycle":  # a warm-up of at least 1.5 steps: OneCycleLR divides by its length - 1
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt,
-                max_lr=[g["lr"] for g in groups],
-                total_steps=total,
-                pct_start=min(max(hp.warmup, 1.5 / total), 0.9),
-                anneal_strategy="cos",
-            )
-        elif hp.scheduler == "cosine":
-            warm = max(int(hp.warmup * total), 1)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt,
-                lambda s: min(
-                    (s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(max(s - warm, 0) / max(total - warm, 1), 1.0)))
-                ),
-            )
-        else:
-            raise RnnlabError(f"scheduler must be onecycle, cosine or constant, got {hp.scheduler!r}")
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        """The model's ``optimizer`` and ``scheduler`` (:mod:`rnnlab.optim`) over the parameters that train, grouped
+        by weight decay and :meth:`lr_scale`."""
+        named = [(n, p) for n, p in self.named_parameters() if self.will_train(n, p)]
+        return configure(named, self.optimizer_spec, self.schedule, self._stepping_batches, self.lr_scale)
 
     def _stepping_batches(self) -> float:
         """Optimiser steps of the whole fit, for the schedule. As ``trainer.estimated_stepping_batches``, but
@@ -134,7 +104,3 @@ class RnnlabModule(L.LightningModule):
         n = min(n, int(limit)) if isinstance(limit, int) else int(n * limit)
         total = math.ceil(n / trainer.accumulate_grad_batches) * trainer.max_epochs
         return min(total, trainer.max_steps) if trainer.max_steps > 0 else total
-
-
-OptimizerName = Literal["adamw", "adam", "sgd"]
-SchedulerName = Literal["onecycle", "cosine", "constant"]

@@ -19,13 +19,14 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from torch import Tensor, nn
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError, require
-from rnnlab.models.base import OptimizerName, SchedulerName
 from rnnlab.models.seq2seq import EncoderDecoder
 from rnnlab.nn.recurrent import State
+from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
 def small_cnn(in_channels: int, channels: tuple[int, ...]) -> nn.Sequential:
@@ -90,14 +91,12 @@ class ImageCaptioner(EncoderDecoder):
         length_penalty: float = 0.0,
         length_norm: Literal["power", "gnmt"] = "power",
         max_decode_len: int = 40,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.05,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if beam_size < 1 or val_beam_size < 1:
             raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")
         if encoder == "cnn":

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -13,10 +14,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.models.ngram import NgramLM
 from rnnlab.nn.pooling import Pooling
 from rnnlab.nn.recurrent import Recurrent
+from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
 class OneHot(nn.Module):
@@ -260,11 +262,8 @@ class SequenceClassifier(RnnlabModule):
         pooling: Literal["last", "max", "mean", "attention", "concat"] = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.1,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        scheduler: Schedule = lazy_instance(OneCycle, warmup=0.1),
         class_weighting: Literal["none", "balanced", "sqrt"] = "none",
         pretrained_embeddings: Optional[str] = None,
         freeze_embeddings: bool = False,
@@ -285,7 +284,8 @@ class SequenceClassifier(RnnlabModule):
         gradual_unfreezing: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if input_encoding == "onehot":  # the course's one-hot inputs: a fixed identity "embedding"
             self.embedding = OneHot(vocab_size, pad_id)
             embedding_dim = vocab_size

@@ -9,16 +9,18 @@ from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.dropout import LockedDropout, drop_words
 from rnnlab.nn.functional import last_step
 from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
 def detach_state(state: State) -> State:
@@ -100,18 +102,16 @@ class LanguageModel(RnnlabModule):
         temperature: float = 0.8,
         top_k: Optional[int] = None,
         sample_seed: Optional[int] = 0,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.05,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
         bidirectional: bool = False,
         adaptive_cutoffs: Optional[list[int]] = None,
         locked_dropout: bool = False,
         word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if condition not in ("input", "state"):
             raise RnnlabError(f"condition must be 'input' or 'state', got {condition!r}")
         if bidirectional and (num_layers != 1 or num_classes > 0):

@@ -6,13 +6,15 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 
 from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.recurrent import Recurrent
+from rnnlab.optim import OptimizerCallable, Schedule, WarmupCosine, adamw
 from rnnlab.pianoroll import KEYS
 
 
@@ -63,14 +65,12 @@ class PianoRollModel(RnnlabModule):
         generate_steps: int = 64,
         temperature: float = 1.0,
         sample_seed: Optional[int] = 0,
-        lr: float = 3e-3,
-        weight_decay: float = 1e-3,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "cosine",
-        warmup: float = 0.05,
+        optimizer: OptimizerCallable = adamw(3e-3, weight_decay=1e-3),
+        scheduler: Schedule = lazy_instance(WarmupCosine, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if num_features != KEYS:
             raise RnnlabError(f"PianoRollModel reads {KEYS}-key piano rolls; the data gives {num_features} features")
         self.input_dropout = nn.Dropout(input_dropout)

@@ -11,13 +11,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.recurrent import Recurrent
+from rnnlab.optim import OptimizerCallable, Schedule, WarmupCosine, adamw
 
 
 class SequenceRegressor(RnnlabModule):
@@ -50,14 +52,12 @@ class SequenceRegressor(RnnlabModule):
         residual: bool = False,
         anchor_window: int = 1,
         relative_inputs: bool = False,
-        lr: float = 3e-3,
-        weight_decay: float = 1e-4,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "cosine",
-        warmup: float = 0.05,
+        optimizer: OptimizerCallable = adamw(3e-3, weight_decay=1e-4),
+        scheduler: Schedule = lazy_instance(WarmupCosine, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if num_features < 1:
             raise RnnlabError("SequenceRegressor needs a time-series DataModule (num_features >= 1)")
         D = num_features

@@ -27,14 +27,16 @@ from typing import Literal, Optional
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from torch import Tensor, nn
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import translation_scores
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.attention import Attention
 from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
 def reorder_state(state: State, index: Tensor) -> State:
@@ -409,14 +411,12 @@ class Seq2Seq(EncoderDecoder):
         length_penalty: float = 1.0,
         length_norm: Literal["power", "gnmt"] = "power",
         max_decode_len: int = 100,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.05,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         if not 0.0 <= teacher_forcing <= 1.0:
             raise RnnlabError(f"teacher_forcing is a probability in [0, 1], got {teacher_forcing}")
         if beam_size < 1 or val_beam_size < 1:

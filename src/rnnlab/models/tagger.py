@@ -6,15 +6,17 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import lazy_instance
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import SpanF1
-from rnnlab.models.base import OptimizerName, RnnlabModule, SchedulerName
+from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.crf import CRF
 from rnnlab.nn.recurrent import Recurrent
+from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 UNK_ID = 1  # every rnnlab vocabulary: <pad> 0, <unk> 1
 
@@ -91,14 +93,12 @@ class SequenceTagger(RnnlabModule):
         crf: bool = False,
         pretrained_embeddings: Optional[str] = None,
         freeze_embeddings: bool = False,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        optimizer: OptimizerName = "adamw",
-        scheduler: SchedulerName = "onecycle",
-        warmup: float = 0.1,
+        optimizer: OptimizerCallable = adamw(2e-3),
+        scheduler: Schedule = lazy_instance(OneCycle, warmup=0.1),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.optimize_with(optimizer, scheduler)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         input_size = unit_features * embedding_dim
