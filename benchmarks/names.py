@@ -193,10 +193,10 @@ def gender_char2vec(corpus: str = "tang") -> None:
 
 
 def gender_hybrid(ngram_order: int = 0) -> None:
-    """``configs/namesex_bigru.yaml`` with ``generative: true``: the geometric mean of the BiGRU's posterior and that
+    """``configs/namesex_bigru.yaml`` with a ``GenerativeExpert``: the geometric mean of the BiGRU's posterior and that
     of a GRU language model of the name given the sex, namesex's 10 folds; ``ngram_order`` > 0 adds the counted
     n-gram expert of that order (results in ``names_gender_hybrid_ngram<order>.json``)."""
-    flags = ("--model.init_args.generative=true", f"--model.init_args.ngram_order={ngram_order}")
+    flags = hybrid_flags(ngram_order)
     suffix = f"_ngram{ngram_order}" if ngram_order else ""
     write(
         f"names_gender_hybrid{suffix}",
@@ -219,6 +219,15 @@ def gender_config(name: str) -> None:
         },
     )
     print(table())
+
+
+def hybrid_flags(ngram_order: int) -> list[str]:
+    """The experts of :func:`gender_hybrid` on the command line: a GRU language model of the name given the sex (and
+    an n-gram model of that order)."""
+    flags = ["--model.init_args.experts+=GenerativeExpert", "--model.init_args.experts.cell=gru"]
+    if ngram_order:
+        flags += ["--model.init_args.experts+=NgramExpert", f"--model.init_args.experts.order={ngram_order}"]
+    return flags
 
 
 GENDER_CONFIGS = {  # configs/<name>.yaml -> what the README table calls it
@@ -406,7 +415,7 @@ LANGUAGE_RUNS = {
     ),
     "names_hybrid_no_ngram": (
         "names_hybrid",
-        ["--model.init_args.ngram_order=0"],
+        ["--model.init_args.experts=[{class_path: GenerativeExpert, init_args: {cell: gru}}]"],
         "the same without the trigram expert: BiGRU and GRU language model",
     ),
     "names_hybrid_refit": (
@@ -522,14 +531,10 @@ def table() -> str:
             )
         for x in load("names_gender_hybrid*.json"):
             b4, order = x["bigru_10fold"], x.get("ngram_order", 0)
-            flag, expert = (
-                (f" `--model.init_args.ngram_order={order}`", f", and a counted character {NGRAM[order]} model of it")
-                if order
-                else ("", "")
-            )
+            flags = " ".join(f"`{f}`" for f in hybrid_flags(order))
+            expert = f", and a counted character {NGRAM[order]} model of it" if order else ""
             rows.append(
-                f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` `--model.init_args.generative=true`"
-                f"{flag} (the BiGRU and a GRU language model of the name given the sex{expert}, geometric "
+                f"| name -> gender (namesex) | `configs/namesex_bigru.yaml` {flags} (the BiGRU and a GRU language model of the name given the sex{expert}, geometric "
                 "mean) | 10-fold | "
                 f"{100 * b4['mean_acc']:.2f}% (std {100 * b4['std_acc']:.2f}) | {100 * b4['mean_f1']:.2f}% | "
                 f"{testdata(b4)} | {b4['fit_seconds_per_fold']:.0f} s a fold |"

@@ -1,6 +1,8 @@
 """The bag-of-tokens expert (:class:`rnnlab.models.classifier.TokenBag`): the same model and solution as
 scikit-learn's logistic regression, fitted in the classifier's setup, and its place in the geometric mean."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from conftest import language_classifier
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
-from rnnlab.models.classifier import TokenBag
+from rnnlab.models.classifier import BagExpert, NgramExpert, TokenBag
 
 # token ids of a 12-token vocabulary (0 = padding); classes 0/1/2
 TEXTS = [[2, 3], [3, 2], [2, 4], [5, 6, 7], [5, 7], [8, 9], [9, 8, 9], [2, 3], [6, 5], [10, 11], [11], [4, 3, 2]]
@@ -38,7 +40,7 @@ def test_bag_logits_are_the_sum_of_the_token_rows_and_the_whole_text_row():
     assert not torch.allclose(logits[0], logits[1]), "the same tokens in another order are another whole text"
     alone = bag(*padded([[2, 3]]))  # padding to the batch's longest text changes nothing
     assert torch.allclose(alone[0], logits[0], atol=1e-6)
-    with pytest.raises(RnnlabError, match="bag_buckets must be at least 1"):
+    with pytest.raises(RnnlabError, match="buckets must be at least 1"):
         TokenBag(12, 3, buckets=0)
 
 
@@ -65,22 +67,25 @@ def test_bag_fit_is_scikit_learns_logistic_regression_and_then_frozen(l2):
 
 def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
     model, dm = language_classifier(
-        hidden_size=8, embedding_dim=4, bag=True, bag_buckets=101, ngram_order=1, bag_l2=2.0
+        hidden_size=8,
+        embedding_dim=4,
+        experts=[partial(BagExpert, buckets=101, l2=2.0), partial(NgramExpert, order=1)],
     )
+    bag, ngram = model.experts["bag"].bag, model.experts["ngram"]
     train = dm.datasets["train"]
     reference = TokenBag(dm.vocab_size, dm.num_classes, buckets=101)
     tokens = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(s) for s in train.sequences], batch_first=True)
     reference.fit(tokens, torch.tensor([len(s) for s in train.sequences]), torch.as_tensor(train.targets), 2.0)
-    assert torch.allclose(model.bag.weight.weight, reference.weight.weight, atol=1e-5)  # fitted on the training split
-    assert model.bag.weight.weight.abs().sum() > 0 and not model.bag.weight.weight.requires_grad
+    assert torch.allclose(bag.weight.weight, reference.weight.weight, atol=1e-5)  # fitted on the training split
+    assert bag.weight.weight.abs().sum() > 0 and not bag.weight.weight.requires_grad
     model.eval()
     batch = next(iter(dm.val_dataloader()))
     tokens, lengths = batch.tokens, batch.lengths
     with torch.no_grad():
         posteriors = [
             torch.log_softmax(model.discriminate(tokens, lengths), -1),
-            torch.log_softmax(model.bag(tokens, lengths), -1),
-            torch.log_softmax(model.ngram.scores(tokens, lengths) + model.log_prior, -1),
+            torch.log_softmax(bag(tokens, lengths), -1),
+            torch.log_softmax(ngram.lm.scores(tokens, lengths) + ngram.log_prior, -1),
         ]
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
     # training: only the network learns (its cross-entropy is the whole loss); the bag gets no gradient
@@ -91,9 +96,9 @@ def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
     expected = torch.nn.functional.cross_entropy(model.discriminate(tokens, lengths), batch.target)
     assert torch.allclose(loss, expected, atol=1e-6)
     loss.backward()
-    assert model.bag.weight.weight.grad is None and model.head.weight.grad is not None
+    assert bag.weight.weight.grad is None and model.head.weight.grad is not None
     plain = SequenceClassifier(vocab_size=12, num_classes=3)
-    assert plain.bag is None and not any(k.startswith("bag") for k in plain.state_dict())
+    assert not plain.experts and not any(k.startswith(("bag", "experts")) for k in plain.state_dict())
 
 
 def test_nbsvm_features_are_binarised_hashed_bigrams_scaled_by_the_log_count_ratio():

@@ -86,3 +86,17 @@ def test_checkpoint_hparams_hook_falls_back_to_lightning():
     handled.handled = True
     handled._parse_ckpt_path()
     assert calls == ["rnnlab", "lightning", "rnnlab"]
+
+
+def test_own_hyperparameters_shields_a_module_built_inside_another_from_the_clis_hyperparameters():
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    from rnnlab.compat import own_hyperparameters
+    from rnnlab.models import LanguageModel
+
+    with _given_hyperparameters_context({"vocab_size": 99, "something_else": 1}, "jsonargparse"):
+        leaked = LanguageModel(vocab_size=7, hidden_size=8, num_layers=1)
+        with own_hyperparameters():
+            own = LanguageModel(vocab_size=7, hidden_size=8, num_layers=1)
+    assert "something_else" in leaked.hparams  # what Lightning does, and why the shield is needed
+    assert own.hparams.vocab_size == 7 and "something_else" not in own.hparams and own.hparams.word_dropout == 0.0

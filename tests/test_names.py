@@ -1,5 +1,6 @@
 """Names -> gender (namesex, Chinese-Names-Corpus) and names -> language (PyTorch tutorial), on format fixtures."""
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ from rnnlab.models import SequenceClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TINY_GENERATIVE = "{class_path: GenerativeExpert, init_args: {hidden_size: 16, cell: gru}}"
+FOUR_EXPERTS = f"--model.init_args.experts=[{{class_path: BagExpert}}, {TINY_GENERATIVE}, {{class_path: NgramExpert, init_args: {{order: 1}}}}]"
+THREE_EXPERTS = f"--model.init_args.experts=[{TINY_GENERATIVE}, {{class_path: NgramExpert, init_args: {{order: 3}}}}]"
 
 
 def test_namesex_reader_handles_bom_blank_lines_and_spaces_and_names_bad_rows(local_data, tmp_path):
@@ -184,11 +188,11 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
 
 
 def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_pinyin(env):
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", FOUR_EXPERTS]
     config, run, ckpt = fit_and_test_tiny(env, "namesex_hybrid", tiny)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    assert state["bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
-    assert "generative.head.weight" in state and "log_prior" in state
+    assert state["experts.bag.bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
+    assert "experts.generative.lm.head.weight" in state and "experts.ngram.log_prior" in state
     assert (run.parent / "version_1" / "classification_report.txt").exists()
     rows = predict_rows(config, str(ckpt), '["文偉", "文伟", ""]', *tiny, output="four.jsonl")
     probs = [float(part.rsplit(" ", 1)[1]) for part in rows[0]["top"].split(", ")]
@@ -232,29 +236,20 @@ def test_character_features_add_components_and_pinyin_and_help_an_unseen_charact
     assert ids[0] == dm.vocab.unk_id and dm.vocab.tokenizer.token_to_id("c女") in ids
 
 
-def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
-    from rnnlab.models.classifier import ConditionalLM
+def test_generative_expert_likelihood_ignores_padding_and_scores_every_class(env):
+    from rnnlab.models.classifier import GenerativeExpert
 
     torch.manual_seed(0)
-    lm = ConditionalLM(
-        vocab_size=12,
-        num_classes=3,
-        pad_id=0,
-        embedding_dim=8,
-        class_dim=4,
-        hidden_size=16,
-        cell="gru",
-        impl="torch",
-        dropout=0.0,
-    ).eval()
+    expert = GenerativeExpert(12, 3, 0, embedding_dim=8, class_dim=4, hidden_size=16, cell="gru", dropout=0.0).eval()
+    lm = expert.lm  # the LanguageModel of the language-model task, conditioned on the class at every input step
     short, long_ = torch.tensor([5, 6]), torch.tensor([4, 7, 9, 3, 2])
     batch = torch.zeros(2, 5, dtype=torch.long)
     batch[0, :2], batch[1] = short, long_
     lengths = torch.tensor([2, 5])
     with torch.no_grad():
-        together = lm.log_likelihood(batch, lengths, torch.tensor([1, 2]))
-        alone = lm.log_likelihood(short[None], torch.tensor([2]), torch.tensor([1]))
-        scores = lm.scores(batch, lengths)
+        together = expert.log_likelihood(batch, lengths, torch.tensor([1, 2]))
+        alone = expert.log_likelihood(short[None], torch.tensor([2]), torch.tensor([1]))
+        scores = expert.log_likelihoods(batch, lengths)
         # by hand: log p(x1 | <bos>) + log p(x2 | <bos> x1) + log p(<eos> | <bos> x1 x2), one step at a time
         x = torch.tensor([[12, 5, 6]])
         emb = torch.cat([lm.embedding(x), lm.category(torch.tensor([1]))[:, None].expand(-1, 3, -1)], -1)
@@ -268,38 +263,41 @@ def test_conditional_lm_likelihood_ignores_padding_and_scores_every_class(env):
 
 
 def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_with_the_training_prior(env):
+    from rnnlab.models.classifier import GenerativeExpert
+
     model, dm = language_classifier(
         hidden_size=16,
         embedding_dim=8,
-        generative=True,
-        generative_hidden_size=16,
-        generative_embedding_dim=8,
-        generative_class_dim=4,
+        experts=[partial(GenerativeExpert, hidden_size=16, embedding_dim=8, class_dim=4)],
     )
     prior = torch.tensor([16, 16, 16, 16, 48.0]) / 112
-    assert torch.allclose(model.log_prior, prior.log())
+    generative = model.experts["generative"]
+    assert torch.allclose(generative.log_prior, prior.log())
     model.eval()
     batch = next(iter(dm.val_dataloader()))
     with torch.no_grad():
         combined = model(batch.tokens, batch.lengths)
         disc = torch.log_softmax(model.discriminate(batch.tokens, batch.lengths), -1)
-        gen = torch.log_softmax(model.generative.scores(batch.tokens, batch.lengths) + prior.log(), -1)
+        gen = torch.log_softmax(generative.log_likelihoods(batch.tokens, batch.lengths) + prior.log(), -1)
     assert torch.allclose(combined, torch.log_softmax((disc + gen) / 2, -1), atol=1e-5)
     assert torch.equal(combined.argmax(-1), (disc + gen).argmax(-1))  # the product's decisions
     # the class prior matters: a uniform one changes the generative posterior
     with torch.no_grad():
-        model.log_prior.zero_()
+        generative.log_prior.zero_()
         assert not torch.allclose(model(batch.tokens, batch.lengths), combined)
 
 
 def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.generative_hidden_size", "16"]
+    tiny = [*QUIET, "--model.init_args.hidden_size", "16", THREE_EXPERTS]
     config, run, ckpt = fit_and_test_tiny(env, "names_hybrid", tiny)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    prior = saved["state_dict"]["log_prior"]
+    prior = saved["state_dict"]["experts.generative.log_prior"]
     assert torch.allclose(prior.exp(), torch.tensor([16, 16, 16, 16, 48.0]) / 112)  # restored with the weights
     weights = saved["state_dict"]
-    assert weights["ngram._extra_state"]["order"] == 3 and weights["ngram.event_counts"].sum() > 0  # the trigram counts
+    trigram = (
+        weights["experts.ngram.lm._extra_state"]["order"] == 3 and weights["experts.ngram.lm.event_counts"].sum() > 0
+    )
+    assert trigram and torch.equal(weights["experts.ngram.log_prior"], prior)  # the counts, and the same prior
     assert (run.parent / "version_1" / "confusion_matrix.png").exists()
     rows = predict_rows(config, str(ckpt), '["Dvořák", "Novak"]', *tiny, output="hybrid.jsonl")
     for row in rows:
@@ -317,8 +315,7 @@ def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
         refit,
         "--model.init_args.hidden_size",
         "16",
-        "--model.init_args.generative_hidden_size",
-        "16",
+        THREE_EXPERTS,
     ]
     _, run, _ = fit_and_test_tiny(env, "names_hybrid", tiny)
     saved = (run / "config.yaml").read_text()
@@ -327,11 +324,13 @@ def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
     assert kept == ["epoch1-step4.ckpt"], kept  # the last epoch (2 x 2 batches of the 128 train + val names)
 
 
-def test_a_plain_classifier_has_no_generative_state_so_older_checkpoints_still_load():
+def test_a_plain_classifier_has_no_expert_state_so_older_checkpoints_still_load():
+    from rnnlab.models.classifier import GenerativeExpert
+
     plain = SequenceClassifier(vocab_size=20, num_classes=3)
-    assert not any(k.startswith(("generative", "log_prior")) for k in plain.state_dict())
-    hybrid = SequenceClassifier(vocab_size=20, num_classes=3, generative=True)
-    assert "log_prior" in hybrid.state_dict() and any(k.startswith("generative.") for k in hybrid.state_dict())
+    assert not any(k.startswith(("experts", "generative", "log_prior")) for k in plain.state_dict())
+    hybrid = SequenceClassifier(vocab_size=20, num_classes=3, experts=[GenerativeExpert])
+    assert any(k.startswith("experts.generative.lm.") for k in hybrid.state_dict())
 
 
 def test_namesex_testdata_unseen_leaves_out_the_names_of_the_main_file(env):

@@ -3,12 +3,14 @@ classifier's hybrid."""
 
 import math
 from collections import Counter
+from functools import partial
 
 import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
+from rnnlab.models.classifier import GenerativeExpert, NgramExpert
 from rnnlab.models.ngram import NgramLM
 
 B = 9  # the boundary symbol of an 8-token vocabulary
@@ -74,7 +76,7 @@ def test_ngram_counts_round_trip_and_bad_settings_are_clear_errors():
     assert lm.scores(*x)[0].argmax() == 0 and lm.scores(*x)[1].argmax() == 1
     with pytest.raises(RnnlabError, match="order 2"):
         NgramLM(vocab_size=8, num_classes=2, order=3).load_state_dict(lm.state_dict())
-    with pytest.raises(RnnlabError, match="ngram_order must be at least 1"):
+    with pytest.raises(RnnlabError, match="order must be at least 1"):
         NgramLM(vocab_size=8, num_classes=2, order=-1)
     with pytest.raises(RnnlabError, match="too high"):
         NgramLM(vocab_size=50_000, num_classes=2, order=5)
@@ -87,24 +89,25 @@ def three_experts() -> SequenceClassifier:
         num_classes=3,
         hidden_size=8,
         embedding_dim=4,
-        generative=True,
-        generative_hidden_size=8,
-        generative_embedding_dim=4,
-        generative_class_dim=2,
-        ngram_order=2,
+        experts=[
+            partial(GenerativeExpert, hidden_size=8, embedding_dim=4, class_dim=2),
+            partial(NgramExpert, order=2),
+        ],
     ).eval()
 
 
 def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_counts_in_its_checkpoint():
     torch.manual_seed(0)
     model = three_experts()
-    model.log_prior.copy_(torch.tensor([0.2, 0.3, 0.5]).log())
-    model.ngram.fit([torch.tensor([2, 3, 4]), torch.tensor([5, 6]), torch.tensor([7])], torch.tensor([0, 1, 2]))
+    generative, ngram = model.experts["generative"], model.experts["ngram"]
+    for expert in (generative, ngram):
+        expert.log_prior.copy_(torch.tensor([0.2, 0.3, 0.5]).log())
+    ngram.lm.fit([torch.tensor([2, 3, 4]), torch.tensor([5, 6]), torch.tensor([7])], torch.tensor([0, 1, 2]))
     tokens, lengths = torch.tensor([[2, 3, 4], [7, 0, 0]]), torch.tensor([3, 1])
     with torch.no_grad():
         posteriors = [torch.log_softmax(model.discriminate(tokens, lengths), -1)]
         posteriors += [
-            torch.log_softmax(m.scores(tokens, lengths) + model.log_prior, -1) for m in (model.generative, model.ngram)
+            torch.log_softmax(m.log_likelihoods(tokens, lengths) + m.log_prior, -1) for m in (generative, ngram)
         ]
         assert torch.allclose(model(tokens, lengths), torch.log_softmax(sum(posteriors) / 3, -1), atol=1e-5)
     checkpoint = {"state_dict": model.state_dict()}
@@ -114,26 +117,28 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
     fresh.load_state_dict(checkpoint["state_dict"])
     with torch.no_grad():
         assert torch.allclose(fresh(tokens, lengths), model(tokens, lengths))
-    assert checkpoint["state_dict"]["ngram.event_counts"].sum() > 0  # the counts are weights of the checkpoint
+    assert checkpoint["state_dict"]["experts.ngram.lm.event_counts"].sum() > 0  # the counts are checkpoint weights
     with pytest.raises(RnnlabError, match="no n-gram counts"):
         fresh.on_load_checkpoint(
             {"state_dict": {k: v for k, v in checkpoint["state_dict"].items() if "ngram" not in k}}
         )
-    # a checkpoint from before the counts were buffers (kept under checkpoint["ngram"]) still loads
-    tables = {
-        k.removeprefix("ngram."): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("ngram.") and "extra" not in k
-    }
+    # checkpoints from before the experts were a list (generative./ngram./log_prior keys), and from before the
+    # counts were buffers (kept under checkpoint["ngram"]), still load
+    renamed = {}
+    for k, v in checkpoint["state_dict"].items():
+        k = k.replace("experts.generative.lm.", "generative.").replace("experts.ngram.lm.", "ngram.")
+        renamed["log_prior" if k.endswith("log_prior") else k] = v
+    tables = {k.removeprefix("ngram."): v for k, v in renamed.items() if k.startswith("ngram.") and "extra" not in k}
     legacy = {
-        "state_dict": {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("ngram.")},
+        "state_dict": {k: v for k, v in renamed.items() if not k.startswith("ngram.")},
         "ngram": {"order": 2, "discount": 0.9, "tables": tables},
     }
-    older = three_experts()
-    older.on_load_checkpoint(legacy)
-    older.load_state_dict(legacy["state_dict"])
-    with torch.no_grad():
-        assert torch.allclose(older(tokens, lengths), model(tokens, lengths))
+    for old in ({"state_dict": dict(renamed)}, legacy):
+        older = three_experts()
+        older.on_load_checkpoint(old)
+        older.load_state_dict(old["state_dict"])
+        with torch.no_grad():
+            assert torch.allclose(older(tokens, lengths), model(tokens, lengths))
     # the n-gram expert alone beside the BiGRU, without the GRU language model
-    plain = SequenceClassifier(vocab_size=10, num_classes=3, ngram_order=2)
-    assert plain.generative is None and "log_prior" in plain.state_dict()
+    plain = SequenceClassifier(vocab_size=10, num_classes=3, experts=[partial(NgramExpert, order=2)])
+    assert list(plain.experts) == ["ngram"] and "experts.ngram.log_prior" in plain.state_dict()

@@ -3,6 +3,9 @@ each one relies on, so an upgrade that changes it fails there, not in a training
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
@@ -40,3 +43,17 @@ class CheckpointHparamsHook:
     def _parse_ckpt_path(self) -> None:
         if not self.apply_checkpoint_hparams():
             super()._parse_ckpt_path()
+
+
+@contextmanager
+def own_hyperparameters() -> Iterator[None]:
+    """Build a LightningModule inside another's ``__init__`` (a classifier's language-model expert) with its own
+    hyperparameters: under LightningCLI, ``save_hyperparameters`` would otherwise take the outer module's, which
+    the CLI hands over in a context variable while it instantiates the outer one."""
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+    token = _given_hyperparameters.set(None)
+    try:
+        yield
+    finally:
+        _given_hyperparameters.reset(token)

@@ -93,10 +93,11 @@ def graph_for(model: nn.Module, example: dict) -> tuple[nn.Module, dict, dict, d
     holds a ``tokens`` and ``lengths`` batch of the model's data (the tracing inputs)."""
     tokens, lengths = example["tokens"].long(), example["lengths"].long()
     if isinstance(model, SequenceClassifier):
-        if model.ngram is not None or model.generative is not None:
+        other = [type(e).__name__ for e in model.experts.values() if not e.exportable]
+        if other:
             raise RnnlabError(
-                "export covers the classifier's network and its bag expert; this checkpoint also has an n-gram or "
-                "generative expert (ngram_order/generative), which has no ONNX form: export a model without them"
+                f"export covers the classifier's network and its BagExpert; this model also has {', '.join(other)}, "
+                f"which has no ONNX form: export a model without it"
             )
         B, T = torch.export.Dim("batch"), torch.export.Dim("time")
         inputs = {"tokens": tokens, "lengths": lengths}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from rnnlab.contract import Batch
+from rnnlab.compat import own_hyperparameters
+from rnnlab.contract import Batch, Task
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 from rnnlab.models.ngram import NgramLM
@@ -34,53 +35,6 @@ class OneHot(nn.Module):
         return out
 
 
-class ConditionalLM(nn.Module):
-    """``log p(text | class)``: a unidirectional character (or word) language model with the class embedding beside
-    every input step -- the generative half of :class:`SequenceClassifier`'s ``generative`` option. It reads the
-    classifier's own token ids; id ``vocab_size`` is the boundary symbol (``<bos>`` in, ``<eos>`` out)."""
-
-    def __init__(
-        self,
-        vocab_size: int,
-        num_classes: int,
-        pad_id: int,
-        embedding_dim: int,
-        class_dim: int,
-        hidden_size: int,
-        cell: str,
-        impl: str,
-        dropout: float,
-    ) -> None:
-        super().__init__()
-        self.boundary, self.num_classes = vocab_size, num_classes
-        self.embedding = nn.Embedding(vocab_size + 1, embedding_dim, padding_idx=pad_id)
-        self.category = nn.Embedding(num_classes, class_dim)
-        self.rnn = Recurrent(embedding_dim + class_dim, hidden_size, cell=cell, impl=impl)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size + 1)
-
-    def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
-        """``tokens [B, T]`` (right-padded), ``lengths [B]``, ``classes [B]`` -> ``[B]``:
-        ``log p(tokens, <eos> | class)``."""
-        B, T = tokens.shape
-        boundary = tokens.new_full((B, 1), self.boundary)
-        inputs = torch.cat([boundary, tokens], 1)  # <bos> x1 .. xn
-        targets = torch.cat([tokens, tokens.new_zeros(B, 1)], 1)  # x1 .. xn <eos>
-        lengths = lengths.to(tokens.device)
-        targets[torch.arange(B, device=tokens.device), lengths] = self.boundary
-        x = torch.cat([self.embedding(inputs), self.category(classes)[:, None].expand(-1, T + 1, -1)], -1)
-        out, _ = self.rnn(x, lengths + 1)
-        logp = torch.log_softmax(self.head(self.dropout(out)).float(), -1).gather(-1, targets[..., None])[..., 0]
-        mask = torch.arange(T + 1, device=tokens.device)[None] <= lengths[:, None]
-        return (logp * mask).sum(1)
-
-    def scores(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``log p(tokens | c)`` for every class ``c``: ``[B, num_classes]`` (the batch is run once per class)."""
-        B, K = len(tokens), self.num_classes
-        classes = torch.arange(K, device=tokens.device).repeat(B)
-        return self.log_likelihood(tokens.repeat_interleave(K, 0), lengths.repeat_interleave(K, 0), classes).view(B, K)
-
-
 class TokenBag(nn.Module):
     """A logistic regression on the bag of a text's tokens, its n-grams and the whole text: one weight row per token
     id, and one per hashed n-gram (``ngrams`` >= 2) or token sequence (``whole``), in ``buckets`` shared rows (the
@@ -97,9 +51,11 @@ class TokenBag(nn.Module):
     ) -> None:
         super().__init__()
         if buckets < 1:
-            raise RnnlabError(f"bag_buckets must be at least 1, got {buckets}")
+            raise RnnlabError(f"BagExpert's buckets must be at least 1, got {buckets}")
         if ngrams < 1 or (nb and num_classes != 2):
-            raise RnnlabError(f"bag_ngrams must be >= 1 (got {ngrams}); bag_nb needs two classes (got {num_classes})")
+            raise RnnlabError(
+                f"BagExpert's ngrams must be >= 1 (got {ngrams}); its nb needs two classes (got {num_classes})"
+            )
         self.vocab_size, self.buckets, self.ngrams, self.whole_text, self.nb = vocab_size, buckets, ngrams, whole, nb
         self.weight = nn.EmbeddingBag(vocab_size + buckets, num_classes, mode="sum")
         nn.init.zeros_(self.weight.weight)
@@ -200,6 +156,170 @@ class TokenBag(nn.Module):
         return loss
 
 
+class Expert(nn.Module):
+    """An opinion on a text's class beside the classifier's network: :meth:`log_posterior` gives
+    ``log p(class | text)``, ``[B, num_classes]``, and :class:`SequenceClassifier` combines it with the network's
+    (:func:`geometric_mean`). A trained expert adds :meth:`loss` to the network's; a counted or convex one is fitted
+    to the training split in :meth:`fit` when ``fit`` starts, then left alone.
+
+    In a config, each entry of the classifier's ``experts`` names an expert by ``class_path`` with its own
+    ``init_args``; the classifier supplies ``vocab_size``, ``num_classes`` and ``pad_id``."""
+
+    key = "expert"  # its name in the classifier's ``experts`` (state-dict prefix)
+    exportable = False  # whether rnnlab export can put it into an ONNX graph
+
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0) -> None:
+        super().__init__()
+        self.vocab_size, self.num_classes, self.pad_id = vocab_size, num_classes, pad_id
+
+    def log_posterior(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> Optional[Tensor]:
+        """This expert's training loss on ``batch`` (added to the network's), or None: it does not train."""
+        return None
+
+    def fit(self, task: Task) -> None:
+        """Fit to the training data that ``task`` describes (when ``fit`` starts; the checkpoint keeps the result)."""
+
+
+class _WithPrior(Expert):
+    """A generative expert: ``p(c | x)`` proportional to ``p(x | c) p(c)``, the prior from the training classes."""
+
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0) -> None:
+        super().__init__(vocab_size, num_classes, pad_id)
+        self.register_buffer("log_prior", torch.zeros(num_classes))
+
+    def log_likelihoods(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``log p(tokens | c)`` for every class ``c``: ``[B, num_classes]``."""
+        raise NotImplementedError
+
+    def log_posterior(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return torch.log_softmax(self.log_likelihoods(tokens, lengths) + self.log_prior, -1)
+
+    def fit(self, task: Task) -> None:
+        if task.class_counts:
+            freq = torch.tensor(task.class_counts, dtype=torch.float).clamp(min=1)
+            self.log_prior.copy_((freq / freq.sum()).log())
+
+
+class GenerativeExpert(_WithPrior):
+    """``log p(text | class)`` from a unidirectional character (or word) language model with the class embedding
+    beside every input step -- :class:`~rnnlab.models.LanguageModel` itself (``condition="input"``), trained with the
+    network on the true class (its loss: NLL per token). Id ``vocab_size`` is the boundary symbol (``<bos>`` in,
+    ``<eos>`` out)."""
+
+    key = "generative"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        hidden_size: int = 256,
+        embedding_dim: int = 32,
+        class_dim: int = 32,
+        cell: Literal["lstm", "gru", "rnn"] = "lstm",
+        impl: Literal["torch", "handwritten"] = "torch",
+        dropout: float = 0.3,
+    ) -> None:
+        from rnnlab.models.language_model import LanguageModel
+
+        super().__init__(vocab_size, num_classes, pad_id)
+        self.boundary = vocab_size
+        with own_hyperparameters():  # not the classifier's, under the CLI
+            self.lm = LanguageModel(
+                vocab_size + 1,
+                num_classes,
+                pad_id,
+                embedding_dim=embedding_dim,
+                hidden_size=hidden_size,
+                num_layers=1,
+                cell=cell,
+                impl=impl,
+                dropout=dropout,
+                category_dim=class_dim,
+                condition="input",
+            )
+
+    def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
+        """``[B]``: ``log p(tokens, <eos> | class)`` of right-padded ``tokens [B, T]``."""
+        return self.lm.log_likelihood(tokens, lengths, self.boundary, self.boundary, category=classes)
+
+    def log_likelihoods(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        B, K = len(tokens), self.num_classes  # the batch is run once per class
+        classes = torch.arange(K, device=tokens.device).repeat(B)
+        return self.log_likelihood(tokens.repeat_interleave(K, 0), lengths.repeat_interleave(K, 0), classes).view(B, K)
+
+    def loss(self, batch: Batch) -> Tensor:
+        nll = -self.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
+        return nll / (batch.lengths + 1).sum()
+
+
+class NgramExpert(_WithPrior):
+    """``log p(text | class)`` from a class-conditional n-gram model of ``order`` with interpolated absolute
+    discounting ``discount`` (:class:`~rnnlab.models.ngram.NgramLM`), counted on the training split."""
+
+    key = "ngram"
+
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0, order: int = 3, discount: float = 0.9):
+        super().__init__(vocab_size, num_classes, pad_id)
+        self.lm = NgramLM(vocab_size, num_classes, order, discount)
+
+    def log_likelihoods(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return self.lm.scores(tokens, lengths)
+
+    def fit(self, task: Task) -> None:
+        super().fit(task)
+        sequences, targets = task.train_examples()
+        self.lm.fit(list(sequences), targets)
+
+
+class BagExpert(Expert):
+    """A logistic regression on the bag of the text's tokens and the whole text (:class:`TokenBag`, hashed into
+    ``buckets`` rows), fitted to convergence on the training split when ``fit`` starts, on scikit-learn's
+    ``LogisticRegression(C=1/l2)`` objective, then frozen. ``ngrams`` adds hashed n-grams up to that order,
+    ``whole: false`` drops the whole-text feature (long texts never repeat), ``nb`` makes it NBSVM's naive-Bayes
+    scaled binary features (two classes). With ``char_features`` in the data it sees each character's components
+    and pinyin too."""
+
+    key = "bag"
+    exportable = True
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        buckets: int = 1 << 18,
+        l2: float = 1.0,
+        ngrams: int = 1,
+        whole: bool = True,
+        nb: bool = False,
+    ) -> None:
+        super().__init__(vocab_size, num_classes, pad_id)
+        self.l2 = l2
+        self.bag = TokenBag(vocab_size, num_classes, buckets, ngrams, whole, nb)
+
+    def log_posterior(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return torch.log_softmax(self.bag(tokens, lengths).float(), -1)
+
+    def fit(self, task: Task) -> None:
+        sequences, targets = task.train_examples()
+        batch = task.collate([(s, y, i) for i, (s, y) in enumerate(zip(sequences, targets))])  # one padded batch
+        loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.l2)
+        rank_zero_info(f"bag: logistic regression fitted on {len(batch)} training examples, objective {loss:.4f}")
+
+
+ExpertCallable = Callable[[int, int, int], Expert]
+
+
+def geometric_mean(log_posteriors: list[Tensor]) -> Tensor:
+    """The combiner: the normalised geometric mean of the posteriors, ``log_softmax(mean_i log p_i(c | x))``. Its
+    argmax is the product's; the root keeps the probabilities calibrated (the plain product is overconfident)."""
+    return torch.log_softmax(sum(log_posteriors) / len(log_posteriors), -1)
+
+
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
@@ -211,29 +331,19 @@ class SequenceClassifier(RnnlabModule):
     whose vectors initialise the embedding rows of the same words when ``fit`` starts (other words: random, see
     :func:`~rnnlab.models.word2vec.align_embeddings`); ``freeze_embeddings`` keeps them fixed.
 
-    ``generative``: a hybrid of a discriminative and a generative classifier. Beside the network above, a
-    :class:`ConditionalLM` learns ``p(text | class)`` (trained on the true class, at the same time); predictions and
-    every evaluation metric come from the two experts' geometric mean, ``(log p_disc(c | x) + log p_gen(c | x)) / 2``
-    normalised, with ``p_gen(c | x)`` proportional to ``p(x | c) p(c)`` (the class prior from the training data).
-    The argmax is the product's; the square root keeps the probabilities calibrated (the plain product is
-    overconfident). Training metrics are the discriminative network's alone. ``generative_hidden_size``,
-    ``generative_embedding_dim`` and ``generative_class_dim`` size it; it uses the same ``cell``, ``impl`` and
-    ``dropout``.
+    ``experts``: a hybrid. Each :class:`Expert` gives its own ``log p(class | text)``; predictions and every
+    evaluation metric come from the normalised geometric mean of the network's posterior and the experts'
+    (:func:`geometric_mean`); training metrics are the network's alone. :class:`GenerativeExpert` (a language model of
+    the text given the class, trained with the network), :class:`NgramExpert` (counted n-grams) and
+    :class:`BagExpert` (a logistic regression on the bag of tokens, fitted when ``fit`` starts)::
 
-    ``ngram_order`` > 0 adds a third expert, counted rather than trained: a class-conditional character (or word)
-    n-gram model of that order with interpolated absolute discounting ``ngram_discount``
-    (:class:`~rnnlab.models.ngram.NgramLM`), counted on the training split when ``fit`` starts and kept in the
-    checkpoint. Its posterior ``p_ngram(x | c) p(c)`` joins the geometric mean with the same weight as the others
-    (``ngram_order`` also works without ``generative``).
+        experts:
+          - class_path: rnnlab.models.classifier.GenerativeExpert
+            init_args: {hidden_size: 256, cell: gru}
+          - class_path: rnnlab.models.classifier.NgramExpert
+            init_args: {order: 3}
 
-    ``bag`` adds a discriminative expert beside the network: a logistic regression on the bag of the text's tokens
-    and the whole text (hashed into ``bag_buckets`` rows; :class:`TokenBag`). Like the n-gram counts it is not
-    trained with the network: ``setup("fit")`` fits it to convergence on the training split, on scikit-learn's
-    ``LogisticRegression(C=1/bag_l2)`` objective (seconds for 10k names), and freezes it; the checkpoint keeps it.
-    Its posterior joins the geometric mean with the same weight. With ``char_features`` in the data it sees each
-    character's components and pinyin too. ``bag_ngrams`` adds hashed n-grams up to that order, ``bag_whole: false``
-    drops the whole-text feature (for long texts, which never repeat), ``bag_nb`` makes it NBSVM's naive-Bayes
-    scaled binary features (two classes).
+    or on the command line ``--model.init_args.experts+=NgramExpert --model.init_args.experts.order=1``.
 
     ``pretrained_encoder``: a language model's checkpoint (:class:`~rnnlab.models.LanguageModel`, e.g. from
     ``configs/imdb_lm_pretrain.yaml``) or a run folder (its newest ``*/checkpoints/last.ckpt``): its embedding (rows
@@ -267,24 +377,13 @@ class SequenceClassifier(RnnlabModule):
         class_weighting: Literal["none", "balanced", "sqrt"] = "none",
         pretrained_embeddings: Optional[str] = None,
         freeze_embeddings: bool = False,
-        generative: bool = False,
-        generative_hidden_size: int = 256,
-        generative_embedding_dim: int = 32,
-        generative_class_dim: int = 32,
-        ngram_order: int = 0,
-        ngram_discount: float = 0.9,
-        bag: bool = False,
-        bag_buckets: int = 1 << 18,
-        bag_l2: float = 1.0,
-        bag_ngrams: int = 1,
-        bag_whole: bool = True,
-        bag_nb: bool = False,
+        experts: Optional[list[ExpertCallable]] = None,
         pretrained_encoder: Optional[str] = None,
         discriminative_lr: float = 1.0,
         gradual_unfreezing: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "experts"], logger=False)
         self.optimize_with(optimizer, scheduler)
         if input_encoding == "onehot":  # the course's one-hot inputs: a fixed identity "embedding"
             self.embedding = OneHot(vocab_size, pad_id)
@@ -311,25 +410,13 @@ class SequenceClassifier(RnnlabModule):
             raise RnnlabError(
                 f"discriminative_lr is a divisor per layer group and must be >= 1, got {discriminative_lr}"
             )
-        self.generative: Optional[ConditionalLM] = None
-        if generative:
-            self.generative = ConditionalLM(
-                vocab_size,
-                num_classes,
-                pad_id,
-                generative_embedding_dim,
-                generative_class_dim,
-                generative_hidden_size,
-                cell,
-                impl,
-                dropout,
-            )
-        self.ngram = NgramLM(vocab_size, num_classes, ngram_order, ngram_discount) if ngram_order else None
-        self.bag = TokenBag(vocab_size, num_classes, bag_buckets, bag_ngrams, bag_whole, bag_nb) if bag else None
-        if (
-            generative or ngram_order
-        ):  # (only then a `log_prior` buffer: plain classifiers' checkpoints keep their keys)
-            self.register_buffer("log_prior", torch.zeros(num_classes))  # log p(c) of the training data
+        self.experts = nn.ModuleDict()
+        for make in experts or []:
+            expert = make(vocab_size, num_classes, pad_id) if not isinstance(make, Expert) else make
+            key, n = expert.key, 2
+            while key in self.experts:
+                key, n = f"{expert.key}_{n}", n + 1
+            self.experts[key] = expert
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -342,17 +429,13 @@ class SequenceClassifier(RnnlabModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``generative``, ``ngram_order`` or
-        ``bag``: the log of the experts' normalised geometric mean)."""
+        """``tokens [B, T]``, ``lengths [B]`` -> logits ``[B, num_classes]`` (with ``experts``: the log of the
+        normalised geometric mean of the network's and the experts' posteriors)."""
         logits = self.discriminate(tokens, lengths)
-        likelihoods = [m.scores(tokens, lengths) for m in (self.generative, self.ngram) if m is not None]
-        if not likelihoods and self.bag is None:
+        if not self.experts:
             return logits
-        posteriors = [torch.log_softmax(logits.float(), -1)]
-        if self.bag is not None:
-            posteriors.append(torch.log_softmax(self.bag(tokens, lengths).float(), -1))
-        posteriors += [torch.log_softmax(ll + self.log_prior, -1) for ll in likelihoods]
-        return torch.log_softmax(sum(posteriors) / len(posteriors), -1)
+        network = torch.log_softmax(logits.float(), -1)
+        return geometric_mean([network] + [e.log_posterior(tokens, lengths) for e in self.experts.values()])
 
     def discriminate(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The discriminative network's logits ``[B, num_classes]``."""
@@ -363,29 +446,20 @@ class SequenceClassifier(RnnlabModule):
         return self.head(self.dropout(pooled))
 
     def on_task(self, stage: str) -> None:
-        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root;
-        ``generative``/``ngram_order``: the class prior. Both from the DataModule's training ``class_counts``; the
-        n-gram counts and the ``bag`` from its training split."""
+        """``class_weighting``: weight the loss by inverse class frequency (``balanced``) or its square root (from
+        the DataModule's training ``class_counts``); each expert fits itself to the training data (:meth:`Expert.fit`)."""
         task = self.task
         if stage == "fit" and self.hparams.pretrained_embeddings and task.vocab is not None:
             self.load_pretrained(self.hparams.pretrained_embeddings, task.vocab)
         if stage == "fit" and self.hparams.pretrained_encoder and task.vocab is not None:
             self.load_encoder(self.hparams.pretrained_encoder, task.vocab)
-        counts = task.class_counts
-        if stage != "fit" or not counts:
+        if stage != "fit":
             return
-        freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
-        if self.generative is not None or self.ngram is not None:
-            self.log_prior.copy_((freq / freq.sum()).log())
-        if self.ngram is not None or self.bag is not None:
-            sequences, targets = task.train_examples()
-        if self.ngram is not None:
-            self.ngram.fit(list(sequences), targets)
-        if self.bag is not None:  # the whole training split as one padded batch
-            batch = task.collate([(s, y, i) for i, (s, y) in enumerate(zip(sequences, targets))])
-            loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.hparams.bag_l2)
-            rank_zero_info(f"bag: logistic regression fitted on {len(batch)} training examples, objective {loss:.4f}")
-        if self.hparams.class_weighting != "none":
+        for expert in self.experts.values():
+            expert.fit(task)
+        counts = task.class_counts
+        if counts and self.hparams.class_weighting != "none":
+            freq = torch.tensor(counts, dtype=torch.float).clamp(min=1)
             w = freq.sum() / (len(freq) * freq)
             self.class_weights.copy_(w.sqrt() if self.hparams.class_weighting == "sqrt" else w)
 
@@ -469,14 +543,13 @@ class SequenceClassifier(RnnlabModule):
 
     def _step(self, batch: Batch, metrics: MetricCollection, stage: str) -> tuple[Tensor, Tensor]:
         weight = self.class_weights if stage == "train" else None
-        if stage == "train" and any(m is not None for m in (self.generative, self.ngram, self.bag)):
-            # each on its own loss (the counts and the bag are fitted in setup: only the network and the language
-            # model learn here)
+        if stage == "train" and self.experts:  # each on its own loss (fitted experts add none)
             logits = self.discriminate(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
-            if self.generative is not None:  # + its NLL per token
-                nll = -self.generative.log_likelihood(batch.tokens, batch.lengths, batch.target).sum()
-                loss = loss + nll / (batch.lengths + 1).sum()
+            for expert in self.experts.values():
+                extra = expert.loss(batch)
+                if extra is not None:
+                    loss = loss + extra
         else:
             logits = self(batch.tokens, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.target, weight=weight)
@@ -509,19 +582,35 @@ class SequenceClassifier(RnnlabModule):
         _, logits = self._step(batch, self.test_metrics, "test")
         return {"preds": logits.argmax(-1), "target": batch.target}  # for the confusion-matrix callback
 
+    LEGACY_PREFIXES = {
+        "generative.": "experts.generative.lm.",
+        "ngram.": "experts.ngram.lm.",
+        "bag.": "experts.bag.bag.",
+    }
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.ngram is None:
-            return
+        """Checkpoints written before the experts were configured as a list (``generative``, ``ngram_order``,
+        ``bag`` flags) keep their weights under the old names: renamed here."""
         weights = checkpoint.setdefault("state_dict", {})
-        legacy = checkpoint.pop("ngram", None)  # checkpoints before the counts became buffers kept them here
+        legacy = checkpoint.pop("ngram", None)  # before the counts became buffers they were kept here
         if legacy is not None and legacy.get("tables") is not None and "ngram.event_keys" not in weights:
             weights.update({f"ngram.{k}": v for k, v in legacy["tables"].items()})
             weights["ngram._extra_state"] = {"order": legacy["order"], "discount": legacy["discount"]}
-        if "ngram.event_keys" not in weights:
-            raise RnnlabError(
-                "this checkpoint has no n-gram counts: it was not trained with ngram_order; "
-                "use the config it was trained with"
-            )
+        for key in [k for k in weights if k.startswith(tuple(self.LEGACY_PREFIXES)) or k == "log_prior"]:
+            value = weights.pop(key)
+            if key == "log_prior":  # one prior then, shared by the generative experts
+                for name, expert in self.experts.items():
+                    if isinstance(expert, _WithPrior):
+                        weights[f"experts.{name}.log_prior"] = value
+                continue
+            old = next(p for p in self.LEGACY_PREFIXES if key.startswith(p))
+            weights[self.LEGACY_PREFIXES[old] + key[len(old) :]] = value
+        for key, expert in self.experts.items():
+            if isinstance(expert, NgramExpert) and f"experts.{key}.lm.event_keys" not in weights:
+                raise RnnlabError(
+                    "this checkpoint has no n-gram counts: it was not trained with an NgramExpert; "
+                    "use the config it was trained with"
+                )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         return {"index": batch.index, "probs": torch.softmax(self(batch.tokens, batch.lengths).float(), -1)}

@@ -207,6 +207,21 @@ class LanguageModel(RnnlabModule):
         # rank must produce a gradient for every parameter, so each one takes part (with weight 0)
         return nll + 0.0 * sum(p.sum() for p in self.head.parameters()), len(target)
 
+    def log_likelihood(
+        self, tokens: Tensor, lengths: Tensor, bos: int, eos: int, category: Optional[Tensor] = None
+    ) -> Tensor:
+        """``[B]``: ``log p(x_1 .. x_n, eos | bos, category)`` of each right-padded row of ``tokens [B, T]``
+        (the model reads ``bos x_1 .. x_n`` and is scored on ``x_1 .. x_n eos``); full softmax only."""
+        B, T = tokens.shape
+        inputs = torch.cat([tokens.new_full((B, 1), bos), tokens], 1)
+        targets = torch.cat([tokens, tokens.new_zeros(B, 1)], 1)
+        lengths = lengths.to(tokens.device)
+        targets[torch.arange(B, device=tokens.device), lengths] = eos
+        logits, _ = self(inputs, lengths + 1, None, category)
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, targets[..., None])[..., 0]
+        mask = torch.arange(T + 1, device=tokens.device)[None] <= lengths[:, None]
+        return (logp * mask).sum(1)
+
     def features(
         self, tokens: Tensor, lengths: Tensor, state: Optional[State] = None, category: Optional[Tensor] = None
     ) -> tuple[Tensor, State]:

@@ -1,5 +1,5 @@
 """A count-based class-conditional n-gram language model, ``log p(text | class)``: the third expert of
-:class:`~rnnlab.models.classifier.SequenceClassifier`'s hybrid (``ngram_order``).
+:class:`~rnnlab.models.classifier.SequenceClassifier`'s hybrid (:class:`~rnnlab.models.classifier.NgramExpert`).
 
 Per class, interpolated absolute discounting (Ney, Essen & Kneser 1994): with ``c(h, w)`` the count of symbol ``w``
 after history ``h`` in that class's training texts, ``c(h)`` their total and ``N(h)`` the number of distinct
@@ -40,14 +40,14 @@ class NgramLM(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, order: int = 3, discount: float = 0.9) -> None:
         super().__init__()
         if order < 1:
-            raise RnnlabError(f"ngram_order must be at least 1 (or 0 for no n-gram expert), got {order}")
+            raise RnnlabError(f"NgramExpert's order must be at least 1, got {order}")
         if not 0 < discount < 1:
-            raise RnnlabError(f"ngram_discount must be between 0 and 1, got {discount}")
+            raise RnnlabError(f"NgramExpert's discount must be between 0 and 1, got {discount}")
         self.symbols, self.num_classes, self.order, self.discount = vocab_size + 1, num_classes, order, discount
         self.histories = (self.symbols + 1) ** (order - 1)  # history codes are below this
         if num_classes * self.histories * self.symbols >= 2**62:
             raise RnnlabError(
-                f"ngram_order {order} is too high for a vocabulary of {vocab_size}: the n-gram keys "
+                f"NgramExpert's order {order} is too high for a vocabulary of {vocab_size}: the n-gram keys "
                 "would overflow int64; use a lower order"
             )
         for name in TABLES:
