@@ -84,6 +84,7 @@ def test_the_server_predicts_what_predict_writes_and_describes_itself(trained, c
     info = client.get("/info").json()
     assert info["task"] == "SequenceClassifier" and info["labels"] == ["neg", "pos"] and info["vocab_size"] > 10
     assert info["kind"] == "classify" and info["options"] == {"explain": "bool"}
+    assert info["row"]["type"] == "ClassificationRow" and info["row"]["fields"]["prob"] == "float"
     assert "IMDBDataModule" in info["config"]
     texts = ["A wonderful film, great acting.", "", "Boring and bad."]
     response = client.post("/predict", json={"inputs": texts})

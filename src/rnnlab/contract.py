@@ -9,9 +9,11 @@ rebuilds its model without data."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypedDict, get_args, get_origin, get_type_hints
 
 from torch import Tensor
+
+from rnnlab.errors import RnnlabError
 
 IGNORE_INDEX = -100  # padding value for per-step targets (cross-entropy ignores it)
 
@@ -97,3 +99,94 @@ class Task:
     def banned_ids(self) -> tuple[int, ...]:
         """Ids a generator must never write: ``<pad>``, ``<unk>`` and the start symbol when the data has one."""
         return (0, 1) + ((self.bos_id,) if self.bos_id is not None else ())
+
+
+# ------------------------------------------------------------------------------------------ prediction rows
+# One row per input line: what `rnnlab predict` writes (JSONL/CSV) and what `rnnlab serve` answers. A DataModule names
+# its row type (``prediction_row``); its ``render_prediction`` fills the task's fields, the writer and the server add
+# the common ones, and both check every row against the type (:func:`check_row`). Fields marked "served" are extras
+# that the server adds on request (``options``).
+class PredictionRow(TypedDict, total=False):
+    line: int  # 1-based input line (files; the server's rows are in request order)
+    input: str
+    error: str  # the line could not be predicted, and why (no other field then)
+    warning: str  # predicted, with a caveat (unknown characters, a converted script)
+
+
+class ClassificationRow(PredictionRow, total=False):
+    label: str
+    prob: float
+    top: str  # the top classes with probabilities: "Russian 0.93, Czech 0.03, English 0.01"
+    attribution: list  # served: [[token, gradient x input], ...]
+
+
+class TaggingRow(PredictionRow, total=False):
+    output: str  # the input with its tags (word/TAG ...) or its segmentation (words separated by spaces)
+
+
+class GenerationRow(PredictionRow, total=False):
+    category: str  # the category asked for (a conditional model)
+    output: str  # the prompt and its continuation
+
+
+class TranslationRow(PredictionRow, total=False):
+    translation: str
+    score: float  # the hypothesis' length-normalised log-probability (beam search)
+    nbest: list  # served: [{"translation": ..., "score": ...}, ...]
+    attention: dict  # served: {"source": [...], "target": [...], "weights": [[...], ...]}
+
+
+class CaptionRow(PredictionRow, total=False):
+    caption: str
+    score: float
+    nbest: list  # served: [{"caption": ..., "score": ...}, ...]
+    attention: dict  # served: {"grid": side, "target": [...], "weights": [[...], ...]}
+
+
+class MusicRow(PredictionRow, total=False):
+    midi: str  # path of the MIDI file written
+    png: str  # path of the piano-roll picture written
+    steps: int
+    notes_per_step: float
+    pitch_min: Optional[int]
+    pitch_max: Optional[int]
+    in_key_share: float  # share of the generated notes in the primer's pitch classes
+    midi_data: str  # served: the MIDI file as a data: URL
+    png_data: str  # served: the picture as a data: URL
+
+
+class ForecastRow(PredictionRow, total=False):
+    origin: str  # the last period the forecast starts after
+    units: str  # of the values (the series' transformation, e.g. logdiff)
+    forecast: dict  # {variable: [step 1, ..., step H]}
+    history: dict  # served: {variable: [values of the window read]}
+
+
+def row_fields(row_type: type) -> dict[str, str]:
+    """``{field: type}`` of a row type, as text (what the server's ``/info`` shows)."""
+
+    def name(t) -> str:
+        return " | ".join(name(a) for a in get_args(t)) if get_args(t) else getattr(t, "__name__", str(t))
+
+    return {k: name(t).replace("NoneType", "None") for k, t in get_type_hints(row_type).items()}
+
+
+def check_row(row_type: type, row: dict) -> dict:
+    """``row`` if it is a ``row_type``: only its fields, each of its type; a RnnlabError naming the field otherwise
+    (a DataModule's ``render_prediction`` and its row type disagree)."""
+    hints = get_type_hints(row_type)
+    for key, value in row.items():
+        if key not in hints:
+            raise RnnlabError(f"prediction field {key!r} is not in {row_type.__name__} (fields: {', '.join(hints)})")
+        expected = hints[key]
+        allowed = tuple(t for t in get_args(expected) if isinstance(t, type)) or (get_origin(expected) or expected,)
+        if float in allowed:
+            allowed += (int,)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise RnnlabError(
+                f"prediction field {key!r} of {row_type.__name__} must be {row_fields(row_type)[key]}, got "
+                f"{type(value).__name__}"
+            )
+    if "input" not in row:
+        raise RnnlabError(f"a {row_type.__name__} needs its input")
+    return row

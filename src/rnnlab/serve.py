@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import torch
 
+from rnnlab.contract import check_row, row_fields
 from rnnlab.errors import RnnlabError, require
 
 MAX_INPUTS = 64  # per request, and per batch of requests
@@ -143,7 +144,7 @@ def predict_rows(model, dm, texts: list[str], options: dict | None = None) -> li
                 row["history"] = _history(dm, item)
             if "warning" in item:
                 row["warning"] = item["warning"]
-        rows.append(row)
+        rows.append(check_row(dm.prediction_row, row))
     return rows
 
 
@@ -290,6 +291,7 @@ def create_app(model, dm, info: dict, max_batch: int = MAX_INPUTS):
         **info,
         "kind": kind,
         "options": {k: v[0].__name__ for k, v in OPTIONS[kind].items()},
+        "row": {"type": dm.prediction_row.__name__, "fields": row_fields(dm.prediction_row)},
         "batching": {"max_inputs": max_batch, "wait_ms": BATCH_WAIT_S * 1000},
     }
     app = FastAPI(title="rnnlab", description=f"{info['task']} on {info['data']}")

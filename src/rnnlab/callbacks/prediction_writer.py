@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from rnnlab.contract import check_row
 from rnnlab.errors import RnnlabError
 
 
@@ -18,8 +19,9 @@ class PredictionWriter(L.Callback):
     input line in input order. Lines the model cannot read (empty, no known symbol) get an ``error`` column instead
     of a prediction; the rest of the file is still predicted.
 
-    Rows come from the DataModule's ``render_prediction(item, output)``; the model's ``predict_step`` returns a dict
-    with an ``index`` tensor (input line numbers) and per-sample tensors.
+    Rows come from the DataModule's ``render_prediction(item, output)`` and are checked against its
+    ``prediction_row`` type (:mod:`rnnlab.contract`; the server's rows are the same type); the model's
+    ``predict_step`` returns a dict with an ``index`` tensor (input line numbers) and per-sample tensors.
     """
 
     def __init__(self, output: str = "predictions.jsonl") -> None:
@@ -54,7 +56,7 @@ class PredictionWriter(L.Callback):
                 row.update(dm.render_prediction(item, by_line[line - 1]))
                 if "warning" in item:
                     row["warning"] = item["warning"]
-            self.rows.append(row)
+            self.rows.append(check_row(dm.prediction_row, row))
         path = Path(self.output)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".jsonl":

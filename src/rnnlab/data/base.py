@@ -28,7 +28,7 @@ from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from rnnlab.contract import Task
+from rnnlab.contract import ClassificationRow, Task
 from rnnlab.data.batching import LengthBucketSampler, SequenceDataset, pad_collate
 from rnnlab.errors import RnnlabError
 
@@ -335,6 +335,8 @@ class SequenceDataModule(L.LightningDataModule):
         dataset = SequenceDataset([self.predict_items[i]["tokens"] for i in valid])
         collate = partial(_reindex_collate, collate=self.collate, index_map=valid)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+
+    prediction_row = ClassificationRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         """One output row for a predicted input. Default (classification): the label, its probability, and the

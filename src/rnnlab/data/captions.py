@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from rnnlab.contract import Task
+from rnnlab.contract import CaptionRow, Task
 from rnnlab.data.base import SequenceDataModule, seeded_split
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
@@ -202,6 +202,8 @@ class CaptionDataModule(SequenceDataModule):
         if not path.is_file():
             raise RnnlabError(f"image {spec!r} not found: give an image file, a data: URL or <split>:<n>")
         return load_image(path, self.image_size, self.in_channels, str(path))
+
+    prediction_row = CaptionRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         row = {"caption": self.decode_target(output["generated"].tolist())}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rnnlab.contract import Task
+from rnnlab.contract import GenerationRow, Task
 from rnnlab.data.base import ResumableDataLoader, SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.classification import stratified_split
@@ -267,6 +267,8 @@ class CharCorpusDataModule(SequenceDataModule):
             items.append(item)
         return items
 
+    prediction_row = GenerationRow  # the fields of render_prediction's rows (rnnlab.contract)
+
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         ids = [i for i in output["generated"].tolist() if i >= 0]
         return {"output": item["prompt"] + "".join(self.vocab.decode(ids))}
@@ -380,6 +382,8 @@ class DocumentLMDataModule(SequenceDataModule):
                 {**item, "tokens": self._encode(self.vocab, prefix, category, bool(self.labels)), "prompt": prefix}
             )
         return items
+
+    prediction_row = GenerationRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         ids = [i for i in output["generated"].tolist() if i >= 0]

@@ -16,7 +16,7 @@ from typing import Literal, Optional, Union
 
 import torch
 
-from rnnlab.contract import Task
+from rnnlab.contract import GenerationRow, Task
 from rnnlab.data.charlm import CharCorpusDataModule
 from rnnlab.data.classification import Labelled, TextClassificationDataModule, grouped_split, stratified_split, truncate
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, tar_files
@@ -323,6 +323,8 @@ class IMDBLanguageModelDataModule(CharCorpusDataModule):
                 item["warning"] = f"words not in the vocabulary, read as <unk>: {', '.join(map(repr, unknown[:5]))}"
             items.append(item)
         return items
+
+    prediction_row = GenerationRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         ids = [i for i in output["generated"].tolist() if i >= 0]

@@ -21,6 +21,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
+from rnnlab.contract import MusicRow
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.sources import RemoteFile, Source, fetch, register
@@ -241,6 +242,8 @@ class PianoRollDataModule(SequenceDataModule):
         return DataLoader(
             [(self.predict_items[i]["primer"], i) for i in valid], batch_size=None, collate_fn=lambda x: x
         )
+
+    prediction_row = MusicRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         from rnnlab.pianoroll import plot_roll, roll_stats, roll_to_midi

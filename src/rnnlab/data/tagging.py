@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from rnnlab.contract import Task
+from rnnlab.contract import TaggingRow, Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.text import Vocabulary
@@ -195,6 +195,8 @@ class TaggingDataModule(SequenceDataModule):
                 )
             items.append(item)
         return items
+
+    prediction_row = TaggingRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         tags = [self.labels[i] for i in output["tags"][: len(item["units"])].tolist()]

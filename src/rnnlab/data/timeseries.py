@@ -19,7 +19,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
-from rnnlab.contract import Task
+from rnnlab.contract import ForecastRow, Task
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.errors import RnnlabError, require
@@ -210,6 +210,8 @@ class TimeSeriesDataModule(SequenceDataModule):
                 continue
             items.append({"input": raw, "tokens": series[t - self.window + 1 : t + 1], "origin": periods[t]})
         return items
+
+    prediction_row = ForecastRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         """The forecast of each variable for steps 1..H after the origin, in the transformed series' units (e.g.

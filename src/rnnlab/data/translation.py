@@ -30,7 +30,7 @@ from typing import Literal, Optional, Sequence
 
 import torch
 
-from rnnlab.contract import Task
+from rnnlab.contract import Task, TranslationRow
 from rnnlab.data.base import SequenceDataModule, seeded_split
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.sources import RemoteFile, Source, fetch, register, zip_names
@@ -426,6 +426,8 @@ class TranslationDataModule(SequenceDataModule):
                 )
             items.append(item)
         return items
+
+    prediction_row = TranslationRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         row = {"translation": self.decode_target(output["generated"].tolist())}
