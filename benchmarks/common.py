@@ -48,11 +48,25 @@ def machine() -> dict:
 
 
 def write(name: str, result: dict) -> Path:
+    """``results/<name>.json``: ``result`` with the machine it ran on. The file's ``readme`` block (the README row:
+    label, config, which figures, the published figure; see readme_tables.tasks_table) is data of the result, kept
+    when a run rewrites the figures."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    if path.is_file() and "readme" not in result:
+        kept = json.loads(path.read_text()).get("readme")
+        result = {**result, "readme": kept} if kept else result
+    result = {**result, "benchmark": result.get("benchmark") or benchmark_command()}
     path.write_text(json.dumps({**result, "machine": machine()}, indent=2, default=str, ensure_ascii=False) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def benchmark_command() -> str:
+    """The command that reruns the benchmark this process runs (``benchmarks/run.py NAME`` reads it back): the
+    script and its arguments, with ``--one NAME`` (a child process of the script's own loop) written as ``NAME``."""
+    argv = [a for a in sys.argv[1:] if a != "--one"]
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *argv])
 
 
 def previous(name: str, keys: Iterable[str], protocol: str) -> dict:

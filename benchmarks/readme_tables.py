@@ -95,128 +95,42 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _value(result: dict, spec):
+    """A figure of ``result`` by its path (a list of keys; a first key ``name.json`` reads another result file),
+    scaled by ``scale`` when ``spec`` is ``{"path": ..., "scale": ...}``."""
+    path, scale = (spec["path"], spec.get("scale", 1)) if isinstance(spec, dict) else (spec, 1)
+    value = result
+    if isinstance(path[0], str) and path[0].endswith(".json"):
+        value, path = _json(path[0].removesuffix(".json")), path[1:]
+    for key in path:
+        value = value[key]
+    return value * scale if scale != 1 else value
+
+
+def _text(result: dict, spec) -> str:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, list):  # a path
+        return str(_value(result, spec))
+    return spec["text"].format(*(_value(result, v) for v in spec.get("values", [])))
+
+
 def tasks_table() -> str:
-    """README: task -> config -> what it reaches -> the published figure it compares with -> fit time (2 CPU cores)."""
+    """README: task -> config -> what it reaches -> the published figure it compares with -> fit time (2 CPU cores).
+    One row per result file with a ``readme`` block: its label, config, figures (paths into the result) and the
+    published figure are data in the result JSON, written beside the figures; nothing here names a task."""
     rows = [
         "| task | config | reaches (test) | published figure | fit time |",
         "|---|---|---|---|---|",
     ]
-
-    def row(task, config, reached, published, seconds, upper_bound=False):
-        fit = (("<= " if upper_bound else "") + _minutes(seconds)) if seconds else "-"
-        rows.append(f"| {task} | `{config}` | {reached} | {published} | {fit} |")
-
-    if r := _json("imdb_lstm"):
-        row(
-            "IMDB sentiment, BiLSTM",
-            r["config"],
-            f"{100 * r['test_acc']:.2f}% acc",
-            "LSTM from scratch 86.5% (Dai & Le 2015)",
-            r["fit_seconds"],
-        )
-    if r := _json("word2vec_lstm_cbow_frozen"):
-        row(
-            "IMDB + word2vec (IMDB text)",
-            r["config"],
-            f"{100 * r['test_acc']:.2f}% acc",
-            "NBSVM-bi 91.22% (Wang & Manning 2012)",
-            r["fit_seconds"],
-        )
-    if (r := _json("imdb_lm_finetune")) and (pre := _json("imdb_lm_pretrain")):
-        row(
-            "IMDB + LM pre-training (IMDB text)",
-            r["config"],
-            f"{100 * r['test_acc']:.2f}% acc",
-            "LM-LSTM 92.36%, SA-LSTM 92.76% (Dai & Le 2015)",
-            r["fit_seconds"] + pre["fit_seconds"],
-        )
-    if r := _json("imdb_lm_combination"):
-        row(
-            "IMDB, BiLSTM + NBSVM expert (one checkpoint)",
-            "configs/imdb_lstm_nbsvm.yaml",
-            f"{100 * r['test_acc']:.2f}% acc",
-            "NBSVM-bi 91.22%; SA-LSTM 92.76% (Dai & Le 2015)",
-            r["fit_seconds"],
-        )
-    if r := _json("imdb_nbsvm"):
-        row(
-            "IMDB, NBSVM-bi (scikit-learn)",
-            "benchmarks/nbsvm.py",
-            f"{100 * r['test_acc']:.2f}% acc",
-            "91.22% (Wang & Manning 2012)",
-            r["seconds"],
-        )
-    if r := _json("names_gender_namesex_hybrid"):
-        b = r["bigru_10fold"]
-        row(
-            "Chinese name -> gender (namesex, 10 folds)",
-            b["config"],
-            f"{100 * b['mean_acc']:.2f}% acc",
-            "L2 logistic regression 89.57%; with news-corpus word vectors 94.86% (namesex)",
-            b["fit_seconds_per_fold"],
-        )
-    if r := _json("names_language"):
-        h = r["names_hybrid"]
-        row(
-            "name -> 18 languages",
-            "configs/names_hybrid.yaml",
-            f"{100 * h['mean_acc']:.2f}% acc, macro-F1 {h['mean_f1']:.3f}",
-            "- (course target 85%)",
-            h["runs"][0]["fit_seconds"],
-        )
-    if r := _json("tagging_conll2000_pos_bilstm_crf"):
-        row("CoNLL-2000 part of speech", r["config"], f"{100 * r['test']['acc']:.2f}% acc", "-", r["fit_seconds"])
-    if r := _json("tagging_sinica_cws_bilstm_lexicon"):
-        row("Chinese word segmentation (Sinica)", r["config"], f"F1 {100 * r['test']['f1']:.2f}", "-", r["fit_seconds"])
-    if r := _json("charlm_shakespeare_char_lstm"):
-        row(
-            "tiny shakespeare, char LM",
-            r["config"],
-            f"{r['test_loss_nats_nanogpt_protocol']:.4f} nats/char",
-            "nanoGPT char model 1.4697",
-            r["fit_seconds"],
-        )
-    if r := _json("charlm_tang_poetry_lstm"):
-        row("Tang poems, char LM", r["config"], f"{r['test_loss_nats']:.3f} nats/char", "-", r["fit_seconds"])
-    tutorials = "PyTorch tutorials, lowercased tokenised BLEU: GRU + attention 28.3, ConvS2S 34.1, Transformer 36.5"
-    for name, label in (("multi30k_de_en_attn", "Multi30k de->en"), ("cmn_eng_zh_en_attn", "Tatoeba zh->en")):
-        if r := _json(f"translation_{name}"):
-            test = next(iter(r["tests"].values()))["beam5"]
-            if "bleu_lc_tok" in test:
-                reached = (
-                    f"BLEU {test['bleu']:.2f} cased sacreBLEU, {test['bleu_lc_tok']:.2f} lowercased tokenised (beam 5)"
-                )
-            else:
-                reached = f"BLEU {test['bleu']:.2f} cased sacreBLEU (beam 5)"
-            published = tutorials if name.startswith("multi30k_de_en") and "bleu_lc_tok" in test else "-"
-            row(label, r["config"], reached, published, r["fit_seconds"], upper_bound="timing_note" in r)
-    if r := _json("music_jsb_gru_conv"):
-        row(
-            "JSB Chorales, next step",
-            "configs/jsb_chorales_gru_conv.yaml",
-            f"{r['test_nll']:.2f} nats/step",
-            f"GRU {r['published_nll']}, TCN 8.10 (Bai et al. 2018)",
-            r["fit_seconds"],
-        )
-    if (r := _json("captioning_attn")) and "beam5" in r:
-        nn = _json("captioning_nn")
-        row(
-            "image captioning, digit scenes (real scans)",
-            "configs/caption_digits_attn.yaml",
-            f"BLEU-4 {r['beam5']['bleu']:.1f}, exact {r['beam5']['exact']:.1f}% (beam 5)",
-            f"nearest-neighbour caption: BLEU-4 {nn['greedy']['bleu']:.1f} (measured here)" if nn else "-",
-            r["fit_seconds"],
-            upper_bound="timing_note" in r,
-        )
-    if r := _json("timeseries"):
-        local = next(v for k, v in r["rows"].items() if "chosen on validation" in k)
-        var = r["rows"]["VAR (lag by AIC)"]
-        row(
-            "US macro forecast, 4 quarters",
-            "configs/macro_gru_local_level.yaml",
-            f"RMSE {local['rmse_h4']:.4f}",
-            f"VAR {var['rmse_h4']:.4f} (measured here)",
-            None,
+    results = [r for r in (json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))) if "readme" in r]
+    for r in sorted(results, key=lambda r: r["readme"]["order"]):
+        spec = r["readme"]
+        seconds = sum(_value(r, path) for path in spec["fit_seconds"]) if spec.get("fit_seconds") else None
+        fit = (("<= " if "timing_note" in r else "") + _minutes(seconds)) if seconds else "-"
+        rows.append(
+            f"| {spec['task']} | `{_text(r, spec['config'])}` | {_text(r, spec['reached'])} | "
+            f"{_text(r, spec['published'])} | {fit} |"
         )
     return "\n".join(rows)
 

@@ -1,0 +1,58 @@
+"""benchmarks/: every result knows the command that reruns it, and the README's task table is data in the results."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_every_result_records_a_benchmark_command_of_this_folder():
+    for path in sorted(RESULTS.glob("*.json")):
+        command = shlex.split(json.loads(path.read_text())["benchmark"])
+        assert command[0] == "python" and (ROOT / command[1]).is_file(), (path.name, command)
+
+
+def test_the_task_table_is_built_from_the_results_readme_blocks(tmp_path, monkeypatch):
+    import readme_tables
+
+    table = readme_tables.tasks_table().splitlines()
+    blocks = [json.loads(p.read_text()).get("readme") for p in RESULTS.glob("*.json")]
+    blocks = [b for b in blocks if b]
+    assert len(table) == 2 + len(blocks) >= 12
+    assert all(line.count(" | ") == 4 for line in table[2:])
+    assert table[2].startswith("| " + min(blocks, key=lambda b: b["order"])["task"] + " |")
+    # a new result with a readme block is a new row, with its figure read by path
+    (tmp_path / "new.json").write_text(
+        json.dumps(
+            {
+                "config": "configs/x.yaml",
+                "test": {"acc": 0.5},
+                "fit_seconds": 120,
+                "readme": {
+                    "order": 1,
+                    "task": "a new task",
+                    "config": ["config"],
+                    "reached": {"text": "{0:.1f}% acc", "values": [{"path": ["test", "acc"], "scale": 100}]},
+                    "published": "-",
+                    "fit_seconds": [["fit_seconds"]],
+                },
+            }
+        )
+    )
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    assert readme_tables.tasks_table().splitlines()[2] == "| a new task | `configs/x.yaml` | 50.0% acc | - | 2 min |"
+
+
+def test_the_runner_lists_results_and_refuses_an_unknown_one():
+    run = [sys.executable, str(ROOT / "benchmarks" / "run.py")]
+    listing = subprocess.run([*run, "--list"], capture_output=True, text=True, check=True).stdout
+    assert "imdb_lstm" in listing and "python benchmarks/imdb.py" in listing
+    bad = subprocess.run([*run, "no_such_result"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no result named no_such_result" in bad.stderr
