@@ -34,7 +34,7 @@ PUBLISHED = {"gru": 8.43, "lstm": 8.45, "rnn": 8.91, "gru_autoregressive": 5.56}
 
 def run_args(name: str) -> tuple[str, list[str]]:
     config, cell, head = RUNS[name]
-    return config, [f"--model.init_args.cell={cell}"] + ([f"--model.init_args.head={head}"] if head else [])
+    return config, [f"--model.init_args.rnn.cell={cell}"] + ([f"--model.init_args.head={head}"] if head else [])
 
 
 def refine_choice() -> dict:

@@ -56,7 +56,7 @@ TASKS = {
     ),
     "jsb": (
         "configs/jsb_chorales_gru.yaml",
-        ["--model.init_args.cell=gru"],
+        ["--model.init_args.rnn.cell=gru"],
         "test/nll",
         "music_jsb_gru.json:test_nll",
         True,

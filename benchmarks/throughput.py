@@ -30,14 +30,12 @@ from common import write  # noqa: E402
 from rnnlab.callbacks import ThroughputMonitor  # noqa: E402
 from rnnlab.data.imdb import IMDBDataModule  # noqa: E402
 from rnnlab.models import SequenceClassifier  # noqa: E402
+from rnnlab.nn.recurrent import RecurrentSpec  # noqa: E402
 from rnnlab.optim import Constant, adamw  # noqa: E402
 
 HP = dict(
     embedding_dim=128,
-    hidden_size=128,
-    num_layers=1,
-    cell="lstm",
-    bidirectional=True,
+    rnn=RecurrentSpec("lstm", "torch", 128, 1, True),
     pooling="max",
     dropout=0.3,
     embedding_dropout=0.2,
@@ -51,9 +49,9 @@ class PackedBiLSTM(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, HP["embedding_dim"], padding_idx=0)
-        self.lstm = nn.LSTM(HP["embedding_dim"], HP["hidden_size"], batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(HP["embedding_dim"], HP["rnn"].hidden_size, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(HP["dropout"])
-        self.head = nn.Linear(2 * HP["hidden_size"], num_classes)
+        self.head = nn.Linear(2 * HP["rnn"].hidden_size, num_classes)
 
     def forward(self, tokens, lengths):
         x = F.dropout(self.embedding(tokens), HP["embedding_dropout"], self.training)

@@ -683,3 +683,15 @@ def predict_rows(config, ckpt, texts: str, *extra: str, output: str = "predictio
         ]
     )
     return [json.loads(line) for line in Path(output).read_text(encoding="utf-8").splitlines()]
+
+
+def rnn_args(kwargs: dict, layers: str = "num_layers") -> dict:
+    """``kwargs`` of a model with its flat recurrent settings (``hidden_size``, ``cell``, ``impl``, ...; ``layers``
+    names the layer count: ``encoder_layers`` for Seq2Seq) gathered into ``rnn=RecurrentSpec(...)``."""
+    from rnnlab.nn.recurrent import RecurrentSpec
+
+    names = {"cell": "cell", "impl": "impl", "hidden_size": "hidden_size", "bidirectional": "bidirectional"}
+    names.update({"packed": "packed", layers: "num_layers"})
+    rest = {k: v for k, v in kwargs.items() if k not in names}
+    spec = {names[k]: v for k, v in kwargs.items() if k in names}
+    return {**rest, "rnn": RecurrentSpec(**spec)} if spec else rest

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMDB = str(ROOT / "configs" / "imdb_lstm.yaml")
 TINY = [
     "--model.init_args.embedding_dim=16",
-    "--model.init_args.hidden_size=16",
+    "--model.init_args.rnn.hidden_size=16",
     "--data.init_args.val_size=20",
     "--data.init_args.batch_size=16",
     "--data.init_args.max_length=64",
@@ -175,8 +175,8 @@ def test_crafted_archive_members_are_refused(tmp_path, monkeypatch, capsys, memb
             "error: data (rnnlab.data.imdb.IMDBDataModule): Parser key \"batch_size\": Expected a <class 'int'>. Got value: abc",
         ),
         (
-            "--model.init_args.cell=lstn",
-            "Parser key \"cell\": Expected a typing.Literal['lstm', 'gru', 'rnn']. Got value: lstn",
+            "--model.init_args.rnn.cell=lstn",
+            "Parser key \"rnn.cell\": Expected a typing.Literal['lstm', 'gru', 'rnn']. Got value: lstn",
         ),
     ],
 )

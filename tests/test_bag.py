@@ -13,6 +13,7 @@ from conftest import language_classifier
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
 from rnnlab.models.classifier import BagExpert, NgramExpert, TokenBag
+from rnnlab.nn.recurrent import RecurrentSpec
 
 # token ids of a 12-token vocabulary (0 = padding); classes 0/1/2
 TEXTS = [[2, 3], [3, 2], [2, 4], [5, 6, 7], [5, 7], [8, 9], [9, 8, 9], [2, 3], [6, 5], [10, 11], [11], [4, 3, 2]]
@@ -67,9 +68,9 @@ def test_bag_fit_is_scikit_learns_logistic_regression_and_then_frozen(l2):
 
 def test_classifier_fits_the_bag_in_setup_and_takes_the_geometric_mean(env):
     model, dm = language_classifier(
-        hidden_size=8,
         embedding_dim=4,
         experts=[partial(BagExpert, buckets=101, l2=2.0), partial(NgramExpert, order=1)],
+        rnn=RecurrentSpec(hidden_size=8),
     )
     bag, ngram = model.experts["bag"].bag, model.experts["ngram"]
     train = dm.datasets["train"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_flickr8k
+from conftest import rnn_args, write_flickr8k
 from rnnlab.data.batching import pad_collate
 from rnnlab.data.captions import DigitScenesDataModule, Flickr8kDataModule, scene_caption
 from rnnlab.errors import RnnlabError
@@ -108,7 +108,7 @@ def captioner(**kwargs) -> ImageCaptioner:
     torch.manual_seed(0)
     args = dict(tgt_vocab_size=12, in_channels=1, image_size=16, channels=(8, 16, 16), embedding_dim=8,
                 hidden_size=16, dropout=0.0, max_decode_len=7)  # fmt: skip
-    return ImageCaptioner(**{**args, **kwargs}).eval()
+    return ImageCaptioner(**rnn_args({**args, **kwargs}, layers="decoder_layers")).eval()
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -164,7 +164,7 @@ def test_caption_config_fits_tests_and_predicts_image_files(env):
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         "--data.init_args.num_scenes=[256, 64, 64]",
-        "--model.init_args.hidden_size=32",
+        "--model.init_args.rnn.hidden_size=32",
     ]
     main(["fit", "--config", config, *args, "--trainer.max_epochs=2"])
     run = env / "runs" / "caption_digits_attn" / "version_0"

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from rnnlab.models import SequenceClassifier
+from rnnlab.nn.recurrent import RecurrentSpec
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean", "attention"])
@@ -15,12 +16,8 @@ def test_a_sequence_alone_and_inside_a_padded_batch_gives_the_same_logits(poolin
         vocab_size=50,
         num_classes=3,
         embedding_dim=8,
-        hidden_size=8,
-        num_layers=2,
-        cell=cell,
-        impl=impl,
-        packed=packed,
         pooling=pooling,
+        rnn=RecurrentSpec(hidden_size=8, num_layers=2, cell=cell, impl=impl, packed=packed),
     ).eval()
     seqs = [torch.randint(2, 50, (n,)) for n in (7, 2, 11, 1)]
     tokens = torch.zeros(4, 11, dtype=torch.long)

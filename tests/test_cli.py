@@ -15,7 +15,7 @@ CONFIG = str(ROOT / "configs" / "imdb_lstm.yaml")
 TINY = [
     "--model.init_args.embedding_dim",
     "16",
-    "--model.init_args.hidden_size",
+    "--model.init_args.rnn.hidden_size",
     "16",
     "--data.init_args.val_size",
     "20",
@@ -134,7 +134,7 @@ def test_a_typo_in_a_config_key_exits_nonzero_naming_the_key(env, tmp_path, caps
 
 def test_a_bad_value_exits_nonzero_naming_the_choices(env, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--config", CONFIG, "--model.init_args.cell", "lstn"])
+        main(["fit", "--config", CONFIG, "--model.init_args.rnn.cell", "lstn"])
     assert exit_.value.code != 0
     err = capsys.readouterr().err
     assert "lstn" in err and "cell" in err
@@ -258,6 +258,6 @@ def test_wandb_sweep_file_drives_the_cli(env):
                 obj = cli.model if section == "model" else cli.datamodule
                 if name == "optimizer.init_args.lr":  # the optimiser is built from this spec in fit
                     got = obj.optimizer_spec(obj.parameters()).defaults["lr"]
-                else:
-                    got = obj.hparams[name] if section == "model" else getattr(obj, name)
+                else:  # (the rnn settings are kept flat in the hyperparameters)
+                    got = obj.hparams[name.removeprefix("rnn.")] if section == "model" else getattr(obj, name)
                 assert str(got) == value, (key, got, value)

@@ -12,6 +12,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from rnnlab import compat
+from rnnlab.nn.recurrent import RecurrentSpec
 
 
 def trainer(tmp_path, callbacks, **kw):
@@ -95,8 +96,8 @@ def test_own_hyperparameters_shields_a_module_built_inside_another_from_the_clis
     from rnnlab.models import LanguageModel
 
     with _given_hyperparameters_context({"vocab_size": 99, "something_else": 1}, "jsonargparse"):
-        leaked = LanguageModel(vocab_size=7, hidden_size=8, num_layers=1)
+        leaked = LanguageModel(vocab_size=7, rnn=RecurrentSpec(hidden_size=8, num_layers=1))
         with own_hyperparameters():
-            own = LanguageModel(vocab_size=7, hidden_size=8, num_layers=1)
+            own = LanguageModel(vocab_size=7, rnn=RecurrentSpec(hidden_size=8, num_layers=1))
     assert "something_else" in leaked.hparams  # what Lightning does, and why the shield is needed
     assert own.hparams.vocab_size == 7 and "something_else" not in own.hparams and own.hparams.word_dropout == 0.0

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
-    "--model.init_args.hidden_size=16",
+    "--model.init_args.rnn.hidden_size=16",
     "--model.init_args.embedding_dim=16",
 ]
 TASKS = {
@@ -34,7 +34,7 @@ TASKS = {
         [
             "--data.init_args.batch_size=8",
             "--data.init_args.min_freq=1",
-            "--model.init_args.hidden_size=32",
+            "--model.init_args.rnn.hidden_size=32",
             "--model.init_args.dropout=0.0",
             "--model.init_args.optimizer.init_args.lr=0.01",
         ],

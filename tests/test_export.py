@@ -53,9 +53,9 @@ def run_both(model, path, batch):
 @pytest.mark.parametrize(
     "config, args",
     [
-        ("imdb_lstm", ["--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=12", VAL]),
-        ("imdb_handwritten_gru", ["--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=12", VAL]),
-        ("conll2000_pos_bilstm_crf", ["--model.init_args.hidden_size=12"]),
+        ("imdb_lstm", ["--model.init_args.embedding_dim=16", "--model.init_args.rnn.hidden_size=12", VAL]),
+        ("imdb_handwritten_gru", ["--model.init_args.embedding_dim=16", "--model.init_args.rnn.hidden_size=12", VAL]),
+        ("conll2000_pos_bilstm_crf", ["--model.init_args.rnn.hidden_size=12"]),
     ],
 )
 def test_onnxruntime_agrees_with_pytorch_at_other_batch_sizes_and_lengths(env, tmp_path, config, args):
@@ -77,8 +77,8 @@ def test_onnxruntime_agrees_with_pytorch_at_other_batch_sizes_and_lengths(env, t
 def test_the_exported_step_fed_its_own_state_reproduces_the_language_model(env, tmp_path, cell):
     model, dm, first, _ = built(
         "shakespeare_char_lstm",
-        f"--model.init_args.cell={cell}",
-        "--model.init_args.hidden_size=16",
+        f"--model.init_args.rnn.cell={cell}",
+        "--model.init_args.rnn.hidden_size=16",
         "--model.init_args.embedding_dim=8",
         "--data.init_args.seq_len=12",
     )
@@ -97,7 +97,7 @@ def test_the_exported_step_fed_its_own_state_reproduces_the_language_model(env, 
 
 
 def test_a_conditional_language_models_step_takes_its_category(env, tmp_path):
-    model, dm, first, _ = built("names_generate_gru", "--model.init_args.hidden_size=16")
+    model, dm, first, _ = built("names_generate_gru", "--model.init_args.rnn.hidden_size=16")
     assert first.category is not None
     path = export_onnx(model, {"tokens": first.tokens, "lengths": first.lengths}, tmp_path / "names.onnx")
     step = session(path)
@@ -113,7 +113,7 @@ def test_a_conditional_language_models_step_takes_its_category(env, tmp_path):
 
 
 def test_what_export_does_not_cover_is_said(env, tmp_path, capsys):
-    model, _, first, _ = built("multi30k_de_en_attn", "--model.init_args.hidden_size=8")
+    model, _, first, _ = built("multi30k_de_en_attn", "--model.init_args.rnn.hidden_size=8")
     with pytest.raises(RnnlabError, match="covers a classifier, a tagger or a language model; Seq2Seq"):
         export_onnx(model, {"tokens": first.tokens, "lengths": first.lengths}, tmp_path / "s.onnx")
     with pytest.raises(SystemExit):
@@ -123,7 +123,7 @@ def test_what_export_does_not_cover_is_said(env, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_rnnlab_export_writes_a_checked_graph_from_a_checkpoint(env, capsys):
-    tiny = [*QUIET, "--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=16"]
+    tiny = [*QUIET, "--model.init_args.embedding_dim=16", "--model.init_args.rnn.hidden_size=16"]
     config = str(ROOT / "configs" / "imdb_lstm.yaml")
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs=1", "--data.init_args.val_size=20"])
     ckpt = next((env / "runs" / "imdb_lstm" / "version_0" / "checkpoints").glob("epoch*.ckpt"))

@@ -11,6 +11,7 @@ from rnnlab.cli import main
 from rnnlab.data.charlm import CharCorpusDataModule, StreamBatchSampler, StreamWindows
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel, sample_next
+from rnnlab.nn.recurrent import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -18,7 +19,7 @@ TINY = [
     "false",
     "--trainer.enable_model_summary",
     "false",
-    "--model.init_args.hidden_size",
+    "--model.init_args.rnn.hidden_size",
     "32",
     "--model.init_args.embedding_dim",
     "16",
@@ -63,7 +64,9 @@ def test_stateful_windows_cover_each_stream_contiguously():
 @pytest.mark.parametrize("cell,impl", [("lstm", "torch"), ("gru", "handwritten")])
 def test_carried_state_over_two_windows_equals_one_pass_over_both(cell, impl):
     torch.manual_seed(0)
-    model = LanguageModel(vocab_size=20, embedding_dim=8, hidden_size=16, num_layers=2, cell=cell, impl=impl).eval()
+    model = LanguageModel(
+        vocab_size=20, embedding_dim=8, rnn=RecurrentSpec(hidden_size=16, num_layers=2, cell=cell, impl=impl)
+    ).eval()
     x = torch.randint(2, 20, (3, 24))
     full = torch.full((3,), 24)
     half = torch.full((3,), 12)
@@ -90,7 +93,9 @@ def test_sampling_temperature_top_k_and_seed():
 
 def test_generation_is_reproducible_and_conditional_generation_stops_at_eos():
     torch.manual_seed(0)
-    model = LanguageModel(vocab_size=12, num_classes=3, embedding_dim=8, hidden_size=16, num_layers=1, cell="gru")
+    model = LanguageModel(
+        vocab_size=12, num_classes=3, embedding_dim=8, rnn=RecurrentSpec(hidden_size=16, num_layers=1, cell="gru")
+    )
     with torch.no_grad():  # make <eos> (id 3) likely, so rows end at different steps
         model.head.bias[3] = 2.0
     prompt, category = torch.tensor([[2], [2], [2], [2]]), torch.tensor([0, 1, 2, 0])  # <bos> with a category each
@@ -111,7 +116,7 @@ def test_generation_is_reproducible_and_conditional_generation_stops_at_eos():
 
 def test_acrostic_forces_the_first_symbol_of_each_line():
     torch.manual_seed(0)
-    model = LanguageModel(vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=1, cell="gru")
+    model = LanguageModel(vocab_size=12, embedding_dim=8, rnn=RecurrentSpec(hidden_size=16, num_layers=1, cell="gru"))
     with torch.no_grad():  # a model that ends a line (id 5) at every step unless forced
         model.head.bias[5] = 50.0
     prompt = torch.tensor([[2], [2]])  # <bos>

@@ -123,10 +123,10 @@ def test_every_experiment_parses_with_every_preset(env, preset, cli_parser, caps
 
 def test_the_parse_check_catches_an_option_a_model_does_not_take(env, cli_parser, tmp_path, capsys):
     bad = tmp_path / "bad_preset.yaml"
-    bad.write_text("model:\n  init_args:\n    packed: true\n")  # what gpu.yaml once set: only the classifier has it
+    bad.write_text("model:\n  init_args:\n    pooling: max\n")  # only the classifier has it
     with pytest.raises(SystemExit):
         cli_parser.parse_args(["fit", *experiment_args("multi30k_de_en_attn"), "--config", str(bad)])
-    assert "packed" in capsys.readouterr().err
+    assert "pooling" in capsys.readouterr().err
     cli_parser.parse_args(["fit", *experiment_args("imdb_lstm"), "--config", str(bad)])
 
 

@@ -13,6 +13,7 @@ from rnnlab.cli import main
 from rnnlab.data.music import KEYS, LOW, PianoRollDataModule, from_roll, to_roll
 from rnnlab.errors import RnnlabError
 from rnnlab.models.music import PianoRollModel, step_nll
+from rnnlab.nn.recurrent import RecurrentSpec
 from rnnlab.pianoroll import midi_to_roll, roll_stats, roll_to_midi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_model_learns_a_repeating_progression():
     piece = to_roll([CHORDS[i % 4] for i in range(24)])
     x = torch.cat([torch.zeros(1, KEYS), piece[:-1]]).unsqueeze(0)
     lengths = torch.tensor([24])
-    model = PianoRollModel(hidden_size=32, dropout=0.0, input_dropout=0.0)
+    model = PianoRollModel(dropout=0.0, input_dropout=0.0, rnn=RecurrentSpec(hidden_size=32))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(500):
         opt.zero_grad()
@@ -104,7 +105,7 @@ def test_model_learns_a_repeating_progression():
 
 
 def test_generation_length_seed_and_temperature():
-    model = PianoRollModel(hidden_size=16)
+    model = PianoRollModel(rnn=RecurrentSpec(hidden_size=16))
     a = model.generate(10, None, temperature=1.0, seed=3)
     b = model.generate(10, None, temperature=1.0, seed=3)
     assert a.shape == (10, KEYS) and torch.equal(a, b)
@@ -122,7 +123,7 @@ def test_jsb_config_fits_tests_and_writes_midi(env, name):
             *QUIET,
             "--trainer.max_epochs",
             "2",
-            "--model.init_args.hidden_size",
+            "--model.init_args.rnn.hidden_size",
             "16",
             "--trainer.callbacks.init_args.every_n_epochs",
             "1",
@@ -131,13 +132,13 @@ def test_jsb_config_fits_tests_and_writes_midi(env, name):
     run = env / "runs" / name / "version_0"
     assert (run / "samples" / "epoch1.mid").is_file() and (run / "samples" / "epoch1.png").is_file()
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    main(["test", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.hidden_size", "16"])
+    main(["test", "--config", config, *QUIET, "--ckpt_path", ckpt, "--model.init_args.rnn.hidden_size", "16"])
     rows = predict_rows(
         config,
         ckpt,
         '["scratch", "test:1", "test:99"]',
         *QUIET,
-        "--model.init_args.hidden_size",
+        "--model.init_args.rnn.hidden_size",
         "16",
         "--model.init_args.generate_steps",
         "12",
@@ -152,7 +153,7 @@ def test_jsb_config_fits_tests_and_writes_midi(env, name):
 @pytest.mark.slow
 def test_autoregressive_head_uses_only_lower_keys_and_learns_within_step_structure():
     torch.manual_seed(0)
-    model = PianoRollModel(hidden_size=8, head="autoregressive", dropout=0.0, input_dropout=0.0)
+    model = PianoRollModel(head="autoregressive", dropout=0.0, input_dropout=0.0, rnn=RecurrentSpec(hidden_size=8))
     with torch.no_grad():
         model.within.normal_()
     base = torch.randn(KEYS)
@@ -167,7 +168,7 @@ def test_autoregressive_head_uses_only_lower_keys_and_learns_within_step_structu
     nll = {}
     for head in ("independent", "autoregressive"):
         torch.manual_seed(0)
-        m = PianoRollModel(hidden_size=16, head=head, dropout=0.0, input_dropout=0.0)
+        m = PianoRollModel(head=head, dropout=0.0, input_dropout=0.0, rnn=RecurrentSpec(hidden_size=16))
         opt = torch.optim.Adam(m.parameters(), lr=2e-2)
         x = torch.stack([torch.cat([torch.zeros(1, KEYS), p[:-1]]) for p in pieces])
         y = torch.stack(pieces)
@@ -208,7 +209,7 @@ def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_p
     torch.manual_seed(0)
     dm = PianoRollDataModule(batch_size=3)
     dm.setup("fit")
-    model = PianoRollModel(hidden_size=8).eval()
+    model = PianoRollModel(rnn=RecurrentSpec(hidden_size=8)).eval()
     ds = dm.datasets["val"]
     per_piece = []
     with torch.no_grad():
@@ -228,7 +229,9 @@ def test_evaluation_scores_every_step_but_each_pieces_first_like_the_published_p
 @pytest.mark.parametrize("refine", [False, True])
 def test_pitch_conv_term_is_the_same_in_every_key(refine):
     torch.manual_seed(0)
-    model = PianoRollModel(hidden_size=16, conv_kernel=25, conv_channels=8, conv_refine=refine).eval()
+    model = PianoRollModel(
+        conv_kernel=25, conv_channels=8, conv_refine=refine, rnn=RecurrentSpec(hidden_size=16)
+    ).eval()
     torch.nn.init.zeros_(model.head.weight)  # the recurrent head says the same for every key: only the conv differs
     torch.nn.init.constant_(model.head.bias, -2.0)
     x = torch.zeros(1, 3, KEYS)

@@ -18,6 +18,7 @@ from rnnlab.data.names import (
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
+from rnnlab.nn.recurrent import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -130,13 +131,11 @@ def test_onehot_and_embedding_inputs_have_the_same_shapes_and_train(encoding, en
         dm.vocab_size,
         dm.num_classes,
         input_encoding=encoding,
-        hidden_size=32,
         embedding_dim=16,
-        cell="rnn",
-        bidirectional=False,
         pooling="last",
         dropout=0.0,
         embedding_dropout=0.0,
+        rnn=RecurrentSpec(hidden_size=32, cell="rnn", bidirectional=False),
     )
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     batch = next(iter(dm.train_dataloader()))
@@ -173,7 +172,7 @@ def fit_and_test_tiny(env: Path, name: str, tiny: list[str]) -> tuple[str, Path,
 
 
 def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_characters(env):
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8"]
+    tiny = [*QUIET, "--model.init_args.rnn.hidden_size", "16", "--model.init_args.embedding_dim", "8"]
     config, run, ckpt = fit_and_test_tiny(env, "namesex_bigru", tiny)
     assert (run.parent / "version_1" / "confusion_matrix.png").stat().st_size > 1000
     report = (run.parent / "version_1" / "classification_report.txt").read_text()
@@ -188,7 +187,7 @@ def test_gender_cli_fit_writes_confusion_matrix_and_predicts_top_k_with_unknown_
 
 
 def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_pinyin(env):
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", FOUR_EXPERTS]
+    tiny = [*QUIET, "--model.init_args.rnn.hidden_size", "16", FOUR_EXPERTS]
     config, run, ckpt = fit_and_test_tiny(env, "namesex_hybrid", tiny)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert state["experts.bag.bag.weight.weight"].abs().sum() > 0, "the logistic regression expert was trained"
@@ -202,7 +201,7 @@ def test_four_expert_gender_config_fits_tests_and_predicts_with_components_and_p
 
 def test_language_cli_predict_top_k(env):
     config = str(ROOT / "configs" / "names_lstm.yaml")
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", "--model.init_args.num_layers", "1"]
+    tiny = [*QUIET, "--model.init_args.rnn.hidden_size", "16", "--model.init_args.rnn.num_layers", "1"]
     main(["fit", "--config", config, *tiny, "--trainer.max_epochs", "1"])
     ckpt = env / "runs" / "names_lstm" / "version_0" / "checkpoints" / "last.ckpt"
     rows = predict_rows(config, str(ckpt), '["Dvořák", "李"]', *tiny, output="lang.jsonl")
@@ -266,9 +265,9 @@ def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_wi
     from rnnlab.models.classifier import GenerativeExpert
 
     model, dm = language_classifier(
-        hidden_size=16,
         embedding_dim=8,
         experts=[partial(GenerativeExpert, hidden_size=16, embedding_dim=8, class_dim=4)],
+        rnn=RecurrentSpec(hidden_size=16),
     )
     prior = torch.tensor([16, 16, 16, 16, 48.0]) / 112
     generative = model.experts["generative"]
@@ -288,7 +287,7 @@ def test_generative_classifier_takes_the_geometric_mean_of_the_two_posteriors_wi
 
 
 def test_hybrid_language_config_fits_tests_and_predicts_probabilities(env):
-    tiny = [*QUIET, "--model.init_args.hidden_size", "16", THREE_EXPERTS]
+    tiny = [*QUIET, "--model.init_args.rnn.hidden_size", "16", THREE_EXPERTS]
     config, run, ckpt = fit_and_test_tiny(env, "names_hybrid", tiny)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     prior = saved["state_dict"]["experts.generative.log_prior"]
@@ -313,7 +312,7 @@ def test_refit_preset_trains_on_train_and_val_and_keeps_the_last_epoch(env):
         *QUIET,
         "--config",
         refit,
-        "--model.init_args.hidden_size",
+        "--model.init_args.rnn.hidden_size",
         "16",
         THREE_EXPERTS,
     ]

@@ -12,6 +12,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models import SequenceClassifier
 from rnnlab.models.classifier import GenerativeExpert, NgramExpert
 from rnnlab.models.ngram import NgramLM
+from rnnlab.nn.recurrent import RecurrentSpec
 
 B = 9  # the boundary symbol of an 8-token vocabulary
 
@@ -87,12 +88,12 @@ def three_experts() -> SequenceClassifier:
     return SequenceClassifier(
         vocab_size=10,
         num_classes=3,
-        hidden_size=8,
         embedding_dim=4,
         experts=[
             partial(GenerativeExpert, hidden_size=8, embedding_dim=4, class_dim=2),
             partial(NgramExpert, order=2),
         ],
+        rnn=RecurrentSpec(hidden_size=8),
     ).eval()
 
 

@@ -5,22 +5,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import predict_rows
+from conftest import predict_rows, rnn_args
 from rnnlab.cli import main
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models import LanguageModel, SequenceClassifier
 from rnnlab.nn.dropout import LockedDropout, drop_words
+from rnnlab.nn.recurrent import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-SMALL = ["--model.init_args.embedding_dim=16", "--model.init_args.hidden_size=16"]
+SMALL = ["--model.init_args.embedding_dim=16", "--model.init_args.rnn.hidden_size=16"]
 
 
 def bilm(**kwargs) -> LanguageModel:
     torch.manual_seed(0)
     args = dict(embedding_dim=8, hidden_size=16, num_layers=1, bidirectional=True, adaptive_cutoffs=[10, 30])
-    return LanguageModel(50, **{**args, **kwargs}).eval()
+    return LanguageModel(50, **rnn_args({**args, **kwargs})).eval()
 
 
 @pytest.mark.parametrize("impl", ["torch", "handwritten"])
@@ -67,14 +68,14 @@ def test_bidirectional_lm_still_generates_from_its_forward_half():
 
 def test_bad_language_model_settings_are_refused():
     with pytest.raises(RnnlabError, match="num_layers: 1"):
-        LanguageModel(50, num_layers=2, bidirectional=True)
+        LanguageModel(50, rnn=RecurrentSpec(num_layers=2, bidirectional=True))
     with pytest.raises(RnnlabError, match="adaptive_cutoffs"):
         LanguageModel(50, adaptive_cutoffs=[30, 10])
     assert LanguageModel(50, adaptive_cutoffs=[10, 50, 80]).head.cutoffs == [10, 50], "ranks past the vocabulary go"
     with pytest.raises(RnnlabError, match="tie_weights"):
         LanguageModel(50, adaptive_cutoffs=[10], tie_weights=True)
     with pytest.raises(RnnlabError, match="at least 64"):
-        LanguageModel(50, hidden_size=32, adaptive_cutoffs=[5, 10, 20])
+        LanguageModel(50, adaptive_cutoffs=[5, 10, 20], rnn=RecurrentSpec(hidden_size=32))
 
 
 def test_locked_dropout_keeps_one_mask_per_sequence_and_word_dropout_spares_padding():
@@ -115,7 +116,7 @@ def test_imdb_language_model_data_holds_out_the_classifier_validation_and_never_
 def test_classifier_loads_the_encoder_and_fine_tunes_in_stages(env, tmp_path, monkeypatch):
     from rnnlab.data.imdb import IMDBDataModule
 
-    lm = LanguageModel(40, embedding_dim=8, hidden_size=6, num_layers=1, bidirectional=True)
+    lm = LanguageModel(40, embedding_dim=8, rnn=RecurrentSpec(hidden_size=6, num_layers=1, bidirectional=True))
     words = ["<pad>", "<unk>", "<eos>"] + [f"w{i}" for i in range(37)]
     vocab_json = {"model": {"vocab": {w: i for i, w in enumerate(words)}}}
     import json
@@ -133,7 +134,7 @@ def test_classifier_loads_the_encoder_and_fine_tunes_in_stages(env, tmp_path, mo
     dm = IMDBDataModule(val_size=20)
     dm.setup("fit")
     kwargs = dict(embedding_dim=8, hidden_size=6, pooling="concat", discriminative_lr=2.0, gradual_unfreezing=True)
-    model = SequenceClassifier(dm.vocab_size, 2, pretrained_encoder=str(tmp_path / "lm"), **kwargs)
+    model = SequenceClassifier(dm.vocab_size, 2, pretrained_encoder=str(tmp_path / "lm"), **rnn_args(kwargs))
     model.bind_task(dm.describe_task(), "fit")  # a folder: its newest */checkpoints/last.ckpt
     for name, value in lm.rnn.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], value)
@@ -169,7 +170,9 @@ def test_classifier_loads_the_encoder_and_fine_tunes_in_stages(env, tmp_path, mo
     opt.step()
     assert {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])} == {"head"}
 
-    bad = SequenceClassifier(dm.vocab_size, 2, embedding_dim=8, hidden_size=7, pretrained_encoder=str(ckpt))
+    bad = SequenceClassifier(
+        dm.vocab_size, 2, embedding_dim=8, pretrained_encoder=str(ckpt), rnn=RecurrentSpec(hidden_size=7)
+    )
     with pytest.raises(RnnlabError, match="hidden_size: 6 \\(this model 7\\)"):
         bad.bind_task(dm.describe_task(), "fit")
     missing = SequenceClassifier(dm.vocab_size, 2, pretrained_encoder=str(tmp_path / "nowhere.ckpt"))

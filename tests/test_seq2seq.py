@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import parallel_sentences, predict_rows, write_cmn, write_eng_fra
+from conftest import parallel_sentences, predict_rows, rnn_args, write_cmn, write_eng_fra
 from rnnlab.cli import main
 from rnnlab.data.batching import IGNORE_INDEX, pad_collate
 from rnnlab.data.text import Vocabulary
@@ -16,6 +16,7 @@ from rnnlab.data.translation import TranslationDataModule, detokenize, tutorial_
 from rnnlab.errors import RnnlabError
 from rnnlab.models.seq2seq import Seq2Seq
 from rnnlab.nn.attention import Attention
+from rnnlab.nn.recurrent import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -23,7 +24,7 @@ TINY = [
     "false",
     "--trainer.enable_model_summary",
     "false",
-    "--model.init_args.hidden_size",
+    "--model.init_args.rnn.hidden_size",
     "16",
     "--model.init_args.embedding_dim",
     "16",
@@ -170,7 +171,7 @@ def toy_batch(seed: int = 0, B: int = 4, vocab: int = 20):
 def model(**kw) -> Seq2Seq:
     torch.manual_seed(0)
     args = dict(vocab_size=20, tgt_vocab_size=20, embedding_dim=8, hidden_size=8, dropout=0.0, beam_size=3)
-    return Seq2Seq(**{**args, **kw}).eval()
+    return Seq2Seq(**rnn_args({**args, **kw}, layers="encoder_layers")).eval()
 
 
 @pytest.mark.parametrize(
@@ -249,7 +250,14 @@ def test_beam_search_sorted_by_normalised_score_and_stops_at_eos(alpha):
 def test_copy_task_is_learned():
     """target = source over 10 symbols: > 95% token accuracy from greedy decoding within a few hundred steps."""
     torch.manual_seed(0)
-    m = Seq2Seq(vocab_size=14, tgt_vocab_size=14, embedding_dim=32, hidden_size=64, dropout=0.0, label_smoothing=0.0)
+    m = Seq2Seq(
+        vocab_size=14,
+        tgt_vocab_size=14,
+        embedding_dim=32,
+        dropout=0.0,
+        label_smoothing=0.0,
+        rnn=RecurrentSpec(hidden_size=64),
+    )
     opt = torch.optim.Adam(m.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(1)
 
@@ -315,7 +323,7 @@ def test_translation_learns_tests_and_predicts(env):
     config = str(ROOT / "configs" / "cmn_eng_seq2seq_attn.yaml")
     args = [
         *TINY,
-        "--model.init_args.hidden_size",
+        "--model.init_args.rnn.hidden_size",
         "32",
         "--data.init_args.batch_size",
         "16",
@@ -377,7 +385,12 @@ def test_interactive_translate_reads_stdin_line_by_line(env):
     from rnnlab.cli import translate
 
     config = str(ROOT / "configs" / "cmn_eng_seq2seq_attn.yaml")
-    args = [*TINY, "--model.init_args.hidden_size=16", "--data.init_args.batch_size=16", "--data.init_args.min_freq=1"]
+    args = [
+        *TINY,
+        "--model.init_args.rnn.hidden_size=16",
+        "--data.init_args.batch_size=16",
+        "--data.init_args.min_freq=1",
+    ]
     main(["fit", "--config", config, *args, "--trainer.max_epochs=1"])
     ckpt = str(next((env / "runs" / "cmn_eng_seq2seq_attn" / "version_0" / "checkpoints").glob("*.ckpt")))
     out = io.StringIO()

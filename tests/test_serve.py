@@ -32,22 +32,22 @@ MODELS = {  # kind -> (config, overrides)
         "imdb_lstm",
         [
             "--model.init_args.embedding_dim=16",
-            "--model.init_args.hidden_size=16",
+            "--model.init_args.rnn.hidden_size=16",
             "--data.init_args.val_size=20",
             "--data.init_args.batch_size=16",
         ],
     ),
     "translate": (
         "cmn_eng_seq2seq_attn",
-        ["--model.init_args.hidden_size=16", "--model.init_args.embedding_dim=16", "--data.init_args.min_freq=1"],
+        ["--model.init_args.rnn.hidden_size=16", "--model.init_args.embedding_dim=16", "--data.init_args.min_freq=1"],
     ),
-    "generate": ("names_generate_gru", ["--model.init_args.hidden_size=16"]),
-    "tag": ("conll2000_pos_bilstm", ["--model.init_args.hidden_size=12"]),
-    "music": ("jsb_chorales_gru", ["--model.init_args.hidden_size=16"]),
+    "generate": ("names_generate_gru", ["--model.init_args.rnn.hidden_size=16"]),
+    "tag": ("conll2000_pos_bilstm", ["--model.init_args.rnn.hidden_size=12"]),
+    "music": ("jsb_chorales_gru", ["--model.init_args.rnn.hidden_size=16"]),
     "forecast": ("macro_gru_local_level", []),
     "caption": (
         "caption_digits_attn",
-        ["--data.init_args.num_scenes=[256, 64, 64]", "--model.init_args.hidden_size=32"],
+        ["--data.init_args.num_scenes=[256, 64, 64]", "--model.init_args.rnn.hidden_size=32"],
     ),
 }
 

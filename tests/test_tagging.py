@@ -17,6 +17,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.metrics import SpanF1, scores, span_counts
 from rnnlab.models.tagger import SequenceTagger
 from rnnlab.nn.crf import CRF
+from rnnlab.nn.recurrent import RecurrentSpec
 from rnnlab.spans import bio_spans, bmes_to_words, words_to_bmes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ TINY = [
     "false",
     "--trainer.enable_model_summary",
     "false",
-    "--model.init_args.hidden_size",
+    "--model.init_args.rnn.hidden_size",
     "16",
     "--model.init_args.embedding_dim",
     "16",
@@ -220,8 +221,8 @@ def test_a_sentence_alone_and_in_a_padded_batch_gets_the_same_tags(crf, char_enc
         char_encoder=char_encoder,
         char_embedding_dim=4,
         char_hidden_size=4,
-        hidden_size=8,
         crf=crf,
+        rnn=RecurrentSpec(hidden_size=8),
     ).eval()
     g = torch.Generator().manual_seed(1)
     sents = []

@@ -9,6 +9,7 @@ import torch
 from rnnlab.cli import main
 from rnnlab.data.timeseries import TimeSeriesDataModule
 from rnnlab.models.regressor import SequenceRegressor
+from rnnlab.nn.recurrent import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ def test_logdiff_of_non_positive_values_is_a_clear_error(env, csv_file):
 def test_residual_regressor_with_a_zero_head_is_the_naive_forecast():
     from rnnlab.models import SequenceRegressor
 
-    model = SequenceRegressor(num_features=3, horizon=4, residual=True, hidden_size=8)
+    model = SequenceRegressor(num_features=3, horizon=4, residual=True, rnn=RecurrentSpec(hidden_size=8))
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
     x = torch.randn(2, 5, 3)
@@ -133,7 +134,12 @@ def test_local_level_anchor_is_the_causal_mean_and_forecasts_shift_with_the_leve
 
     torch.manual_seed(0)
     model = SequenceRegressor(
-        num_features=3, horizon=4, residual=True, anchor_window=3, relative_inputs=True, hidden_size=8
+        num_features=3,
+        horizon=4,
+        residual=True,
+        anchor_window=3,
+        relative_inputs=True,
+        rnn=RecurrentSpec(hidden_size=8),
     )
     x = torch.randn(2, 6, 3)
     by_hand = torch.stack([x[:, max(0, t - 2) : t + 1].mean(1) for t in range(6)], 1)  # never a later step
@@ -142,7 +148,9 @@ def test_local_level_anchor_is_the_causal_mean_and_forecasts_shift_with_the_leve
     pred, _ = model(x, lengths)
     shifted, _ = model(x + 5.0, lengths)  # a new level: the network reads the same inputs, forecasts move with it
     assert torch.allclose(shifted, pred + 5.0, atol=1e-5)
-    plain = SequenceRegressor(num_features=3, horizon=4, residual=True, anchor_window=3, hidden_size=8)
+    plain = SequenceRegressor(
+        num_features=3, horizon=4, residual=True, anchor_window=3, rnn=RecurrentSpec(hidden_size=8)
+    )
     assert not torch.allclose(plain(x + 5.0, lengths)[0], plain(x, lengths)[0] + 5.0, atol=1e-3)
 
     for kwargs, message in (

@@ -286,7 +286,7 @@ def test_tagger_starts_from_character_vectors(env):
             "--config",
             str(ROOT / "configs" / "sinica_cws_bilstm.yaml"),
             "--model.init_args.embedding_dim=8",
-            "--model.init_args.hidden_size=8",
+            "--model.init_args.rnn.hidden_size=8",
             "--model.init_args.pretrained_embeddings=chars.pt",
             "--model.init_args.freeze_embeddings=true",
             "--trainer.max_epochs=1",

@@ -129,6 +129,14 @@ def _condense(message: str) -> str:
     if not m:
         return message.strip()
     detail = " ".join(line.strip() for line in m.group(3).splitlines() if line.strip())
+    optional = re.search(  # a bad value of an optional field (``rnn.cell``): what it expected and what it got
+        r'Parser key "([\w.]+)":\s*Does not validate against any of the Union subtypes\s*Subtypes: \[.*?\]\s*'
+        r"Errors:\s*- (Expected a [^\n]+?)\s*- Expected a <class 'NoneType'>\s*Given value type: [^\n]+\s*"
+        r"Given value: ([^\n]+)",
+        m.group(3) + message[m.end(3) :],
+    )
+    if optional:
+        detail = f'Parser key "{optional.group(1)}": {optional.group(2)}. Got value: {optional.group(3)}'
     return f"{m.group(1)} ({m.group(2)}): {detail}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import lightning as L
@@ -10,6 +11,7 @@ import torch
 from rnnlab.compat import batch_in_epoch
 from rnnlab.contract import Task
 from rnnlab.errors import RnnlabError
+from rnnlab.nn.recurrent import RecurrentSpec
 from rnnlab.optim import OneCycle, OptimizerSpec, Schedule, adamw, configure
 
 
@@ -33,6 +35,14 @@ class RnnlabModule(L.LightningModule):
         """Keep the optimiser and the schedule for :meth:`configure_optimizers` (not in the hyperparameters: a run's
         ``config.yaml`` records them, and a checkpoint then holds only plain values)."""
         self.optimizer_spec, self.schedule = optimizer, scheduler
+
+    def recurrent(self, rnn) -> RecurrentSpec:
+        """The model's ``rnn`` settings with the fields left None taken from its signature's default; recorded flat in
+        the hyperparameters (``hparams.hidden_size``, ``hparams.cell``, ...), as a checkpoint keeps them."""
+        default = inspect.signature(type(self).__init__).parameters["rnn"].default
+        spec = (RecurrentSpec(**rnn) if isinstance(rnn, dict) else rnn or RecurrentSpec()).over(default)
+        self.hparams.update(spec.settings())
+        return spec
 
     def bind_task(self, task: Task, stage: str = "fit") -> None:
         """Receive the DataModule's :class:`~rnnlab.contract.Task` for ``stage`` (the DataModule calls it at the end

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from rnnlab.contract import IGNORE_INDEX, Batch
 from rnnlab.errors import RnnlabError, require
 from rnnlab.models.seq2seq import EncoderDecoder
-from rnnlab.nn.recurrent import State
+from rnnlab.nn.recurrent import RecurrentSpec, State
 from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
@@ -75,10 +75,7 @@ class ImageCaptioner(EncoderDecoder):
         channels: tuple[int, ...] = (32, 64, 128, 128),
         backbone_weights: Optional[str] = None,
         embedding_dim: int = 64,
-        hidden_size: int = 256,
-        decoder_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
-        impl: Literal["torch", "handwritten"] = "torch",
+        rnn: RecurrentSpec = RecurrentSpec("lstm", "torch", 256, 1, False),
         attention: Literal["additive", "general", "dot", "none"] = "additive",
         input_feeding: bool = True,
         dropout: float = 0.3,
@@ -95,8 +92,14 @@ class ImageCaptioner(EncoderDecoder):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        self.hparams["decoder_layers"] = rnn.num_layers  # the captioner's recurrent layers are its decoder's
+        if rnn.bidirectional:
+            raise RnnlabError(
+                "the captioner's rnn is its decoder, which reads left to right: set rnn.bidirectional false"
+            )
         if beam_size < 1 or val_beam_size < 1:
             raise RnnlabError(f"beam sizes must be >= 1, got beam_size={beam_size}, val_beam_size={val_beam_size}")
         if encoder == "cnn":

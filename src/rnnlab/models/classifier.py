@@ -18,7 +18,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 from rnnlab.models.ngram import NgramLM
 from rnnlab.nn.pooling import Pooling
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec
 from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
@@ -233,13 +233,10 @@ class GenerativeExpert(_WithPrior):
                 num_classes,
                 pad_id,
                 embedding_dim=embedding_dim,
-                hidden_size=hidden_size,
-                num_layers=1,
-                cell=cell,
-                impl=impl,
                 dropout=dropout,
                 category_dim=class_dim,
                 condition="input",
+                rnn=RecurrentSpec(hidden_size=hidden_size, num_layers=1, cell=cell, impl=impl),
             )
 
     def log_likelihood(self, tokens: Tensor, lengths: Tensor, classes: Tensor) -> Tensor:
@@ -363,12 +360,7 @@ class SequenceClassifier(RnnlabModule):
         pad_id: int = 0,
         input_encoding: Literal["embedding", "onehot"] = "embedding",
         embedding_dim: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
-        impl: Literal["torch", "handwritten"] = "torch",
-        bidirectional: bool = True,
-        packed: Optional[bool] = None,
+        rnn: RecurrentSpec = RecurrentSpec("lstm", "torch", 128, 1, True),
         pooling: Literal["last", "max", "mean", "attention", "concat"] = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
@@ -383,8 +375,17 @@ class SequenceClassifier(RnnlabModule):
         gradual_unfreezing: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "experts"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler", "experts"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        hidden_size, num_layers, cell, impl, bidirectional, packed = (
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.cell,
+            rnn.impl,
+            rnn.bidirectional,
+            rnn.packed,
+        )
         if input_encoding == "onehot":  # the course's one-hot inputs: a fixed identity "embedding"
             self.embedding = OneHot(vocab_size, pad_id)
             embedding_dim = vocab_size

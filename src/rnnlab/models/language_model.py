@@ -19,7 +19,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.dropout import LockedDropout, drop_words
 from rnnlab.nn.functional import last_step
-from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec, State
 from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
@@ -89,10 +89,7 @@ class LanguageModel(RnnlabModule):
         num_classes: int = 0,
         pad_id: int = 0,
         embedding_dim: int = 64,
-        hidden_size: int = 512,
-        num_layers: int = 2,
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
-        impl: Literal["torch", "handwritten"] = "torch",
+        rnn: RecurrentSpec = RecurrentSpec("lstm", "torch", 512, 2, False, packed=False),
         dropout: float = 0.2,
         embedding_dropout: float = 0.0,
         tie_weights: bool = False,
@@ -104,14 +101,21 @@ class LanguageModel(RnnlabModule):
         sample_seed: Optional[int] = 0,
         optimizer: OptimizerCallable = adamw(2e-3),
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
-        bidirectional: bool = False,
         adaptive_cutoffs: Optional[list[int]] = None,
         locked_dropout: bool = False,
         word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        hidden_size, num_layers, cell, impl, bidirectional = (
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.cell,
+            rnn.impl,
+            rnn.bidirectional,
+        )
         if condition not in ("input", "state"):
             raise RnnlabError(f"condition must be 'input' or 'state', got {condition!r}")
         if bidirectional and (num_layers != 1 or num_classes > 0):
@@ -153,6 +157,7 @@ class LanguageModel(RnnlabModule):
             num_layers=num_layers,
             bidirectional=bidirectional,
             dropout=dropout,
+            packed=rnn.packed,
         )
         self.dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
         self.adaptive = adaptive_cutoffs is not None

@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric, SumMetric
 from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec
 from rnnlab.optim import OptimizerCallable, Schedule, WarmupCosine, adamw
 from rnnlab.pianoroll import KEYS
 
@@ -52,10 +52,7 @@ class PianoRollModel(RnnlabModule):
     def __init__(
         self,
         num_features: int = KEYS,
-        hidden_size: int = 256,
-        num_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "gru",
-        impl: Literal["torch", "handwritten"] = "torch",
+        rnn: RecurrentSpec = RecurrentSpec("gru", "torch", 256, 1, False, packed=False),
         dropout: float = 0.3,
         input_dropout: float = 0.1,
         head: Literal["independent", "autoregressive"] = "independent",
@@ -69,12 +66,18 @@ class PianoRollModel(RnnlabModule):
         scheduler: Schedule = lazy_instance(WarmupCosine, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        if rnn.bidirectional:
+            raise RnnlabError("a next-step model reads left to right: set rnn.bidirectional false")
+        hidden_size, num_layers, cell, impl = rnn.hidden_size, rnn.num_layers, rnn.cell, rnn.impl
         if num_features != KEYS:
             raise RnnlabError(f"PianoRollModel reads {KEYS}-key piano rolls; the data gives {num_features} features")
         self.input_dropout = nn.Dropout(input_dropout)
-        self.rnn = Recurrent(KEYS, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout)
+        self.rnn = Recurrent(
+            KEYS, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout, packed=rnn.packed
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, KEYS)
         if head not in ("independent", "autoregressive"):

@@ -18,7 +18,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from rnnlab.contract import Batch
 from rnnlab.errors import RnnlabError
 from rnnlab.models.base import RnnlabModule
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec
 from rnnlab.optim import OptimizerCallable, Schedule, WarmupCosine, adamw
 
 
@@ -42,10 +42,7 @@ class SequenceRegressor(RnnlabModule):
         num_features: int,
         horizon: int = 1,
         mode: Literal["rnn", "var1"] = "rnn",
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "gru",
-        impl: Literal["torch", "handwritten"] = "torch",
+        rnn: RecurrentSpec = RecurrentSpec("gru", "torch", 32, 1, False, packed=False),
         nonlinearity: Literal["tanh", "relu", "identity"] = "tanh",
         dropout: float = 0.0,
         forecast: Literal["direct", "iterated"] = "direct",
@@ -56,8 +53,12 @@ class SequenceRegressor(RnnlabModule):
         scheduler: Schedule = lazy_instance(WarmupCosine, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        if rnn.bidirectional:
+            raise RnnlabError("a forecaster reads the past only: set rnn.bidirectional false")
+        hidden_size, num_layers, cell, impl = rnn.hidden_size, rnn.num_layers, rnn.cell, rnn.impl
         if num_features < 1:
             raise RnnlabError("SequenceRegressor needs a time-series DataModule (num_features >= 1)")
         D = num_features
@@ -87,7 +88,14 @@ class SequenceRegressor(RnnlabModule):
             self.head = None
         elif mode == "rnn":
             self.rnn = Recurrent(
-                D, hidden_size, cell=cell, impl=impl, num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity
+                D,
+                hidden_size,
+                cell=cell,
+                impl=impl,
+                num_layers=num_layers,
+                dropout=dropout,
+                nonlinearity=nonlinearity,
+                packed=rnn.packed,
             )
             self.head = nn.Linear(hidden_size, horizon * D)
         else:

@@ -35,7 +35,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.metrics import translation_scores
 from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.attention import Attention
-from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec, State
 from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 
@@ -394,12 +394,8 @@ class Seq2Seq(EncoderDecoder):
         bos_id: int = 2,
         eos_id: int = 3,
         embedding_dim: int = 256,
-        hidden_size: int = 256,
-        encoder_layers: int = 1,
+        rnn: RecurrentSpec = RecurrentSpec("gru", "torch", 256, 1, True, packed=False),
         decoder_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "gru",
-        impl: Literal["torch", "handwritten"] = "torch",
-        bidirectional: bool = True,
         attention: Literal["additive", "general", "dot", "none"] = "additive",
         input_feeding: bool = True,
         dropout: float = 0.3,
@@ -415,8 +411,17 @@ class Seq2Seq(EncoderDecoder):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        self.hparams["encoder_layers"] = rnn.num_layers
+        hidden_size, encoder_layers, cell, impl, bidirectional = (
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.cell,
+            rnn.impl,
+            rnn.bidirectional,
+        )
         if not 0.0 <= teacher_forcing <= 1.0:
             raise RnnlabError(f"teacher_forcing is a probability in [0, 1], got {teacher_forcing}")
         if beam_size < 1 or val_beam_size < 1:
@@ -425,7 +430,14 @@ class Seq2Seq(EncoderDecoder):
         dirs = 2 if bidirectional else 1
         self.src_embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
         self.encoder = Recurrent(
-            E, H, cell=cell, impl=impl, num_layers=encoder_layers, bidirectional=bidirectional, dropout=dropout
+            E,
+            H,
+            cell=cell,
+            impl=impl,
+            num_layers=encoder_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            packed=rnn.packed,
         )
         self.build_decoder(H * dirs)
 

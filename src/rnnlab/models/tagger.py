@@ -15,7 +15,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.metrics import SpanF1
 from rnnlab.models.base import RnnlabModule
 from rnnlab.nn.crf import CRF
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec
 from rnnlab.optim import OneCycle, OptimizerCallable, Schedule, adamw
 
 UNK_ID = 1  # every rnnlab vocabulary: <pad> 0, <unk> 1
@@ -82,11 +82,7 @@ class SequenceTagger(RnnlabModule):
         char_encoder: Literal["lstm", "cnn", "none"] = "lstm",
         char_embedding_dim: int = 32,
         char_hidden_size: int = 32,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        cell: Literal["lstm", "gru", "rnn"] = "lstm",
-        impl: Literal["torch", "handwritten"] = "torch",
-        bidirectional: bool = True,
+        rnn: RecurrentSpec = RecurrentSpec("lstm", "torch", 128, 1, True, packed=False),
         dropout: float = 0.33,
         embedding_dropout: float = 0.33,
         word_dropout: float = 0.05,
@@ -97,8 +93,16 @@ class SequenceTagger(RnnlabModule):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.1),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
         self.optimize_with(optimizer, scheduler)
+        rnn = self.recurrent(rnn)
+        hidden_size, num_layers, cell, impl, bidirectional = (
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.cell,
+            rnn.impl,
+            rnn.bidirectional,
+        )
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         input_size = unit_features * embedding_dim
@@ -122,6 +126,7 @@ class SequenceTagger(RnnlabModule):
             num_layers=num_layers,
             bidirectional=bidirectional,
             dropout=dropout,
+            packed=rnn.packed,
         )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)

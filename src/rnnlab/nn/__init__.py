@@ -4,6 +4,6 @@ from rnnlab.nn.attention import Attention
 from rnnlab.nn.cells import GRUCell, LSTMCell, RNNCell
 from rnnlab.nn.crf import CRF
 from rnnlab.nn.pooling import Pooling
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn.recurrent import Recurrent, RecurrentSpec
 
-__all__ = ["CRF", "Attention", "GRUCell", "LSTMCell", "Pooling", "RNNCell", "Recurrent"]
+__all__ = ["CRF", "Attention", "GRUCell", "LSTMCell", "Pooling", "RNNCell", "Recurrent", "RecurrentSpec"]

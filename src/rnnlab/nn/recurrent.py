@@ -22,6 +22,7 @@ GRU r,z,n), so a ``state_dict`` loads into ``nn.LSTM`` and back, and into the ha
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Literal, Optional, Union
 
 import torch
@@ -36,6 +37,37 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _SATURATE = 1.0e4  # sigmoid(+-1e4) is exactly 1 / 0 in fp32, bf16 and fp16
 
 State = Union[Tensor, tuple[Tensor, Tensor]]
+
+
+@dataclass
+class RecurrentSpec:
+    """A model's recurrent layers, as a config writes them (``rnn:`` in a model's ``init_args``)::
+
+        rnn: {cell: gru, hidden_size: 256, num_layers: 2, bidirectional: true, impl: handwritten}
+
+    or ``--model.init_args.rnn.hidden_size=256``. A field left None takes the model's own default (the ``rnn``
+    default of its signature), so ``RecurrentSpec(hidden_size=8)`` changes the size alone. ``packed``: None runs
+    torch's packed-sequence kernels on CUDA and the padded driver on the CPU; True or False forces one."""
+
+    cell: Optional[Literal["lstm", "gru", "rnn"]] = None
+    impl: Optional[Literal["torch", "handwritten"]] = None
+    hidden_size: Optional[int] = None
+    num_layers: Optional[int] = None
+    bidirectional: Optional[bool] = None
+    packed: Optional[bool] = None
+
+    def over(self, default: "RecurrentSpec") -> "RecurrentSpec":
+        """This spec with its None fields taken from ``default``."""
+        return RecurrentSpec(
+            **{
+                f.name: getattr(default, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+                for f in fields(self)
+            }
+        )
+
+    def settings(self) -> dict:
+        """The fields as plain values (what a checkpoint's hyperparameters keep)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Recurrent(nn.Module):
