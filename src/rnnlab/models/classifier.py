@@ -320,8 +320,9 @@ def geometric_mean(log_posteriors: list[Tensor]) -> Tensor:
 class SequenceClassifier(RnnlabModule):
     """embedding -> :class:`~rnnlab.nn.recurrent.Recurrent` -> length-aware pooling -> dropout -> linear.
 
-    ``packed``: None (the default) runs torch's packed-sequence kernels when the batch is on a CUDA device (cuDNN)
-    and the padded driver on the CPU, where it is faster; True or False forces one.
+    ``rnn``: the encoder's :class:`~rnnlab.nn.recurrent.RecurrentSpec` (default a one-layer BiLSTM of 128 per
+    direction); its ``packed`` None (the default) runs torch's packed-sequence kernels when the batch is on a CUDA
+    device (cuDNN) and the padded driver on the CPU, where it is faster; True or False forces one.
     ``input_encoding="onehot"`` feeds one-hot vectors instead of a learned embedding (``embedding_dim`` unused).
     ``class_weighting`` weights the training loss against class imbalance (from the DataModule's ``class_counts``).
     ``pretrained_embeddings``: a ``.pt`` or word2vec text file (e.g. written by :class:`~rnnlab.models.word2vec.Word2Vec`)

@@ -368,10 +368,10 @@ class Seq2Seq(EncoderDecoder):
     Args:
         vocab_size, tgt_vocab_size: source and target vocabularies (linked from the DataModule).
         pad_id, bos_id, eos_id: special ids of the target vocabulary.
-        embedding_dim, hidden_size: sizes of embeddings and of each recurrent direction.
-        encoder_layers, decoder_layers: stacked layers.
-        cell, impl: recurrent cell and its implementation (both encoder and decoder).
-        bidirectional: bidirectional encoder.
+        embedding_dim: size of the embeddings.
+        rnn: the encoder (:class:`~rnnlab.nn.recurrent.RecurrentSpec`: ``num_layers`` its layers, ``bidirectional``);
+            the decoder has the same ``cell``, ``impl`` and ``hidden_size`` (per direction of the encoder).
+        decoder_layers: the decoder's stacked layers.
         attention: ``additive``, ``general``, ``dot`` or ``none``.
         input_feeding: feed the previous attentional vector into the decoder.
         dropout: on embeddings' outputs, encoder outputs, between layers and before the output layer.
