@@ -10,6 +10,7 @@ from rnnlab.contract import (
     ForecastRow,
     GenerationRow,
     MusicRow,
+    NeighboursRow,
     TaggingRow,
     TranslationRow,
     check_row,
@@ -36,9 +37,10 @@ def test_a_row_has_only_its_types_fields_each_of_its_type():
 def test_every_datamodule_that_predicts_names_a_row_type_and_its_fields_are_described():
     import importlib
 
-    for module in ("captions", "charlm", "conll2000", "imdb", "music", "names", "poetry", "segmentation", "timeseries"):
+    for module in ("captions", "charlm", "conll2000", "imdb", "music", "names", "poetry", "segmentation", "word2vec"):
         importlib.import_module(f"rnnlab.data.{module}")
     importlib.import_module("rnnlab.data.translation")
+    importlib.import_module("rnnlab.data.timeseries")
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -46,8 +48,21 @@ def test_every_datamodule_that_predicts_names_a_row_type_and_its_fields_are_desc
             yield from subclasses(sub)
 
     kinds = {dm: dm.prediction_row for dm in subclasses(SequenceDataModule)}
+    for dm in kinds:  # a DataModule that renders its own rows names their type beside them
+        if "render_prediction" in vars(dm):
+            assert "prediction_row" in vars(dm), f"{dm.__name__} renders rows but names no prediction_row"
     used = set(kinds.values())
-    assert {ClassificationRow, TaggingRow, GenerationRow, TranslationRow, CaptionRow, MusicRow, ForecastRow} <= used
+    rows = {
+        ClassificationRow,
+        TaggingRow,
+        GenerationRow,
+        TranslationRow,
+        CaptionRow,
+        MusicRow,
+        ForecastRow,
+        NeighboursRow,
+    }
+    assert rows <= used
     for name in ("TranslationDataModule", "PianoRollDataModule", "TimeSeriesDataModule", "CoNLL2000DataModule"):
         (cls,) = [c for c in kinds if c.__name__ == name]
         assert kinds[cls] is not ClassificationRow, name

@@ -155,6 +155,10 @@ class MusicRow(PredictionRow, total=False):
     png_data: str  # served: the picture as a data: URL
 
 
+class NeighboursRow(PredictionRow, total=False):
+    neighbours: str  # the nearest words by cosine similarity: "movie 0.81, film 0.77, ..."
+
+
 class ForecastRow(PredictionRow, total=False):
     origin: str  # the last period the forecast starts after
     units: str  # of the values (the series' transformation, e.g. logdiff)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from rnnlab.contract import Task
+from rnnlab.contract import NeighboursRow, Task
 from rnnlab.data.base import SequenceDataModule, pack_sequences, seeded_split
 from rnnlab.data.imdb import ARCHIVE, read_archive
 from rnnlab.data.sources import fetch
@@ -355,6 +355,8 @@ class Word2VecDataModule(SequenceDataModule):
                 continue
             items.append({"input": raw, "tokens": torch.tensor([s * (i + 1) for (s, _), i in zip(terms, ids)])})
         return items
+
+    prediction_row = NeighboursRow  # the fields of render_prediction's rows (rnnlab.contract)
 
     def render_prediction(self, item: dict, output: dict, top_k: int = 3) -> dict:
         words = self.vocab.tokens()
