@@ -56,3 +56,18 @@ def test_the_runner_lists_results_and_refuses_an_unknown_one():
     assert "imdb_lstm" in listing and "python benchmarks/imdb.py" in listing
     bad = subprocess.run([*run, "no_such_result"], capture_output=True, text=True)
     assert bad.returncode != 0 and "no result named no_such_result" in bad.stderr
+
+
+def test_the_gpu_benchmark_runs_every_path_on_the_cpu_in_smoke_mode(env):
+    """benchmarks/gpu.py cannot be measured here (no GPU): its --smoke mode runs the same code on the CPU --
+    packed and padded, fp32 and bf16 autocast, one and two DDP processes (gloo)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("packed cuDNN, fp32", "packed cuDNN, bf16 autocast", "padded driver, fp32", "padded driver, bf16"):
+        assert name in out.stdout
+    ddp = json.loads(out.stdout[out.stdout.index("{") :])
+    assert ddp["1"]["processes"] == 1 and len(ddp["2"]["ranks"]) == 2 and ddp["2"]["tokens_per_s"] > 0
+    none = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py")], capture_output=True, text=True)
+    assert "no CUDA device here: nothing measured" in none.stdout and not (RESULTS / "gpu_imdb_bilstm.json").exists()
