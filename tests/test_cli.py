@@ -224,8 +224,8 @@ def test_handwritten_cells_train_through_the_cli_and_the_checkpoint_loads_into_t
     main(["fit", "--config", config, *TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"])
     ckpt = env / "runs" / "imdb_handwritten_lstm" / "version_0" / "checkpoints" / "last.ckpt"
     hand = SequenceClassifier.load_from_checkpoint(ckpt).eval()
-    assert hand.hparams.impl == "handwritten"
-    fast = SequenceClassifier.load_from_checkpoint(ckpt, impl="torch").eval()
+    assert hand.hparams.impl == "handwritten" and hand.hparams.rnn["impl"] == "handwritten"
+    fast = SequenceClassifier.load_from_checkpoint(ckpt, rnn={**hand.hparams.rnn, "impl": "torch"}).eval()
     assert fast.encoder.impl == "torch"
     tokens = torch.randint(2, 20, (3, 9))
     lengths = torch.tensor([9, 4, 1])
@@ -261,3 +261,14 @@ def test_wandb_sweep_file_drives_the_cli(env):
                 else:  # (the rnn settings are kept flat in the hyperparameters)
                     got = obj.hparams[name.removeprefix("rnn.")] if section == "model" else getattr(obj, name)
                 assert str(got) == value, (key, got, value)
+
+
+def test_a_checkpoint_from_before_the_rnn_spec_rebuilds_its_recurrent_layers_from_the_flat_settings():
+    from rnnlab.cli import rnn_from_flat
+
+    classifier = {"cell": "gru", "impl": "torch", "hidden_size": 64, "num_layers": 2, "bidirectional": True}
+    assert rnn_from_flat({**classifier, "pooling": "max"}) == classifier
+    seq2seq = {"cell": "gru", "hidden_size": 32, "bidirectional": True, "encoder_layers": 2, "decoder_layers": 1}
+    assert rnn_from_flat(seq2seq) == {"cell": "gru", "hidden_size": 32, "bidirectional": True, "num_layers": 2}
+    captioner = {"cell": "lstm", "hidden_size": 16, "decoder_layers": 3}
+    assert rnn_from_flat(captioner) == {"cell": "lstm", "hidden_size": 16, "num_layers": 3}

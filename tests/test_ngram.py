@@ -143,3 +143,22 @@ def test_classifier_takes_the_geometric_mean_of_three_experts_and_keeps_the_coun
     # the n-gram expert alone beside the BiGRU, without the GRU language model
     plain = SequenceClassifier(vocab_size=10, num_classes=3, experts=[partial(NgramExpert, order=2)])
     assert list(plain.experts) == ["ngram"] and "experts.ngram.log_prior" in plain.state_dict()
+
+
+def test_the_experts_travel_in_the_checkpoint_as_plain_data_and_rebuild_the_model(tmp_path):
+    import lightning as L
+
+    model = three_experts()
+    assert model.hparams.experts == [
+        {
+            "class_path": "rnnlab.models.classifier.GenerativeExpert",
+            "init_args": {"hidden_size": 8, "embedding_dim": 4, "class_dim": 2},
+        },
+        {"class_path": "rnnlab.models.classifier.NgramExpert", "init_args": {"order": 2}},
+    ]
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    again = SequenceClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    assert list(again.experts) == ["generative", "ngram"] and again.experts["ngram"].lm.order == 2
+    assert again.hparams.rnn == model.hparams.rnn and again.hparams.rnn["hidden_size"] == 8

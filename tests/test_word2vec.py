@@ -211,7 +211,7 @@ def test_imdb_classifier_starts_from_word2vec_vectors(env):
             "fit",
             "--model=rnnlab.models.SequenceClassifier",
             "--model.embedding_dim=8",
-            "--model.hidden_size=8",
+            "--model.rnn.hidden_size=8",
             "--model.pretrained_embeddings=w2v/imdb.pt",
             "--model.freeze_embeddings=true",
             "--data=rnnlab.data.imdb.IMDBDataModule",

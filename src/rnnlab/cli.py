@@ -140,6 +140,14 @@ def _condense(message: str) -> str:
     return f"{m.group(1)} ({m.group(2)}): {detail}"
 
 
+def rnn_from_flat(hparams: dict) -> dict:
+    """The ``rnn`` settings of a checkpoint written before they were one spec: its flat ``cell``, ``hidden_size``, ...
+    (the layer count was ``encoder_layers`` in a Seq2Seq, ``decoder_layers`` in an ImageCaptioner)."""
+    layers = hparams.get("encoder_layers", hparams.get("decoder_layers", hparams.get("num_layers")))
+    flat = {k: hparams[k] for k in ("cell", "impl", "hidden_size", "bidirectional", "packed") if k in hparams}
+    return {**flat, **({"num_layers": layers} if layers is not None else {})}
+
+
 class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
     """LightningCLI with rnnlab's defaults: DataModule properties linked into the model, checkpointing and early
     stopping on ``val/acc`` (override with ``--checkpoint.monitor`` etc.), a prediction writer, a throughput monitor,
@@ -211,6 +219,8 @@ class RnnlabCLI(CheckpointHparamsHook, LightningCLI):
             return False
         cls = _import(class_path)
         accepted = _init_parameters(class_path)
+        if "rnn" in accepted and "rnn" not in hparams:  # checkpoints from before the rnn settings were one spec
+            hparams["rnn"] = rnn_from_flat(hparams)
         keep = {k: v for k, v in hparams.items() if k in accepted and k not in getattr(cls, "inference_hparams", ())}
         model = {"class_path": class_path, "dict_kwargs": keep}
         try:

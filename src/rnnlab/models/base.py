@@ -37,11 +37,12 @@ class RnnlabModule(L.LightningModule):
         self.optimizer_spec, self.schedule = optimizer, scheduler
 
     def recurrent(self, rnn) -> RecurrentSpec:
-        """The model's ``rnn`` settings with the fields left None taken from its signature's default; recorded flat in
-        the hyperparameters (``hparams.hidden_size``, ``hparams.cell``, ...), as a checkpoint keeps them."""
+        """The model's ``rnn`` settings with the fields left None taken from its signature's default; recorded in the
+        hyperparameters as ``rnn`` (a dict: ``--ckpt_path`` rebuilds the model from it) and flat
+        (``hparams.hidden_size``, ``hparams.cell``, ..., as checkpoints have always kept them)."""
         default = inspect.signature(type(self).__init__).parameters["rnn"].default
         spec = (RecurrentSpec(**rnn) if isinstance(rnn, dict) else rnn or RecurrentSpec()).over(default)
-        self.hparams.update(spec.settings())
+        self.hparams.update({**spec.settings(), "rnn": spec.settings()})  # "rnn": what a checkpoint rebuilds it from
         return spec
 
     def bind_task(self, task: Task, stage: str = "fit") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Literal, Optional
 
 import torch
@@ -311,6 +312,28 @@ class BagExpert(Expert):
 ExpertCallable = Callable[[int, int, int], Expert]
 
 
+def expert_from_spec(spec: dict) -> Callable[[int, int, int], Expert]:
+    """The inverse of :func:`expert_spec`: ``{"class_path", "init_args"}`` -> the expert's constructor."""
+    import importlib
+
+    module, _, name = spec["class_path"].rpartition(".")
+    return functools.partial(getattr(importlib.import_module(module), name), **spec.get("init_args", {}))
+
+
+def expert_spec(make) -> dict:
+    """``{"class_path", "init_args"}`` of an expert as given (a class, a ``functools.partial`` of one, or what the CLI
+    builds from a config entry): what a checkpoint keeps to rebuild it."""
+    cls, kwargs = make, {}
+    if isinstance(make, functools.partial):
+        cls = make.func if isinstance(make.func, type) else next(a for a in make.args if isinstance(a, type))
+        kwargs = dict(make.keywords)
+    elif isinstance(make, Expert):
+        cls = type(make)
+    if not (isinstance(cls, type) and issubclass(cls, Expert)):
+        raise RnnlabError(f"an expert is an Expert class with its init_args, got {make!r}")
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": kwargs}
+
+
 def geometric_mean(log_posteriors: list[Tensor]) -> Tensor:
     """The combiner: the normalised geometric mean of the posteriors, ``log_softmax(mean_i log p_i(c | x))``. Its
     argmax is the product's; the root keeps the probabilities calibrated (the plain product is overconfident)."""
@@ -413,7 +436,9 @@ class SequenceClassifier(RnnlabModule):
                 f"discriminative_lr is a divisor per layer group and must be >= 1, got {discriminative_lr}"
             )
         self.experts = nn.ModuleDict()
-        for make in experts or []:
+        makers = [expert_from_spec(m) if isinstance(m, dict) else m for m in experts or []]  # (from a checkpoint)
+        self.hparams["experts"] = [expert_spec(make) for make in makers]  # plain data a checkpoint rebuilds from
+        for make in makers:
             expert = make(vocab_size, num_classes, pad_id) if not isinstance(make, Expert) else make
             key, n = expert.key, 2
             while key in self.experts:
