@@ -11,6 +11,7 @@ task, with the commit it ran on). A difference within run-to-run noise (seeds, t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,10 @@ TASKS = {
 def run_one(task: str) -> dict:
     config, extra, metric, before_at, lower = TASKS[task]
     run = fit_and_test(config, extra, name=f"reproduce_{task}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = (
+        os.environ.get("RNNLAB_COMMIT")
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    )  # (RNNLAB_COMMIT: a run from an exported tree, which has no .git)
     row = {
         "config": config,
         "extra": extra,
@@ -90,7 +94,10 @@ def run_one(task: str) -> dict:
     path = RESULTS / "reproduce.json"
     rows = json.loads(path.read_text()).get("tasks", {}) if path.is_file() else {}
     rows[task] = row
-    write("reproduce", {"command": "python benchmarks/reproduce.py", "tasks": rows})
+    write(
+        "reproduce",
+        {"command": "python benchmarks/reproduce.py", "benchmark": "python benchmarks/reproduce.py", "tasks": rows},
+    )
     return row
 
 
