@@ -36,6 +36,15 @@ class RnnlabModule(L.LightningModule):
         ``config.yaml`` records them, and a checkpoint then holds only plain values)."""
         self.optimizer_spec, self.schedule = optimizer, scheduler
 
+    def init_parts(self, rnn, optimizer: OptimizerSpec, scheduler: Schedule, ignore: tuple = ()) -> RecurrentSpec:
+        """The first line of a model's ``__init__`` (after ``super().__init__()``): saves its hyperparameters (the
+        parts given as objects -- ``rnn``, ``optimizer``, ``scheduler`` and ``ignore`` -- kept out), keeps the
+        optimiser and schedule (:meth:`optimize_with`) and returns the completed ``rnn`` spec (:meth:`recurrent`)."""
+        caller = inspect.currentframe().f_back  # the model's __init__, whose arguments are the hyperparameters
+        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler", *ignore], frame=caller, logger=False)
+        self.optimize_with(optimizer, scheduler)
+        return self.recurrent(rnn)
+
     def recurrent(self, rnn) -> RecurrentSpec:
         """The model's ``rnn`` settings with the fields left None taken from its signature's default; recorded in the
         hyperparameters as ``rnn`` (a dict: ``--ckpt_path`` rebuilds the model from it) and flat

@@ -92,9 +92,7 @@ class ImageCaptioner(EncoderDecoder):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler)
         self.hparams["decoder_layers"] = rnn.num_layers  # the captioner's recurrent layers are its decoder's
         if rnn.bidirectional:
             raise RnnlabError(

@@ -399,9 +399,7 @@ class SequenceClassifier(RnnlabModule):
         gradual_unfreezing: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler", "experts"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler, ignore=("experts",))
         hidden_size, num_layers, cell, impl, bidirectional, packed = (
             rnn.hidden_size,
             rnn.num_layers,

@@ -106,9 +106,7 @@ class LanguageModel(RnnlabModule):
         word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler)
         hidden_size, num_layers, cell, impl, bidirectional = (
             rnn.hidden_size,
             rnn.num_layers,

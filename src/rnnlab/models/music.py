@@ -66,9 +66,7 @@ class PianoRollModel(RnnlabModule):
         scheduler: Schedule = lazy_instance(WarmupCosine, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler)
         if rnn.bidirectional:
             raise RnnlabError("a next-step model reads left to right: set rnn.bidirectional false")
         hidden_size, num_layers, cell, impl = rnn.hidden_size, rnn.num_layers, rnn.cell, rnn.impl

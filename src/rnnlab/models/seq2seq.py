@@ -411,9 +411,7 @@ class Seq2Seq(EncoderDecoder):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.05),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler)
         self.hparams["encoder_layers"] = rnn.num_layers
         hidden_size, encoder_layers, cell, impl, bidirectional = (
             rnn.hidden_size,

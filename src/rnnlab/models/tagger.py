@@ -93,9 +93,7 @@ class SequenceTagger(RnnlabModule):
         scheduler: Schedule = lazy_instance(OneCycle, warmup=0.1),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["rnn", "optimizer", "scheduler"], logger=False)
-        self.optimize_with(optimizer, scheduler)
-        rnn = self.recurrent(rnn)
+        rnn = self.init_parts(rnn, optimizer, scheduler)
         hidden_size, num_layers, cell, impl, bidirectional = (
             rnn.hidden_size,
             rnn.num_layers,
