@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -71,3 +74,21 @@ def test_the_gpu_benchmark_runs_every_path_on_the_cpu_in_smoke_mode(env):
     assert ddp["1"]["processes"] == 1 and len(ddp["2"]["ranks"]) == 2 and ddp["2"]["tokens_per_s"] > 0
     none = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py")], capture_output=True, text=True)
     assert "no CUDA device here: nothing measured" in none.stdout and not (RESULTS / "gpu_imdb_bilstm.json").exists()
+
+
+def test_the_speed_benchmark_profiles_and_times_both_precisions(env, tmp_path):
+    """benchmarks/speed.py on the fixture data: the step profile's parts are shares of the wall time, the
+    recurrent layers and the optimizer among them; fp32 and bf16-mixed both timed, with FLOPs counted."""
+    out = tmp_path / "results"
+    run = [sys.executable, str(ROOT / "benchmarks" / "speed.py")]
+    small = ["--tasks", "jsb", "--warmup", "2", "--steps", "3"]
+    environ = {**os.environ, "RNNLAB_BENCH_RESULTS": str(out)}
+    for what, extra in (("profile", []), ("precision", ["--rounds", "1"])):
+        res = subprocess.run([*run, what, *small, *extra], capture_output=True, text=True, env=environ, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    share = json.loads((out / "speed_profile.json").read_text())["tasks"]["jsb"]["share"]
+    assert share["recurrent layers"] > 0 and share["optimizer"] > 0 and min(share.values()) >= 0
+    assert sum(share.values()) == pytest.approx(1, abs=0.25)
+    jsb = json.loads((out / "speed_precision.json").read_text())["tasks"]["jsb"]
+    assert jsb["flops_per_position"] > 0 and jsb["fp32"]["tokens_per_s"] > 0 and jsb["bf16"]["tokens_per_s"] > 0
+    assert jsb["fp32"]["steps_per_s"] > 0 and "bf16_speedup" in jsb

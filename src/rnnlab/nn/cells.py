@@ -10,7 +10,7 @@ layer -- a time loop without an autograd graph per step -- and both :func:`run_l
 :class:`~rnnlab.nn.recurrent.Recurrent`) and the one-step modules :class:`RNNCell`, :class:`LSTMCell`,
 :class:`GRUCell` call it, so the cell a reader studies is the code that trains.
 
-Shapes inside the loop: ``gx [T, D, B, G*H]`` (the input projections of all steps, both directions ``D`` and the
+Shapes inside the loop: ``gx [D, T, B, G*H]`` (the input projections of all steps, both directions ``D`` and the
 biases folded in: see :func:`fold_biases`), the state ``h [D, B, H]``, ``w_t [D, H, G*H]`` (``W_hh`` transposed).
 """
 
@@ -25,10 +25,15 @@ from torch import Tensor, nn
 from rnnlab.nn.functional import reverse_padded
 
 
+def tanh(x: Tensor, out: Tensor) -> Tensor:
+    """``tanh(x) = 2 sigmoid(2x) - 1``, written into ``out``: torch's CPU sigmoid kernel is ~3x faster than its tanh."""
+    return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
+
+
 def activate(pre: Tensor, nonlinearity: str, out: Optional[Tensor] = None) -> Tensor:
     """The Elman cell's activation: ``tanh``, ``relu`` or ``identity`` (a linear RNN)."""
     if nonlinearity == "tanh":
-        return torch.tanh(pre) if out is None else torch.tanh(pre, out=out)
+        return torch.tanh(pre) if out is None else tanh(pre, out=out)
     if nonlinearity == "relu":
         return torch.relu(pre) if out is None else torch.clamp(pre, min=0, out=out)
     return pre if out is None else out.copy_(pre)
@@ -57,9 +62,8 @@ class Elman:
     def buffers(self, gx: Tensor, h0: Tensor) -> dict:
         return {}
 
-    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c: Optional[Tensor], w_t: Tensor, b_hn, y: Tensor):
-        activate(torch.baddbmm(gx_t, h, w_t), self.nonlinearity, out=y)
-        return None
+    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c, w_t: Tensor, b_hn, y: Tensor, c_out) -> None:
+        activate(gx_t.baddbmm_(h, w_t), self.nonlinearity, out=y)  # W_hh h added into gx in place
 
     def factors(self, S: dict, hs: Tensor, ys: Tensor) -> dict:
         return {"ys": ys}
@@ -68,7 +72,7 @@ class Elman:
         """Write ``dL/d(gates)`` of step ``t`` into ``d_gx`` (and ``d_gh``, the recurrent side, where it differs);
         return the terms of ``dL/dc_{t-1}`` and of ``dL/dh_{t-1}`` that bypass ``W_hh``, each a product ``(a, b)`` or
         None."""
-        y = F["ys"][t]
+        y = F["ys"][:, t]
         if self.nonlinearity == "identity":
             d_gx.copy_(dh)
         else:
@@ -85,26 +89,26 @@ class LSTM:
     gates, has_cell, separate_gh = 4, True, False
 
     def buffers(self, gx: Tensor, h0: Tensor) -> dict:
-        return {"acts": gx.new_empty(gx.shape), "tanh_c": gx.new_empty(gx.shape[0], *h0.shape)}
+        return {"acts": torch.empty_like(gx), "tanh_c": gx.new_empty(gx.shape[:-1] + h0.shape[-1:])}
 
-    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c: Tensor, w_t: Tensor, b_hn, y: Tensor) -> Tensor:
+    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c: Tensor, w_t: Tensor, b_hn, y: Tensor, c_out: Tensor):
         H = h.shape[-1]
-        acts = S["acts"][t]
-        a = torch.baddbmm(gx_t, h, w_t)
+        acts, tanh_c = S["acts"][:, t], S["tanh_c"][:, t]
+        a = gx_t.baddbmm_(h, w_t)  # W_hh h added in place: gx is the loop's own buffer
+        a[..., 2 * H : 3 * H].mul_(2)  # g = tanh(a_g) = 2 sigmoid(2 a_g) - 1: one sigmoid for the four gates
         torch.sigmoid(a, out=acts)
-        torch.tanh(a[..., 2 * H : 3 * H], out=acts[..., 2 * H : 3 * H])
         i, f, g, o = acts.split(H, -1)
-        c_new = torch.addcmul(i * g, f, c)
-        torch.tanh(c_new, out=S["tanh_c"][t])
-        torch.mul(o, S["tanh_c"][t], out=y)
-        return c_new
+        g.mul_(2).sub_(1)
+        torch.mul(i, g, out=c_out).addcmul_(f, c)
+        tanh(c_out, out=tanh_c)
+        torch.mul(o, tanh_c, out=y)
 
     def factors(self, S: dict, hs: Tensor, ys: Tensor) -> dict:
         """Every factor that does not depend on the recursion, for all steps at once."""
         acts, tanh_c, cs = S["acts"], S["tanh_c"], S["cs"]
         H = ys.shape[-1]
         i, f, g, o = acts.split(H, -1)
-        da_ifg = torch.cat([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], -1)
+        da_ifg = torch.cat([g * i * (1 - i), cs[:, :-1] * f * (1 - f), i * (1 - g * g)], -1)
         return {
             "dc_dh": o * (1 - tanh_c * tanh_c),  # dc_t/dh_t through h = o * tanh(c)
             "da_o": tanh_c * o * (1 - o),
@@ -114,10 +118,11 @@ class LSTM:
 
     def backward_step(self, F: dict, t: int, dh: Tensor, dc: Tensor, d_gx: Tensor, d_gh: Tensor):
         H = dh.shape[-1]
-        dc_t = torch.addcmul(dc, dh, F["dc_dh"][t])
-        torch.mul(F["da_ifg"][t], dc_t.unsqueeze(-2), out=d_gx[..., : 3 * H].view(F["da_ifg"][t].shape))
-        torch.mul(dh, F["da_o"][t], out=d_gx[..., 3 * H :])
-        return (dc_t, F["f"][t]), None  # dL/dc_{t-1} = dc_t * f
+        dc_t = torch.addcmul(dc, dh, F["dc_dh"][:, t])
+        da_ifg = F["da_ifg"][:, t]
+        torch.mul(da_ifg, dc_t.unsqueeze(-2), out=d_gx[..., : 3 * H].view(da_ifg.shape))
+        torch.mul(dh, F["da_o"][:, t], out=d_gx[..., 3 * H :])
+        return (dc_t, F["f"][:, t]), None  # dL/dc_{t-1} = dc_t * f
 
 
 class GRU:
@@ -129,24 +134,23 @@ class GRU:
     gates, has_cell, separate_gh = 3, False, True
 
     def buffers(self, gx: Tensor, h0: Tensor) -> dict:
-        return {"acts": gx.new_empty(gx.shape), "ghn": gx.new_empty(gx.shape[0], *h0.shape)}
+        return {"acts": torch.empty_like(gx), "ghn": gx.new_empty(gx.shape[:-1] + h0.shape[-1:])}
 
-    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c, w_t: Tensor, b_hn: Tensor, y: Tensor):
+    def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c, w_t: Tensor, b_hn: Tensor, y: Tensor, c_out) -> None:
         H = h.shape[-1]
-        acts, ghn = S["acts"][t], S["ghn"][t]
+        acts, ghn = S["acts"][:, t], S["ghn"][:, t]
         gh = torch.bmm(h, w_t)
         torch.sigmoid(gx_t[..., : 2 * H] + gh[..., : 2 * H], out=acts[..., : 2 * H])
         r, z = acts[..., :H], acts[..., H : 2 * H]
         torch.add(gh[..., 2 * H :], b_hn, out=ghn)
-        n = torch.tanh(torch.addcmul(gx_t[..., 2 * H :], r, ghn), out=acts[..., 2 * H :])
+        n = tanh(torch.addcmul(gx_t[..., 2 * H :], r, ghn), out=acts[..., 2 * H :])
         torch.addcmul(n, z, h - n, out=y)
-        return None
 
     def factors(self, S: dict, hs: Tensor, ys: Tensor) -> dict:
         H = ys.shape[-1]
         r, z, n = S["acts"].split(H, -1)
         a_n = (1 - z) * (1 - n * n)
-        gx_factor = torch.cat([a_n * S["ghn"] * r * (1 - r), (hs[:-1] - n) * z * (1 - z), a_n], -1)
+        gx_factor = torch.cat([a_n * S["ghn"] * r * (1 - r), (hs[:, :-1] - n) * z * (1 - z), a_n], -1)
         gh_factor = torch.cat([gx_factor[..., : 2 * H], a_n * r], -1)
         return {
             "gx": gx_factor.view(*gx_factor.shape[:-1], 3, H),
@@ -155,9 +159,10 @@ class GRU:
         }
 
     def backward_step(self, F: dict, t: int, dh: Tensor, dc, d_gx: Tensor, d_gh: Tensor):
-        torch.mul(F["gx"][t], dh.unsqueeze(-2), out=d_gx.view(F["gx"][t].shape))
-        torch.mul(F["gh"][t], dh.unsqueeze(-2), out=d_gh.view(F["gh"][t].shape))
-        return None, (dh, F["z"][t])  # dh_{t-1} gets dh_t * z directly
+        f_gx, f_gh = F["gx"][:, t], F["gh"][:, t]
+        torch.mul(f_gx, dh.unsqueeze(-2), out=d_gx.view(f_gx.shape))
+        torch.mul(f_gh, dh.unsqueeze(-2), out=d_gh.view(f_gh.shape))
+        return None, (dh, F["z"][:, t])  # dh_{t-1} gets dh_t * z directly
 
 
 def cell_math(cell: str, nonlinearity: str = "tanh"):
@@ -169,68 +174,86 @@ class _LayerBPTT(torch.autograd.Function):
 
     Autograd would record ~10 nodes per step and replay them; here the forward loop runs without a graph and keeps
     what the cell's backward needs, and the backward loop applies the cell's BPTT recursion step by step, with the
-    weight gradient summed in one matmul at the end. Inputs: ``gx [T, D, B, G]`` (input projections with the
-    biases folded in), ``h0/c0 [D, B, H]``, ``w_hh [D, G, H]``, ``b_hn [D, 1, H]`` (GRU only), ``live [T, B, 1]``
-    (step t < length), ``first_masked`` (steps before it are live for every sequence). A sequence's state stops
-    changing after its last step. Outputs: per-step ``h [T, D, B, H]`` and the final carried ``h`` (and ``c``).
+    weight gradient summed in one matmul at the end. Inputs: ``gx [D, T, B, G]`` (input projections with the biases
+    folded in; the loop adds ``W_hh h`` into it in place, so it is a scratch buffer), ``h0/c0 [D, B, H]``,
+    ``w_hh [D, G, H]``, ``b_hn [D, 1, H]`` (GRU only), ``live [T, B, 1]`` (step t < length), ``first_masked`` (steps
+    before it are live for every sequence). A sequence's state stops changing after its last step. Outputs: per-step
+    ``h [D, T, B, H]`` (past a sequence's end, the state it carries) and the final ``h`` (and ``c``). Time-major
+    within each direction, so a step is a view, and the weight gradient is one batched matmul without a copy.
     """
 
     @staticmethod
     def forward(ctx, gx, h0, c0, w_hh, b_hn, live, first_masked: int, cell: str, nonlinearity: str):
         math_ = cell_math(cell, nonlinearity)
-        T = gx.shape[0]
+        T = gx.shape[1]
         w_t = w_hh.transpose(1, 2)
-        hs = gx.new_empty(T + 1, *h0.shape)  # carried state entering each step (hs[0] = h0)
-        hs[0] = h0
-        ys = gx.new_empty(T, *h0.shape)  # h of every step
+        D, B, H = h0.shape
+        hs = gx.new_empty(D, T + 1, B, H)  # the state entering each step (hs[:, 0] = h0) and leaving the last
+        hs[:, 0] = h0
         S = math_.buffers(gx, h0)
         cs = None
         if math_.has_cell:
-            cs = S["cs"] = gx.new_empty(T + 1, *h0.shape)
-            cs[0] = c0
-        for t in range(T):
-            h = hs[t]
-            c_new = math_.step(S, t, gx[t], h, None if cs is None else cs[t], w_t, b_hn, ys[t])
-            if cs is not None:
-                cs[t + 1] = c_new if t < first_masked else torch.where(live[t], c_new, cs[t])
-            hs[t + 1] = ys[t] if t < first_masked else torch.where(live[t], ys[t], h)
-        ctx.save_for_backward(hs, ys, w_hh, live)
+            cs = S["cs"] = gx.new_empty(D, T + 1, B, H)
+            cs[:, 0] = c0
+        for t in range(T):  # each step writes its new state straight into hs[:, t + 1] (and cs)
+            math_.step(
+                S,
+                t,
+                gx[:, t],
+                hs[:, t],
+                None if cs is None else cs[:, t],
+                w_t,
+                b_hn,
+                hs[:, t + 1],
+                None if cs is None else cs[:, t + 1],
+            )
+            if t >= first_masked:  # a finished sequence keeps its state
+                torch.where(live[t], hs[:, t + 1], hs[:, t], out=hs[:, t + 1])
+                if cs is not None:
+                    torch.where(live[t], cs[:, t + 1], cs[:, t], out=cs[:, t + 1])
+        ctx.save_for_backward(hs, w_hh, live)
         ctx.S, ctx.math, ctx.first_masked, ctx.gates = S, math_, first_masked, gx.shape[-1]
-        return (ys, hs[T], cs[T]) if cs is not None else (ys, hs[T])
+        ys = hs[:, 1:]  # the output of every step: past a sequence's end, its carried state
+        return (ys, hs[:, T], cs[:, T]) if cs is not None else (ys, hs[:, T])
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT=None):
-        hs, ys, w_hh, live = ctx.saved_tensors
+        hs, w_hh, live = ctx.saved_tensors
+        ys = hs[:, 1:]
         math_, first_masked = ctx.math, ctx.first_masked
-        T = ys.shape[0]
-        d_gx = ys.new_empty(T, *ys.shape[1:-1], ctx.gates)
+        T = ys.shape[1]
+        d_gx = ys.new_empty(*ys.shape[:-1], ctx.gates)
         d_gh = torch.empty_like(d_gx) if math_.separate_gh else d_gx  # GRU: dL/d(W_hh h) differs in its n part
-        dh = d_hT.clone() if d_hT is not None else torch.zeros_like(hs[0])
-        dc = (d_cT.clone() if d_cT is not None else torch.zeros_like(hs[0])) if math_.has_cell else None
+        dh = d_hT.clone() if d_hT is not None else torch.zeros_like(hs[:, 0])
+        dc = (d_cT.clone() if d_cT is not None else torch.zeros_like(hs[:, 0])) if math_.has_cell else None
         d_ys = d_ys if d_ys is not None else torch.zeros_like(ys)
         F = math_.factors(ctx.S, hs, ys)
         for t in range(T - 1, -1, -1):
+            dh_total = d_ys[:, t] + dh  # the output of step t is the state it carries on
             if t < first_masked:  # every sequence live: the carried state is this step's
-                dh_new, dh_skip, dc_new, dc_skip = d_ys[t] + dh, None, dc, None
+                dh_new, dh_skip, dc_new, dc_skip = dh_total, None, dc, None
             else:  # finished sequences pass their state (and its gradient) through unchanged
-                dh_new = d_ys[t] + torch.where(live[t], dh, 0.0)
-                dh_skip = torch.where(live[t], 0.0, dh)
+                dh_new = torch.where(live[t], dh_total, 0.0)
+                dh_skip = torch.where(live[t], 0.0, dh_total)
                 if dc is not None:
                     dc_new, dc_skip = torch.where(live[t], dc, 0.0), torch.where(live[t], 0.0, dc)
                 else:
                     dc_new = dc_skip = None
             # the cell's terms of dL/dc_{t-1} and of the direct path to dL/dh_{t-1}, as products (a, b)
-            dc_prev, dh_direct = math_.backward_step(F, t, dh_new, dc_new, d_gx[t], d_gh[t])
+            dc_prev, dh_direct = math_.backward_step(F, t, dh_new, dc_new, d_gx[:, t], d_gh[:, t])
             if dc is not None:
                 dc = torch.mul(*dc_prev) if dc_skip is None else torch.addcmul(dc_skip, *dc_prev)
-            dh = torch.bmm(d_gh[t], w_hh)
+            dh = torch.bmm(d_gh[:, t], w_hh)
             if dh_direct is not None:
                 dh.addcmul_(*dh_direct)
             if dh_skip is not None:
                 dh = dh + dh_skip
-        d_w = torch.einsum("tdbg,tdbh->dgh", d_gh, hs[:-1])
+        D, B, G = d_gh.shape[0], d_gh.shape[2], d_gh.shape[3]
+        d_w = torch.bmm(
+            d_gh.view(D, T * B, G).transpose(1, 2), hs[:, :-1].reshape(D, T * B, -1)
+        )  # sum_t dg_t h_{t-1}^T
         H = ys.shape[-1]
-        d_bhn = d_gh[..., 2 * H :].sum((0, 2)).unsqueeze(1) if math_.separate_gh else None
+        d_bhn = d_gh[..., 2 * H :].sum((1, 2)).unsqueeze(1) if math_.separate_gh else None
         return d_gx, dh, dc, d_w, d_bhn, None, None, None, None
 
 
@@ -340,10 +363,10 @@ def run_layer(
     H = h0.shape[-1]
     w_ih, w_hh, b_ih, b_hh = (torch.stack(ws) for ws in zip(*weights))  # [dirs, G, D], [dirs, G, H], [dirs, G]
     bias, b_hn = fold_biases(cell, b_ih, b_hh)  # b_hn: [dirs, 1, H] for GRU
-    inputs = torch.stack([x if d == 0 else reverse_padded(x, lengths) for d in range(dirs)])  # [dirs, B, T, D]
-    gx = torch.baddbmm(bias.unsqueeze(1), inputs.flatten(1, 2), w_ih.transpose(1, 2))  # [dirs, B*T, G]
     steps = int(lengths.max())
-    gx = gx.view(dirs, B, T, -1)[:, :, :steps].permute(2, 0, 1, 3).contiguous()  # [steps, dirs, B, G]
+    inputs = torch.stack([x if d == 0 else reverse_padded(x, lengths) for d in range(dirs)])  # [dirs, B, T, D]
+    inputs = inputs[:, :, :steps].transpose(1, 2).reshape(dirs, steps * B, -1)  # time-major: [dirs, steps*B, D]
+    gx = torch.baddbmm(bias.unsqueeze(1), inputs, w_ih.transpose(1, 2)).view(dirs, steps, B, -1)  # [dirs, steps, B, G]
     live = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
     dtype = w_hh.dtype  # the loop runs in the parameters' precision, also under autocast (bf16-mixed)
     with torch.autocast(device_type=x.device.type, enabled=False):
@@ -359,7 +382,7 @@ def run_layer(
             nonlinearity,
         )
     ys, h, c = result if cell == "lstm" else (*result, None)
-    out = ys.permute(1, 2, 0, 3)  # [dirs, B, steps, H]
+    out = ys.transpose(1, 2)  # [dirs, B, steps, H]
     if steps < T:
         out = torch.cat([out, out.new_zeros(dirs, B, T - steps, H)], 2)
     out = out[0] if dirs == 1 else torch.cat([out[0], reverse_padded(out[1], lengths)], -1)
