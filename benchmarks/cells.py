@@ -4,11 +4,14 @@ torch's ``nn.RNN/LSTM/GRU`` on a padded tensor vs rnnlab's ``Recurrent`` driver 
 exact per-sequence lengths), with a ``PackedSequence``, and with the handwritten cells.
 
     python benchmarks/cells.py                  # B=64, T=200, E=H=128; writes results/cells.json
+
+Each figure is the median of ``--rounds`` measurements, the four implementations alternating round after round.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +39,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per measurement")
+    p.add_argument("--rounds", type=int, default=5, help="alternations of the four; the median of each is reported")
     args = p.parse_args()
     B, T, E = args.batch, args.steps, args.size
     torch.manual_seed(0)
@@ -53,6 +57,7 @@ def main() -> None:
                 "handwritten": Recurrent(E, E, cell=cell, bidirectional=bi, impl="handwritten"),
             }
             row = {"cell": cell, "bidirectional": bi}
+            steps = {}
             for name, module in impls.items():
                 xi = x.clone().requires_grad_(True)
                 if module is None:
@@ -67,7 +72,14 @@ def main() -> None:
                         out, _ = module(xi, lengths)
                         out.sum().backward()
 
-                row[name] = tokens_per_s(step, B * T, args.seconds)
+                steps[name] = step
+            # the four alternate, round after round, so that drift of a shared machine hits them alike
+            samples = {name: [] for name in steps}
+            for _ in range(args.rounds):
+                for name, step in steps.items():
+                    samples[name].append(tokens_per_s(step, B * T, args.seconds))
+            for name, values in samples.items():
+                row[name] = statistics.median(values)
             row["handwritten_vs_nn"] = row["handwritten"] / row["nn"]
             rows.append(row)
             print(
@@ -76,7 +88,17 @@ def main() -> None:
                 f"(handwritten/nn {row['handwritten_vs_nn']:.2f}x)",
                 flush=True,
             )
-    write("cells", {"command": "python benchmarks/cells.py", "batch": B, "steps": T, "size": E, "rows": rows})
+    write(
+        "cells",
+        {
+            "command": "python benchmarks/cells.py",
+            "batch": B,
+            "steps": T,
+            "size": E,
+            "rounds": args.rounds,
+            "rows": rows,
+        },
+    )
     print(table(rows))
 
 

@@ -20,7 +20,9 @@ import music  # noqa: E402
 import names  # noqa: E402
 import reproduce  # noqa: E402
 import sighan_baseline  # noqa: E402
+import speed  # noqa: E402
 import tagging  # noqa: E402
+import time_to_accuracy  # noqa: E402
 import timeseries  # noqa: E402
 import translation  # noqa: E402
 import word2vec  # noqa: E402
@@ -194,6 +196,10 @@ BLOCKS = {
     "imdb-lm-table": imdb_lm.table,
     "throughput-table": throughput_table,
     "cells-table": cells_table,
+    "speed-precision-table": speed.precision_table,
+    "speed-profile-table": speed.profile_table,
+    "speed-ddp-table": speed.ddp_table,
+    "time-to-accuracy-table": time_to_accuracy.table,
     "names-table": names.table,
     "names-curve-table": names.curve_table,
     "tagging-table": tagging.table,

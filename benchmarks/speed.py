@@ -15,11 +15,12 @@ the ``--steps`` after the warm-up (data loading included: wall time from the fir
   step's FLOPs with ``torch.utils.flop_counter`` on one warm-up step run with the handwritten cells (whose matmuls
   the counter sees; torch's fused RNN kernels are opaque to it), per padded position, times the timed steps' padded
   positions: an estimate, the matmuls of the padded batch (what the hardware computes), not of the real tokens.
-* ``profile``: ``torch.profiler`` over the timed steps; each operator's own time goes to the first of its enclosing
-  parts that is named: the recurrent layers (forward inside ``Recurrent``, and the backward operators autograd links
-  to them), softmax + loss, the optimizer (``Optimizer.step``/``zero_grad``), data loading (the DataLoader's
-  ``__next__``); other model operators (embeddings, attention, heads, dropout) are the rest of the operators'
-  time, and "Lightning + Python" is the wall time no operator accounts for.
+* ``profile``: ``torch.profiler`` over the timed steps; each operator's own time goes to the nearest of its
+  enclosing parts that is named: the recurrent layers (forward inside a ``Recurrent``, and the backward operators
+  autograd links to them), the output layer + softmax + loss (the model's ``head`` or ``out`` module, and any
+  softmax/cross-entropy operator), the optimizer (``Optimizer.step``/``zero_grad``), data loading (the
+  DataLoader's ``__next__``); other model operators (embeddings, attention, dropout, pooling) are the rest of the
+  operators' time, and "Lightning + Python" is the wall time no operator accounts for.
 * ``ddp``: ``strategy=ddp`` with 2 processes of 1 thread, each half the batch, against 1 process of 2 threads with
   the whole batch: total tokens/s of each.
 
@@ -44,7 +45,15 @@ from common import QUIET, RESULTS, ROOT, machine, write  # noqa: E402
 from reproduce import TASKS  # noqa: E402
 
 SOFTMAX = ("softmax", "cross_entropy", "nll_loss", "log_sigmoid", "binary_cross_entropy", "adaptive")
-PARTS = ("recurrent layers", "softmax + loss", "other model ops", "optimizer", "data loading", "Lightning + Python")
+PARTS = (
+    "recurrent layers",
+    "output layer + softmax + loss",
+    "other model ops",
+    "optimizer",
+    "data loading",
+    "Lightning + Python",
+)
+LABELS = {"rnnlab.recurrent": "recurrent layers", "rnnlab.output": "output layer + softmax + loss"}
 
 
 def positions(batch) -> int:
@@ -106,8 +115,8 @@ def _recurrent(module):
     return [m for m in module.modules() if isinstance(m, Recurrent)]
 
 
-def train_steps(task: str, args, extra=(), count_flops=False, profile=False) -> tuple[StepTimer, object]:
-    """Fit ``task``'s config for warm-up + timed steps, validation and checkpoints off."""
+def train_steps(task: str, args, extra=(), count_flops=False, profile=False, prepare=None) -> tuple[StepTimer, object]:
+    """Fit ``task``'s config for warm-up + timed steps, validation and checkpoints off (``prepare(model)`` first)."""
     from rnnlab.cli import RnnlabCLI
 
     config, task_extra, *_ = TASKS[task]
@@ -131,6 +140,8 @@ def train_steps(task: str, args, extra=(), count_flops=False, profile=False) -> 
     timer = StepTimer(args.warmup, count_flops, profile)
     # the timer alone: no checkpoints, early stopping or samples in a timing window
     cli.trainer.callbacks = [timer]
+    if prepare is not None:
+        prepare(cli.model)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return timer, cli
 
@@ -198,13 +209,16 @@ def precision(args) -> dict:
     return {"gemm_peak_gflops": peak, "tasks": rows}
 
 
-def part_of(event, recurrent_seq: set) -> str:
-    """The part of the step an operator event belongs to (its first named enclosing part)."""
+def part_of(event, backward_of: dict) -> str:
+    """The part of the step an operator event belongs to: its nearest enclosing part that is named (a labelled
+    module's forward, or a backward operator of one: ``backward_of`` maps sequence numbers to parts)."""
     e = event
     while e is not None:
         name = e.name
-        if name.startswith("rnnlab.recurrent") or (e.sequence_nr in recurrent_seq and "Backward" in name):
-            return "recurrent layers"
+        if name in LABELS:
+            return LABELS[name]
+        if "Backward" in name and e.sequence_nr in backward_of:
+            return backward_of[e.sequence_nr]
         if name.startswith("rnnlab.forward_backward"):  # the closure Lightning runs inside Optimizer.step
             return "other model ops"
         if name.startswith("Optimizer.step") or name.startswith("Optimizer.zero_grad"):
@@ -212,48 +226,63 @@ def part_of(event, recurrent_seq: set) -> str:
         if name.startswith("enumerate(DataLoader)"):
             return "data loading"
         if any(s in name.lower() for s in SOFTMAX):
-            return "softmax + loss"
+            return "output layer + softmax + loss"
         e = e.cpu_parent
     return "other model ops"
+
+
+def label(model) -> None:
+    """Run every recurrent layer's forward inside ``record_function("rnnlab.recurrent")`` and the output layer's
+    (a model's ``head``, the seq2seq decoder's ``out``) inside ``rnnlab.output``."""
+    from rnnlab.nn.recurrent import Recurrent
+
+    def wrap(module, name):
+        forward = module.forward
+
+        def labelled(*a, **k):
+            with torch.profiler.record_function(name):
+                return forward(*a, **k)
+
+        module.forward = labelled
+
+    for m in model.modules():
+        if isinstance(m, Recurrent):
+            wrap(m, "rnnlab.recurrent")
+    for attr in ("head", "out"):
+        if isinstance(getattr(model, attr, None), torch.nn.Module):
+            wrap(getattr(model, attr), "rnnlab.output")
 
 
 def profile(args) -> dict:
     from lightning.pytorch.loops.optimization.automatic import Closure
 
-    from rnnlab.nn.recurrent import Recurrent
-
-    forward, closure = Recurrent.forward, Closure.__call__
-
-    def labelled(self, *a, **k):
-        with torch.profiler.record_function("rnnlab.recurrent"):
-            return forward(self, *a, **k)
+    closure = Closure.__call__
 
     def labelled_closure(self, *a, **k):
         with torch.profiler.record_function("rnnlab.forward_backward"):
             return closure(self, *a, **k)
 
-    Recurrent.forward, Closure.__call__ = labelled, labelled_closure
+    Closure.__call__ = labelled_closure
     rows = {}
     try:
         for task in args.tasks:
-            timer, _ = train_steps(task, args, profile=True)
+            timer, _ = train_steps(task, args, profile=True, prepare=label)
             events = timer.profiler.events()
-            # forward operators inside a Recurrent: their sequence numbers mark the backward operators of the layer
-            recurrent_seq = set()
+            # the forward operators inside a labelled module: autograd gives their backward the same sequence number
+            backward_of = {}
             for e in events:
                 p = e
-                while p is not None and not p.name.startswith("rnnlab.recurrent"):
+                while p is not None and p.name not in LABELS:
                     p = p.cpu_parent
                 if p is not None and e.sequence_nr >= 0:
-                    recurrent_seq.add(e.sequence_nr)
+                    backward_of[e.sequence_nr] = LABELS[p.name]
             seconds = {part: 0.0 for part in PARTS}
             for e in events:
-                if e.name.startswith("ProfilerStep") or e.device_type != torch.autograd.DeviceType.CPU:
+                if e.device_type != torch.autograd.DeviceType.CPU:
                     continue
-                seconds[part_of(e, recurrent_seq)] += e.self_cpu_time_total / 1e6
-            accounted = sum(seconds.values())
+                seconds[part_of(e, backward_of)] += e.self_cpu_time_total / 1e6
             wall = timer.seconds
-            seconds["Lightning + Python"] = max(wall - accounted, 0.0)
+            seconds["Lightning + Python"] = max(wall - sum(seconds.values()), 0.0)
             share = {k: round(v / wall, 4) for k, v in seconds.items()}
             rows[task] = {
                 "config": TASKS[task][0],
@@ -263,7 +292,7 @@ def profile(args) -> dict:
             }
             print(f"{task:15} " + "  ".join(f"{k} {100 * v:4.1f}%" for k, v in share.items()), flush=True)
     finally:
-        Recurrent.forward, Closure.__call__ = forward, closure
+        Closure.__call__ = closure
     return {"tasks": rows, "note": "profiled wall time includes the profiler's own overhead"}
 
 
@@ -334,43 +363,63 @@ def _ddp_worker(task: str, procs: int, batch: int, warmup: int, steps: int) -> N
         )
 
 
-def table() -> str:
-    out = []
+def precision_table() -> str:
     p = RESULTS / "speed_precision.json"
-    if p.exists():
-        d = json.loads(p.read_text())
-        peak = d["gemm_peak_gflops"]
-        out += [
-            f"GEMM peak of this machine, same run: fp32 {peak['fp32']} GFLOP/s, bf16 {peak['bf16']} GFLOP/s.",
-            "",
-            "| task | fp32 tokens/s | fp32 GFLOP/s (of peak) | bf16-mixed tokens/s | bf16 GFLOP/s (of peak) | bf16 / fp32 |",
-            "|---|---|---|---|---|---|",
-        ]
-        for task, r in d["tasks"].items():
-            f, b = r["fp32"], r["bf16"]
-            out.append(
-                f"| {task} | {f['tokens_per_s']:,} | {f['gflops']:.1f} ({100 * f['of_peak']:.0f}%) | "
-                f"{b['tokens_per_s']:,} | {b['gflops']:.1f} ({100 * b['of_peak']:.0f}%) | {r['bf16_speedup']:.2f}x |"
-            )
-        out.append("")
-    p = RESULTS / "speed_profile.json"
-    if p.exists():
-        d = json.loads(p.read_text())
-        out += ["| task | " + " | ".join(PARTS) + " |", "|---" * (len(PARTS) + 1) + "|"]
-        for task, r in d["tasks"].items():
-            out.append(f"| {task} | " + " | ".join(f"{100 * r['share'][k]:.0f}%" for k in PARTS) + " |")
-        out.append("")
-    p = RESULTS / "speed_ddp.json"
-    if p.exists():
-        d = json.loads(p.read_text())
-        out += ["| task | 1 process (2 threads) tokens/s | 2 DDP processes (1 thread each) tokens/s | ratio |"]
-        out += ["|---|---|---|---|"]
-        for task, r in d["tasks"].items():
-            out.append(
-                f"| {task} | {r['1_process']['tokens_per_s']:,} | {r['2_process']['tokens_per_s']:,} | "
-                f"{r['speedup']:.2f}x |"
-            )
+    if not p.exists():
+        return "(not measured yet)"
+    d = json.loads(p.read_text())
+    peak, m = d["gemm_peak_gflops"], d["machine"]
+    out = [
+        "| task | fp32 tokens/s | fp32 GFLOP/s (of peak) | bf16-mixed tokens/s | bf16 GFLOP/s (of peak) | bf16 / fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, r in d["tasks"].items():
+        f, b = r["fp32"], r["bf16"]
+        out.append(
+            f"| {task} | {f['tokens_per_s']:,} | {f['gflops']:.1f} ({100 * f['of_peak']:.0f}%) | "
+            f"{b['tokens_per_s']:,} | {b['gflops']:.1f} ({100 * b['of_peak']:.0f}%) | {r['bf16_speedup']:.2f}x |"
+        )
+    out += [
+        "",
+        f"GEMM peak measured in the same run (2048^3 matmul): fp32 {peak['fp32']} GFLOP/s, bf16 {peak['bf16']} GFLOP/s. "
+        f"{m['cpus']} cores of {m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), torch {m['torch']}; "
+        f"{d['steps']} steps after {d['warmup']} warm-up steps per run; `{d['command']}`.",
+    ]
     return "\n".join(out)
+
+
+def profile_table() -> str:
+    p = RESULTS / "speed_profile.json"
+    if not p.exists():
+        return "(not measured yet)"
+    d = json.loads(p.read_text())
+    out = ["| task | " + " | ".join(PARTS) + " |", "|---" * (len(PARTS) + 1) + "|"]
+    for task, r in d["tasks"].items():
+        out.append(f"| {task} | " + " | ".join(f"{100 * r['share'][k]:.0f}%" for k in PARTS) + " |")
+    out += ["", f"fp32, {d['steps']} steps after {d['warmup']} warm-up steps per task; `{d['command']}`."]
+    return "\n".join(out)
+
+
+def ddp_table() -> str:
+    p = RESULTS / "speed_ddp.json"
+    if not p.exists():
+        return "(not measured yet)"
+    d = json.loads(p.read_text())
+    out = [
+        "| task | total batch | 1 process (2 threads) tokens/s | 2 DDP processes (1 thread each) tokens/s | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for task, r in d["tasks"].items():
+        out.append(
+            f"| {task} | {r['batch_total']} | {r['1_process']['tokens_per_s']:,} | {r['2_process']['tokens_per_s']:,} | "
+            f"{r['speedup']:.2f}x |"
+        )
+    out += ["", f"{d['steps']} steps after {d['warmup']} warm-up steps; `{d['command']}`."]
+    return "\n".join(out)
+
+
+def table() -> str:
+    return "\n\n".join([precision_table(), profile_table(), ddp_table()])
 
 
 def main() -> None:

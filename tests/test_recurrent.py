@@ -85,6 +85,22 @@ def test_padding_never_leaks(cell, packed):
     assert o1[pad].abs().max() == 0, "outputs on padding are zero"
 
 
+@pytest.mark.parametrize("impl", ["torch", "handwritten"])
+def test_padding_never_leaks_under_bf16_autocast(impl):
+    """The padded driver's LSTM trick (pre-activations of -/+1e4 on padding: input gate exactly 0, forget gate
+    exactly 1) stays exact in bf16: garbage on padding changes no output and no final state, bit for bit."""
+    torch.manual_seed(4)
+    x, lengths = make_batch(dtype=torch.float32)
+    r = Recurrent(6, 8, cell="lstm", bidirectional=True, num_layers=2, impl=impl)
+    garbage = x.clone()
+    pad = torch.arange(x.shape[1]).unsqueeze(0) >= lengths.unsqueeze(1)
+    garbage[pad] = 1e3 * torch.randn_like(garbage[pad])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        o1, s1 = r(x, lengths)
+        o2, s2 = r(garbage, lengths)
+    assert torch.equal(o1, o2) and torch.equal(flat_state(s1), flat_state(s2))
+
+
 def test_float32_padded_matches_packed():
     torch.manual_seed(3)
     x, lengths = make_batch(dtype=torch.float32, T=60)
