@@ -278,8 +278,8 @@ class BagExpert(Expert):
     ``buckets`` rows), fitted to convergence on the training split when ``fit`` starts, on scikit-learn's
     ``LogisticRegression(C=1/l2)`` objective, then frozen. ``ngrams`` adds hashed n-grams up to that order,
     ``whole: false`` drops the whole-text feature (long texts never repeat), ``nb`` makes it NBSVM's naive-Bayes
-    scaled binary features (two classes), ``max_iter`` caps the L-BFGS iterations of the fit (fewer: a faster, less
-    converged fit). With ``char_features`` in the data it sees each character's components and pinyin too."""
+    scaled binary features (two classes). With ``char_features`` in the data it sees each character's components
+    and pinyin too."""
 
     key = "bag"
     exportable = True
@@ -294,10 +294,9 @@ class BagExpert(Expert):
         ngrams: int = 1,
         whole: bool = True,
         nb: bool = False,
-        max_iter: int = 500,
     ) -> None:
         super().__init__(vocab_size, num_classes, pad_id)
-        self.l2, self.max_iter = l2, max_iter
+        self.l2 = l2
         self.bag = TokenBag(vocab_size, num_classes, buckets, ngrams, whole, nb)
 
     def log_posterior(self, tokens: Tensor, lengths: Tensor) -> Tensor:
@@ -306,7 +305,7 @@ class BagExpert(Expert):
     def fit(self, task: Task) -> None:
         sequences, targets = task.train_examples()
         batch = task.collate([(s, y, i) for i, (s, y) in enumerate(zip(sequences, targets))])  # one padded batch
-        loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.l2, self.max_iter)
+        loss = self.bag.fit(batch.tokens, batch.lengths, batch.target, self.l2)
         rank_zero_info(f"bag: logistic regression fitted on {len(batch)} training examples, objective {loss:.4f}")
 
 
