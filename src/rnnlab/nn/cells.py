@@ -63,6 +63,8 @@ class Elman:
         return {}
 
     def step(self, S: dict, t: int, gx_t: Tensor, h: Tensor, c, w_t: Tensor, b_hn, y: Tensor, c_out) -> None:
+        """Step ``t`` forward: write the new ``h`` into ``y`` (and, for a cell with a cell state, ``c`` into
+        ``c_out``), keeping in ``S`` what the backward pass needs."""
         activate(gx_t.baddbmm_(h, w_t), self.nonlinearity, out=y)  # W_hh h added into gx in place
 
     def factors(self, S: dict, hs: Tensor, ys: Tensor) -> dict:
