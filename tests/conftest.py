@@ -25,7 +25,7 @@ END_TO_END = re.compile(r"\b(main|predict_rows|fit_and_test|NotebookClient|gradc
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Two speeds: every end-to-end test (:data:`END_TO_END` in its source or its module's helpers it calls) gets the
-    ``slow`` marker. ``pytest`` runs the rest (``addopts``: ``-m "not slow"``, under 2 minutes); ``make test`` and
+    ``slow`` marker. ``pytest`` runs the rest (``addopts``: ``-m "not slow"``, about 3 minutes on 2 cores); ``make test`` and
     CI run both (``-m "slow or not slow"``)."""
     for item in items:
         function = getattr(item, "function", None)
