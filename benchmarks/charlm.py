@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fit_and_test, load, main, previous, write  # noqa: E402
+from common import build_cli, fit_and_test, load, main, previous, write  # noqa: E402
 
 RUNS = {  # name: (config, extra CLI arguments)
     "shakespeare_char_lstm": ("configs/shakespeare_char_lstm.yaml", []),
@@ -157,24 +157,19 @@ def cross_eval() -> dict:
     held-out text and from a zero state per 128-character window -- separating the training effect from the
     evaluation effect."""
     import glob
-    import sys as _sys
-
-    from rnnlab.cli import RnnlabCLI
 
     out = {}
     for name in ("shakespeare_char_lstm", "shakespeare_char_lstm_stateless"):
         ckpt = sorted(glob.glob(f"runs/bench/{name}/version_*/checkpoints/epoch*.ckpt"))[-1]
         for stateful in (True, False):
-            _sys.argv = _sys.argv[:1]
-            cli = RnnlabCLI(
-                args=[
+            cli = build_cli(
+                [
                     "--config",
                     RUNS[name][0],
                     "--trainer.enable_progress_bar=false",
                     "--trainer.logger=false",
                     f"--data.init_args.stateful={str(stateful).lower()}",
-                ],
-                run=False,
+                ]
             )
             res = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]
             out[f"{name} | {'stateful' if stateful else 'stateless'} evaluation"] = round(float(res["test/loss"]), 4)

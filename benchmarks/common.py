@@ -100,6 +100,18 @@ class Run:
         return round(sum(e["tokens_per_s"] for e in self.epochs) / max(len(self.epochs), 1))
 
 
+def build_cli(args: list[str]):
+    """The CLI (``run=False``) of ``args`` alone. The script's own ``sys.argv`` is hidden from it while it parses
+    and put back after, so the result's ``benchmark`` command and DDP's launcher (which re-runs the script) see it."""
+    from rnnlab.cli import RnnlabCLI
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return RnnlabCLI(args=args, run=False)
+    finally:
+        sys.argv = argv
+
+
 def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None, test: bool = True) -> Run:
     """Train ``config`` (with ``extra`` CLI arguments; ``name``: the run's logger name), test its best checkpoint
     (``test=False``: leave the test set unread). ``RNNLAB_BENCH_ARGS`` adds arguments to every run (e.g.
@@ -107,9 +119,7 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from rnnlab.callbacks import ThroughputMonitor
-    from rnnlab.cli import RnnlabCLI
 
-    sys.argv = sys.argv[:1]  # the CLI gets its arguments from `args` only
     args = [
         "--config",
         config,
@@ -118,7 +128,7 @@ def fit_and_test(config: str, extra: Iterable[str] = (), name: str | None = None
         *extra,
         *os.environ.get("RNNLAB_BENCH_ARGS", "").split(),
     ]
-    cli = RnnlabCLI(args=args, run=False)
+    cli = build_cli(args)
     epochs: list[dict] = []
 
     class Record(ThroughputMonitor):  # keep every epoch's throughput, not just the last

@@ -41,7 +41,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import QUIET, RESULTS, ROOT, machine, write  # noqa: E402
+from common import QUIET, RESULTS, ROOT, build_cli, machine, write  # noqa: E402
 from reproduce import TASKS  # noqa: E402
 
 SOFTMAX = ("softmax", "cross_entropy", "nll_loss", "log_sigmoid", "binary_cross_entropy", "adaptive")
@@ -117,12 +117,9 @@ def _recurrent(module):
 
 def train_steps(task: str, args, extra=(), count_flops=False, profile=False, prepare=None) -> tuple[StepTimer, object]:
     """Fit ``task``'s config for warm-up + timed steps, validation and checkpoints off (``prepare(model)`` first)."""
-    from rnnlab.cli import RnnlabCLI
-
     config, task_extra, *_ = TASKS[task]
-    argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI reads `args` only; DDP's launcher re-runs the full argv
-    cli = RnnlabCLI(
-        args=[
+    cli = build_cli(
+        [
             "--config",
             str(ROOT / config),
             *QUIET,
@@ -133,10 +130,8 @@ def train_steps(task: str, args, extra=(), count_flops=False, profile=False, pre
             "--trainer.num_sanity_val_steps=0",
             "--trainer.logger=false",
             *extra,
-        ],
-        run=False,
+        ]
     )
-    sys.argv = argv
     timer = StepTimer(args.warmup, count_flops, profile)
     # the timer alone: no checkpoints, early stopping or samples in a timing window
     cli.trainer.callbacks = [timer]

@@ -80,7 +80,7 @@ def run(task: str) -> dict:
         "met": fast["reaches_target"] and fast["within_budget"],
         "speedup_vs_current": round(rows["current"]["fit_seconds"] / fast["fit_seconds"], 2),
         "command": f"python benchmarks/time_to_accuracy.py {task}",
-        "benchmark": f"python benchmarks/time_to_accuracy.py {task}",  # fit_and_test has emptied sys.argv
+        "benchmark": f"python benchmarks/time_to_accuracy.py {task}",  # one file per task: its own rerun
         "protocol": "each config's whole schedule, its best validation checkpoint tested once; fit wall time",
         "machine": machine(),
         "readme": {
